@@ -1,0 +1,68 @@
+"""Errors a user can act on.
+
+Every error that reaches a person (CLI, API, worker log) is a `ProvenanceError` whose message is one line
+that says what was wrong and, where it helps, what to do. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class ProvenanceError(Exception):
+    """Base class for errors whose message is fit to show a user as it is."""
+
+    exit_code = 1
+
+
+class NotFound(ProvenanceError):
+    """An id that names nothing the system knows."""
+
+    exit_code = 3
+
+
+class InvalidInput(ProvenanceError):
+    """Malformed input: the command was refused before anything was recorded."""
+
+    exit_code = 2
+
+
+class RuleViolation(ProvenanceError):
+    """A command that breaks a rule of the domain (consent, gates, ownership)."""
+
+    exit_code = 4
+
+
+class ConsentError(RuleViolation):
+    """Consent is missing, expired or revoked for a likeness."""
+
+
+class NotPermitted(RuleViolation):
+    """The actor may not do this (someone else's cameo, a role they do not hold)."""
+
+
+class InvalidTransition(RuleViolation):
+    """A result arrived for a video in a state that cannot take it (out of order, or after a block)."""
+
+
+class CommandConflict(RuleViolation):
+    """A command id was reused with different arguments."""
+
+
+class MissingDependency(ProvenanceError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    exit_code = 5
+
+
+def require(module: str, extra: str) -> None:
+    """Fail with an actionable message when an optional dependency is absent.
+
+    Called by modules at the edges just before their heavy imports, so a light install (the core only)
+    reports `pip install 'provenance[extra]'` instead of a bare ImportError.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependency(
+            f"this needs the optional dependency {module!r}: "
+            f"install it with pip install 'provenance[{extra}]'"
+        )
