@@ -1,0 +1,78 @@
+"""Configuration from `PROVENANCE_*` environment variables, with defaults that work with nothing set.
+
+Only this module reads the environment; everything else receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from provenance.errors import InvalidInput
+
+EventStoreKind = Literal["sqlite", "postgres", "memory"]
+Mode = Literal["development", "production"]
+
+
+def default_home() -> Path:
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "provenance"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=default_home)
+    event_store: EventStoreKind = "sqlite"
+    postgres_dsn: str | None = None
+    projections_url: str | None = None
+    keys_url: str | None = None
+    kafka_bootstrap: str | None = None
+    kafka_topic: str = "provenance.events"
+    mode: Mode = "development"
+
+    @property
+    def blob_root(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def events_path(self) -> Path:
+        return self.home / "events.db"
+
+    @property
+    def projections_database(self) -> str:
+        return self.projections_url or f"sqlite:///{self.home / 'projections.db'}"
+
+    @property
+    def keys_database(self) -> str:
+        return self.keys_url or f"sqlite:///{self.home / 'keys.db'}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(f"PROVENANCE_{name}")
+            return value if value else None
+
+        store = get("EVENT_STORE") or ("postgres" if get("POSTGRES_DSN") else "sqlite")
+        if store not in ("sqlite", "postgres", "memory"):
+            raise InvalidInput(f"PROVENANCE_EVENT_STORE must be sqlite, postgres or memory, not {store!r}")
+        if store == "postgres" and not get("POSTGRES_DSN"):
+            raise InvalidInput("PROVENANCE_EVENT_STORE=postgres needs PROVENANCE_POSTGRES_DSN")
+        mode = get("MODE") or "development"
+        if mode not in ("development", "production"):
+            raise InvalidInput(f"PROVENANCE_MODE must be development or production, not {mode!r}")
+        home = get("HOME")
+        return cls(
+            home=Path(home).expanduser() if home else default_home(),
+            event_store=store,  # type: ignore[arg-type]
+            postgres_dsn=get("POSTGRES_DSN"),
+            projections_url=get("PROJECTIONS_URL"),
+            keys_url=get("KEYS_URL"),
+            kafka_bootstrap=get("KAFKA_BOOTSTRAP"),
+            kafka_topic=get("KAFKA_TOPIC") or "provenance.events",
+            mode=mode,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,403 @@
+"""Invisible watermark that outlives the C2PA manifest.
+
+Re-encoding a video strips its manifest, so every frame also carries a 64-bit payload derived from the
+video id (the C2PA soft binding). The method is dither-modulated quantisation (QIM) of low-frequency DCT
+coefficients measured on a fixed grid of cells laid over the frame in relative coordinates:
+
+* the luma plane is resized (area average) to a canonical `rows*8 x cols*8` image, one 8x8 block per cell,
+  so the same coefficients are measured at any resolution (a resize to half reads back unchanged);
+* each chosen coefficient of each block is one chip; chips are assigned to the 96 coded bits (64 payload
+  bits and a keyed CRC-32) by a keyed permutation, so every bit is repeated over many cells and frames;
+* embedding moves each coefficient to the nearest point of the lattice of its chip's bit (with a keyed
+  dither); the change is computed on the canonical grid and upsampled smoothly onto the full frame, with
+  a few refinement passes so the coefficient the decoder will measure is the one intended;
+* decoding soft-votes (a cosine of the lattice phase, so uncertain chips count for little) over frames
+  sampled from the first seconds, then checks the CRC. A wrong payload passes the CRC with probability
+  2**-32, so an unmarked video returns None.
+
+Parameters were chosen from measurement (see WATERMARK.md and bench/bench_watermark.py). The key is not a
+secret: the mark resists ordinary processing, not a determined adversary who knows the method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import numpy as np
+
+from provenance.credentials.errors import WatermarkError
+
+if TYPE_CHECKING:
+    import av.container
+
+ALG = "org.provenance.watermark.dct-qim.v1"
+"""Soft-binding algorithm name recorded in the `c2pa.soft-binding` assertion."""
+
+PAYLOAD_BITS = 64
+PAYLOAD_BYTES = PAYLOAD_BITS // 8
+CRC_BITS = 32
+CODED_BITS = PAYLOAD_BITS + CRC_BITS
+_BLOCK = 8
+_SOFT_BINDING_DOMAIN = b"org.provenance.soft-binding/v1\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkConfig:
+    """Where and how strongly the mark is written, and how much of a file is read back."""
+
+    grid_cols: int = 16
+    grid_rows: int = 16
+    coefficients: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1))
+    step: float = 24.0
+    """QIM step in orthonormal-DCT units of the canonical 8x8 block (bigger: more robust, more visible)."""
+    key: bytes = b"org.provenance.watermark/v1"
+    refine_passes: int = 2
+    crf: int = 18
+    preset: str = "medium"
+    sample_frames: int = 24
+    """Frames decoded for the vote."""
+    scan_frames: int = 360
+    """The vote looks at the first this-many frames only, so a long file costs no more than a short one."""
+
+
+DEFAULT_CONFIG = WatermarkConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkReport:
+    """What `embed_watermark` did: the payload, how many frames, and the distortion it cost."""
+
+    payload_hex: str
+    frames: int
+    width: int
+    height: int
+    psnr_db: float
+    """Luma PSNR of the marked frames against the decoded input frames, before the output encode."""
+    audio_copied: bool
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkReading:
+    """The decoder's evidence: the voted coded bits and how confidently each was decided."""
+
+    soft: np.ndarray = field(repr=False)
+    """Per coded bit, the mean soft chip value in [-1, 1] (positive: bit 0)."""
+    frames: int
+    payload: bytes | None
+
+    @property
+    def bits(self) -> np.ndarray:
+        return (self.soft < 0).astype(np.uint8)
+
+    @property
+    def confidence(self) -> float:
+        return float(np.mean(np.abs(self.soft))) if self.soft.size else 0.0
+
+
+def soft_binding_for(video_id: UUID) -> tuple[str, str]:
+    """The (alg, value) soft binding of a video: the watermark payload, as lowercase hex."""
+    return ALG, payload_for(video_id).hex()
+
+
+def payload_for(video_id: UUID) -> bytes:
+    """64 bits derived from the video id; the resolution index maps them back to the video."""
+    return hashlib.sha256(_SOFT_BINDING_DOMAIN + video_id.bytes).digest()[:PAYLOAD_BYTES]
+
+
+def payload_from_value(value: str) -> bytes | None:
+    """The payload encoded in a soft-binding value, or None when the value is not one of ours."""
+    try:
+        payload = bytes.fromhex(value)
+    except ValueError:
+        return None
+    return payload if len(payload) == PAYLOAD_BYTES else None
+
+
+class _Layout:
+    """Keyed chip layout: which coefficient carries which coded bit, with which dither."""
+
+    def __init__(self, config: WatermarkConfig) -> None:
+        self.config = config
+        cells = config.grid_rows * config.grid_cols
+        self.n_chips = cells * len(config.coefficients)
+        if self.n_chips < CODED_BITS:
+            raise WatermarkError(f"the watermark grid has {self.n_chips} chips, fewer than the {CODED_BITS} coded bits")
+        seed = int.from_bytes(hashlib.sha256(config.key + b"/layout").digest()[:8], "big")
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(self.n_chips)
+        # Chip i carries coded bit bit_of[i]; every bit gets floor or ceil of n_chips / CODED_BITS chips.
+        self.bit_of = np.empty(self.n_chips, dtype=np.int64)
+        self.bit_of[order] = np.arange(self.n_chips) % CODED_BITS
+        self.dither = rng.uniform(0.0, config.step, size=self.n_chips)
+        self.rows = np.array([r for r, _ in config.coefficients])
+        self.cols = np.array([c for _, c in config.coefficients])
+
+    @cached_property
+    def dct(self) -> np.ndarray:
+        n = np.arange(_BLOCK)
+        k = n[:, None]
+        matrix = np.cos(np.pi * (2 * n[None, :] + 1) * k / (2 * _BLOCK)) * np.sqrt(2.0 / _BLOCK)
+        matrix[0, :] = np.sqrt(1.0 / _BLOCK)
+        return matrix
+
+    @property
+    def canonical_size(self) -> tuple[int, int]:
+        """(width, height) of the canonical image, as OpenCV wants sizes."""
+        return self.config.grid_cols * _BLOCK, self.config.grid_rows * _BLOCK
+
+    def coefficients_of(self, canonical: np.ndarray) -> np.ndarray:
+        """The chip coefficients of a canonical image, flattened in chip order (cell-major)."""
+        rows, cols = self.config.grid_rows, self.config.grid_cols
+        blocks = canonical.reshape(rows, _BLOCK, cols, _BLOCK).transpose(0, 2, 1, 3)
+        spectrum = np.einsum("ij,abjk,lk->abil", self.dct, blocks, self.dct, optimize=True)
+        return spectrum[:, :, self.rows, self.cols].reshape(-1)
+
+    def image_of(self, chip_values: np.ndarray) -> np.ndarray:
+        """The canonical image whose chip coefficients are `chip_values` and all others zero."""
+        rows, cols = self.config.grid_rows, self.config.grid_cols
+        spectrum = np.zeros((rows, cols, _BLOCK, _BLOCK))
+        spectrum[:, :, self.rows, self.cols] = chip_values.reshape(rows, cols, -1)
+        blocks = np.einsum("ji,abjk,kl->abil", self.dct, spectrum, self.dct, optimize=True)
+        return blocks.transpose(0, 2, 1, 3).reshape(rows * _BLOCK, cols * _BLOCK)
+
+    def targets(self, measured: np.ndarray, chips: np.ndarray) -> np.ndarray:
+        """Nearest lattice point of each chip's bit: bit b lives on dither + b*step + 2*step*Z."""
+        step = self.config.step
+        offset = self.dither + chips * step
+        return offset + 2 * step * np.round((measured - offset) / (2 * step))
+
+    def soft(self, measured: np.ndarray) -> np.ndarray:
+        """+1 on the lattice of bit 0, -1 on that of bit 1, near 0 half-way."""
+        return np.cos(np.pi * (measured - self.dither) / self.config.step)
+
+
+def coded_bits(payload: bytes, key: bytes = DEFAULT_CONFIG.key) -> np.ndarray:
+    """Payload bits followed by a keyed CRC-32 of them (big-endian bit order)."""
+    if len(payload) != PAYLOAD_BYTES:
+        raise WatermarkError(f"a watermark payload is {PAYLOAD_BYTES} bytes, got {len(payload)}")
+    crc = zlib.crc32(key + payload).to_bytes(4, "big")
+    return np.unpackbits(np.frombuffer(payload + crc, dtype=np.uint8))
+
+
+def _payload_if_valid(bits: np.ndarray, key: bytes) -> bytes | None:
+    raw = np.packbits(bits.astype(np.uint8)).tobytes()
+    payload, crc = raw[:PAYLOAD_BYTES], raw[PAYLOAD_BYTES:]
+    return payload if zlib.crc32(key + payload).to_bytes(4, "big") == crc else None
+
+
+def _luma_canonical(luma: np.ndarray, layout: _Layout) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(luma, layout.canonical_size, interpolation=cv2.INTER_AREA).astype(np.float64)
+
+
+def mark_luma(luma: np.ndarray, payload: bytes, config: WatermarkConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Return a marked copy of one uint8 luma plane."""
+    import cv2
+
+    layout = _layout(config)
+    chips = coded_bits(payload, config.key)[layout.bit_of]
+    height, width = luma.shape
+    marked = luma.astype(np.float32)
+    for _ in range(1 + max(0, config.refine_passes)):
+        current = np.clip(np.rint(marked), 0, 255).astype(np.float32)
+        measured = layout.coefficients_of(_luma_canonical(current, layout))
+        delta = layout.targets(measured, chips) - measured
+        change = layout.image_of(delta).astype(np.float32)
+        marked += cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(np.rint(marked), 0, 255).astype(np.uint8)
+
+
+def read_luma(luma: np.ndarray, config: WatermarkConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Soft chip values of one luma plane (any resolution), in chip order."""
+    layout = _layout(config)
+    return layout.soft(layout.coefficients_of(_luma_canonical(luma, layout)))
+
+
+def vote(chip_soft: np.ndarray, config: WatermarkConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Mean soft value per coded bit from chip soft values of one or more frames (frames x chips)."""
+    layout = _layout(config)
+    frames = np.atleast_2d(chip_soft)
+    sums = np.bincount(layout.bit_of, weights=frames.sum(axis=0), minlength=CODED_BITS)
+    counts = np.bincount(layout.bit_of, minlength=CODED_BITS) * frames.shape[0]
+    return sums / counts
+
+
+_LAYOUTS: dict[WatermarkConfig, _Layout] = {}
+
+
+def _layout(config: WatermarkConfig) -> _Layout:
+    layout = _LAYOUTS.get(config)
+    if layout is None:
+        layout = _LAYOUTS[config] = _Layout(config)
+    return layout
+
+
+def _open_input(path: Path) -> av.container.InputContainer:
+    import av
+
+    if not path.is_file():
+        raise WatermarkError(f"no such video file: {path}")
+    try:
+        return av.open(str(path), "r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise WatermarkError(f"{path.name} is not a readable video ({_one_line(exc)})") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def embed_watermark(
+    input_video: Path,
+    output_video: Path,
+    payload: bytes,
+    config: WatermarkConfig = DEFAULT_CONFIG,
+) -> WatermarkReport:
+    """Re-encode `input_video` to `output_video` (H.264, audio copied, faststart) with `payload` marked.
+
+    The output appears only when complete: it is written to a temporary file beside it and renamed.
+    """
+    import av
+
+    started = time.perf_counter()
+    coded_bits(payload, config.key)  # validates the payload before any work
+    input_video, output_video = Path(input_video), Path(output_video)
+    source = _open_input(input_video)
+    tmp: Path | None = None
+    try:
+        if not source.streams.video:
+            raise WatermarkError(f"{input_video.name} has no video stream")
+        in_video = source.streams.video[0]
+        in_video.thread_type = "AUTO"
+        in_audio = source.streams.audio[0] if source.streams.audio else None
+        width, height = in_video.codec_context.width, in_video.codec_context.height
+        if width % 2 or height % 2 or width < 16 or height < 16:
+            raise WatermarkError(f"{input_video.name} is {width}x{height}: H.264 output needs even sizes >= 16")
+        output_video.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{output_video.stem}-", suffix=".mp4", dir=output_video.parent)
+        os.close(fd)
+        tmp = Path(name)
+        frames, squared_error, audio_copied = _transcode_marked(
+            source, in_video, in_audio, tmp, payload, config, width, height
+        )
+        if frames == 0:
+            raise WatermarkError(f"{input_video.name} has no decodable video frames")
+        os.replace(tmp, output_video)
+        tmp = None
+    except av.FFmpegError as exc:
+        raise WatermarkError(f"could not re-encode {input_video.name}: {_one_line(exc)}") from exc
+    finally:
+        source.close()
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    mse = squared_error / (frames * width * height)
+    psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    return WatermarkReport(
+        payload_hex=payload.hex(),
+        frames=frames,
+        width=width,
+        height=height,
+        psnr_db=float(psnr),
+        audio_copied=audio_copied,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _transcode_marked(
+    source: av.container.InputContainer,
+    in_video: Any,
+    in_audio: Any,
+    target: Path,
+    payload: bytes,
+    config: WatermarkConfig,
+    width: int,
+    height: int,
+) -> tuple[int, float, bool]:
+    import av
+
+    frames = 0
+    squared_error = 0.0
+    with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as sink:
+        rate = in_video.average_rate or in_video.guessed_rate or 24
+        out_video = sink.add_stream("libx264", rate=rate)
+        out_video.width, out_video.height = width, height
+        out_video.pix_fmt = "yuv420p"
+        out_video.options = {"crf": str(config.crf), "preset": config.preset}
+        out_audio = sink.add_stream_from_template(in_audio) if in_audio is not None else None
+        wanted = [s for s in (in_video, in_audio) if s is not None]
+        for packet in source.demux(*wanted):
+            if packet.stream is in_video:
+                for frame in packet.decode():
+                    planes = frame.to_ndarray(format="yuv420p")
+                    luma = planes[:height]
+                    marked = mark_luma(luma, payload, config)
+                    squared_error += float(np.sum((marked.astype(np.float64) - luma) ** 2))
+                    planes[:height] = marked
+                    out_frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                    out_frame.pts, out_frame.time_base = frame.pts, frame.time_base
+                    sink.mux(out_video.encode(out_frame))
+                    frames += 1
+            elif out_audio is not None and packet.dts is not None:
+                packet.stream = out_audio
+                sink.mux(packet)
+        sink.mux(out_video.encode(None))
+    return frames, squared_error, out_audio is not None
+
+
+def _sampled_lumas(path: Path, config: WatermarkConfig) -> Iterator[np.ndarray]:
+    """Luma planes of up to `sample_frames` frames spread over the first `scan_frames` frames."""
+    import av
+
+    container = _open_input(path)
+    try:
+        if not container.streams.video:
+            raise WatermarkError(f"{path.name} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        total = stream.frames or 0
+        if not total and stream.duration and stream.time_base and stream.average_rate:
+            total = int(stream.duration * stream.time_base * stream.average_rate)
+        span = min(total, config.scan_frames) if total else config.scan_frames
+        every = max(1, span // max(1, config.sample_frames))
+        taken = 0
+        for index, frame in enumerate(container.decode(stream)):
+            if index >= config.scan_frames or taken >= config.sample_frames:
+                break
+            if index % every:
+                continue
+            taken += 1
+            yield frame.to_ndarray(format="yuv420p")[: frame.height]
+    except av.FFmpegError as exc:
+        raise WatermarkError(f"{path.name} could not be decoded ({_one_line(exc)})") from exc
+    finally:
+        container.close()
+
+
+def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> WatermarkReading:
+    """Vote over sampled frames; `payload` is set only when the CRC checks."""
+    chip_rows = [read_luma(luma, config) for luma in _sampled_lumas(Path(video), config)]
+    if not chip_rows:
+        return WatermarkReading(soft=np.zeros(0), frames=0, payload=None)
+    soft = vote(np.stack(chip_rows), config)
+    payload = _payload_if_valid((soft < 0).astype(np.uint8), config.key)
+    return WatermarkReading(soft=soft, frames=len(chip_rows), payload=payload)
+
+
+def decode_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> bytes | None:
+    """The payload marked in `video`, or None when it carries no readable mark.
+
+    Raises WatermarkError when the file cannot be decoded as a video at all.
+    """
+    return read_watermark(video, config).payload

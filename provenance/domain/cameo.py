@@ -1,0 +1,215 @@
+"""Cameos: a person's registered likeness, the consent they grant for it, and every video that used it.
+
+The cameo stream records each use (`CameoUseRecorded`, written in the same transaction as the video's
+request), so a revocation reaches every video that used the likeness from the write side itself, without
+waiting for a read model to catch up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from provenance.domain.stream import EventStream
+from provenance.errors import ConsentError, InvalidInput, NotPermitted, RuleViolation
+from schemas import events as e
+
+OWNER_GRANT = "owner"
+"""The grant id recorded when the owner puts their own likeness in a video: no grant is needed for that."""
+
+
+@dataclass
+class Grant:
+    grant_id: str
+    audience: str
+    grantees: frozenset[str]
+    scope: frozenset[str]
+    expires_at: datetime | None
+    granted_at: datetime
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+    revocation_event_id: str | None = None
+
+    def reaches(self, person_id: str, is_mutual: Callable[[], bool]) -> bool:
+        """Whether the audience of this grant includes the person (live or not)."""
+        if self.audience == "everyone":
+            return True
+        if self.audience == "approved":
+            return person_id in self.grantees
+        if self.audience == "mutuals":
+            return is_mutual()
+        return False  # only_me: the owner, who needs no grant
+
+    def is_live(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True)
+class CameoUse:
+    video_id: str
+    creator_id: str
+    grant_id: str
+
+
+class Cameo(EventStream):
+    STREAM_TYPE = "cameo"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owner_id = ""
+        self.reference_media_sha256 = ""
+        self.encrypted_reference = ""
+        self.key_id = ""
+        self.erased = False
+        self.grants: dict[str, Grant] = {}
+        self.uses: list[CameoUse] = []
+
+    @classmethod
+    def register(
+        cls,
+        cameo_id: UUID,
+        owner_id: UUID,
+        reference_media_sha256: str,
+        encrypted_reference: str,
+        key_id: str,
+        verification: e.Verification,
+        *,
+        command_id: str | None,
+    ) -> Cameo:
+        payload = e.CameoRegistered(
+            owner_id=str(owner_id),
+            reference_media_sha256=reference_media_sha256,
+            encrypted_reference=encrypted_reference,
+            key_id=key_id,
+            verification=verification,
+        )
+        return cls._start(cameo_id, "CameoRegistered", payload, actor=str(owner_id), command_id=command_id)
+
+    # --- commands ------------------------------------------------------------------------------------
+
+    def grant(self, actor: str, grant: e.ConsentGranted, now: datetime, *, command_id: str | None) -> bool:
+        self._require_owner(actor, "grant consent for")
+        self._require_not_erased()
+        if grant.expires_at is not None and grant.expires_at <= now:
+            raise InvalidInput(f"the expiry {grant.expires_at.isoformat()} is in the past")
+        if grant.audience == "approved" and not grant.grantees:
+            raise InvalidInput("audience 'approved' needs at least one grantee")
+        if grant.audience != "approved" and grant.grantees:
+            raise InvalidInput(f"grantees are only given for audience 'approved', not {grant.audience!r}")
+        if not grant.scope:
+            raise InvalidInput("a grant needs a scope: generate, remix or both")
+        if grant.grant_id in self.grants and not self.handled(command_id or ""):
+            raise RuleViolation(f"grant {grant.grant_id} already exists on cameo {self.id}")
+        return self._record("ConsentGranted", grant, actor=actor, command_id=command_id)
+
+    def revoke(
+        self, actor: str, grant_id: str, reason: str, *, is_trust_and_safety: bool, command_id: str | None
+    ) -> bool:
+        if actor != self.owner_id and not is_trust_and_safety:
+            raise NotPermitted(f"only the owner of cameo {self.id} or trust and safety can revoke its consent")
+        grant = self.grants.get(grant_id)
+        if grant is None:
+            raise InvalidInput(f"cameo {self.id} has no grant {grant_id}")
+        payload = e.ConsentRevoked(grant_id=grant_id, reason=reason)
+        if grant.revoked_at is not None:
+            if command_id is not None and self.already_handled(
+                command_id, "ConsentRevoked", payload.model_dump(mode="json")
+            ):
+                return False
+            raise RuleViolation(f"grant {grant_id} on cameo {self.id} was already revoked")
+        return self._record("ConsentRevoked", payload, actor=actor, command_id=command_id)
+
+    def record_use(self, video_id: UUID, creator_id: str, grant_id: str, *, command_id: str | None) -> bool:
+        payload = e.CameoUseRecorded(video_id=str(video_id), creator_id=creator_id, grant_id=grant_id)
+        return self._record("CameoUseRecorded", payload, actor=creator_id, command_id=command_id)
+
+    def erase(self, actor: str, reason: str, *, command_id: str | None) -> bool:
+        self._require_owner(actor, "erase")
+        payload = e.CameoErased(key_id=self.key_id, reason=reason)
+        if self.erased:
+            if command_id is not None and self.already_handled(command_id, "CameoErased", payload.model_dump()):
+                return False
+            raise RuleViolation(f"cameo {self.id} was already erased")
+        return self._record("CameoErased", payload, actor=actor, command_id=command_id)
+
+    # --- queries -------------------------------------------------------------------------------------
+
+    def consent_for(
+        self,
+        person_id: str,
+        purpose: str,
+        now: datetime,
+        is_mutual: Callable[[], bool],
+        exclude_grant: str | None = None,
+    ) -> str:
+        """The id of a live grant that lets the person use this likeness for the purpose.
+
+        Raises `ConsentError` saying why not: erased, revoked, expired, out of scope, or never granted.
+        """
+        if self.erased:
+            raise ConsentError(f"cameo {self.id} was erased by its owner")
+        if person_id == self.owner_id:
+            return OWNER_GRANT
+        reaching = [
+            g for g in self.grants.values() if g.grant_id != exclude_grant and g.reaches(person_id, is_mutual)
+        ]
+        in_scope = [g for g in reaching if purpose in g.scope]
+        for grant in in_scope:
+            if grant.is_live(now):
+                return grant.grant_id
+        if not reaching:
+            raise ConsentError(f"the owner of cameo {self.id} has not granted consent to {person_id}")
+        if not in_scope:
+            raise ConsentError(f"consent for cameo {self.id} does not cover {purpose!r}")
+        latest = max(in_scope, key=lambda g: g.revoked_at or g.expires_at or g.granted_at)
+        if latest.revoked_at is not None:
+            raise ConsentError(
+                f"consent {latest.grant_id} for cameo {self.id} was revoked at {latest.revoked_at.isoformat()}"
+            )
+        assert latest.expires_at is not None
+        raise ConsentError(f"consent {latest.grant_id} for cameo {self.id} expired at {latest.expires_at.isoformat()}")
+
+    def uses_under(self, grant_id: str) -> list[CameoUse]:
+        return [use for use in self.uses if use.grant_id == grant_id]
+
+    def _require_owner(self, actor: str, what: str) -> None:
+        if actor != self.owner_id:
+            raise NotPermitted(f"only the owner of cameo {self.id} can {what} it")
+
+    def _require_not_erased(self) -> None:
+        if self.erased:
+            raise RuleViolation(f"cameo {self.id} was erased")
+
+    # --- event handlers ------------------------------------------------------------------------------
+
+    def _when_CameoRegistered(self, p: dict[str, Any], _: Any) -> None:
+        self.owner_id = p["owner_id"]
+        self.reference_media_sha256 = p["reference_media_sha256"]
+        self.encrypted_reference = p["encrypted_reference"]
+        self.key_id = p["key_id"]
+
+    def _when_ConsentGranted(self, p: dict[str, Any], event: Any) -> None:
+        expires = p.get("expires_at")
+        self.grants[p["grant_id"]] = Grant(
+            grant_id=p["grant_id"],
+            audience=p["audience"],
+            grantees=frozenset(p["grantees"]),
+            scope=frozenset(p["scope"]),
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+            granted_at=event.timestamp,
+        )
+
+    def _when_ConsentRevoked(self, p: dict[str, Any], event: Any) -> None:
+        grant = self.grants[p["grant_id"]]
+        grant.revoked_at = event.timestamp
+        grant.revoke_reason = p["reason"]
+        grant.revocation_event_id = event.event_id
+
+    def _when_CameoUseRecorded(self, p: dict[str, Any], _: Any) -> None:
+        self.uses.append(CameoUse(p["video_id"], p["creator_id"], p["grant_id"]))
+
+    def _when_CameoErased(self, p: dict[str, Any], _: Any) -> None:
+        self.erased = True

@@ -1,0 +1,58 @@
+"""People: the actors of the system, their roles, and who follows whom (consent to mutuals needs it)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from provenance.domain.stream import EventStream
+from schemas import events as e
+
+PERSON_NAMESPACE = uuid5(NAMESPACE_URL, "provenance:person")
+
+
+def person_id_for(handle: str) -> UUID:
+    """People are addressed by handle; the stream id is derived from it, so no lookup table is needed."""
+    return uuid5(PERSON_NAMESPACE, handle.strip().lower())
+
+
+class Person(EventStream):
+    STREAM_TYPE = "person"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handle = ""
+        self.display_name = ""
+        self.roles: list[str] = []
+        self.following: set[str] = set()
+
+    @classmethod
+    def register(
+        cls, handle: str, display_name: str, roles: list[str], *, actor: str, command_id: str | None
+    ) -> Person:
+        payload = e.PersonRegistered(handle=handle, display_name=display_name, roles=roles)  # type: ignore[arg-type]
+        return cls._start(person_id_for(handle), "PersonRegistered", payload, actor=actor, command_id=command_id)
+
+    @property
+    def is_trust_and_safety(self) -> bool:
+        return "trust_and_safety" in self.roles
+
+    def follow(self, other: UUID, *, command_id: str | None) -> bool:
+        return self._record("Followed", e.Followed(person_id=str(other)), actor=str(self.id), command_id=command_id)
+
+    def unfollow(self, other: UUID, *, command_id: str | None) -> bool:
+        return self._record("Unfollowed", e.Unfollowed(person_id=str(other)), actor=str(self.id), command_id=command_id)
+
+    def follows(self, other: UUID | str) -> bool:
+        return str(other) in self.following
+
+    def _when_PersonRegistered(self, p: dict[str, Any], _: Any) -> None:
+        self.handle = p["handle"]
+        self.display_name = p["display_name"]
+        self.roles = list(p["roles"])
+
+    def _when_Followed(self, p: dict[str, Any], _: Any) -> None:
+        self.following.add(p["person_id"])
+
+    def _when_Unfollowed(self, p: dict[str, Any], _: Any) -> None:
+        self.following.discard(p["person_id"])

@@ -1,0 +1,76 @@
+"""Per-cameo encryption keys, so that erasing a likeness is destroying one key (crypto-shredding).
+
+Events are immutable and may be copied to other systems, so personal likeness data is only ever recorded
+encrypted under a key kept here. Destroying the key makes every copy of the ciphertext unreadable. SQLite
+is opened with `secure_delete` so the key bytes are overwritten, not just unlinked from the b-tree.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from provenance.errors import ProvenanceError
+
+_metadata = sa.MetaData()
+_keys = sa.Table(
+    "likeness_keys",
+    _metadata,
+    sa.Column("key_id", sa.String(36), primary_key=True),
+    sa.Column("key", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+_NONCE = 12
+
+
+class KeyDestroyed(ProvenanceError):
+    """The key was destroyed: the data it protected has been erased."""
+
+
+class KeyStore:
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_secure_delete)
+        _metadata.create_all(self.engine)
+
+    def create_key(self) -> str:
+        key_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(
+                _keys.insert().values(key_id=key_id, key=AESGCM.generate_key(256), created_at=datetime.now(UTC))
+            )
+        return key_id
+
+    def encrypt(self, key_id: str, plaintext: bytes, context: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + AESGCM(self._key(key_id)).encrypt(nonce, plaintext, context)
+
+    def decrypt(self, key_id: str, ciphertext: bytes, context: bytes) -> bytes:
+        try:
+            return AESGCM(self._key(key_id)).decrypt(ciphertext[:_NONCE], ciphertext[_NONCE:], context)
+        except InvalidTag as exc:
+            raise ProvenanceError(f"ciphertext under key {key_id} failed authentication") from exc
+
+    def destroy(self, key_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_keys.delete().where(_keys.c.key_id == key_id))
+
+    def _key(self, key_id: str) -> bytes:
+        with self.engine.connect() as conn:
+            key = conn.execute(sa.select(_keys.c.key).where(_keys.c.key_id == key_id)).scalar_one_or_none()
+        if key is None:
+            raise KeyDestroyed(f"key {key_id} was destroyed: the likeness data it protected is erased")
+        return bytes(key)
+
+
+def _sqlite_secure_delete(dbapi_connection: object, _: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA secure_delete = ON")
+    cursor.close()
