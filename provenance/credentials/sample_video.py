@@ -54,8 +54,9 @@ def render_frames(clip: SampleClip) -> list[np.ndarray]:
         t = index / max(1, count - 1)
         dx, dy = int(pad * np.sin(2 * np.pi * t)), int(pad * 0.5 * t)
         zoom = 1.0 + 0.08 * t
-        view = background[pad + dy - pad // 2 : pad + dy - pad // 2 + height, pad + dx : pad + dx + width]
-        view = cv2.resize(view, None, fx=zoom, fy=zoom)[:height, :width].copy()
+        top, left = pad + dy - pad // 2, pad + dx
+        window = background[top : top + height, left : left + width]
+        view = np.ascontiguousarray(cv2.resize(window, None, fx=zoom, fy=zoom)[:height, :width], np.float32)
         for k, colour in enumerate(colours):
             cx = int((0.2 + 0.6 * ((t + k / 3) % 1.0)) * width)
             cy = int((0.25 + 0.25 * k + 0.05 * np.sin(4 * t + k)) * height)

@@ -153,9 +153,7 @@ class Cameo(EventStream):
             raise ConsentError(f"cameo {self.id} was erased by its owner")
         if person_id == self.owner_id:
             return OWNER_GRANT
-        reaching = [
-            g for g in self.grants.values() if g.grant_id != exclude_grant and g.reaches(person_id, is_mutual)
-        ]
+        reaching = [g for g in self.grants.values() if g.grant_id != exclude_grant and g.reaches(person_id, is_mutual)]
         in_scope = [g for g in reaching if purpose in g.scope]
         for grant in in_scope:
             if grant.is_live(now):

@@ -1,0 +1,78 @@
+"""The embedded runner: follows the notification log in-process and feeds consumers.
+
+Consumers are the projections and the gate workers, behind the same interface the Kafka consumers use:
+`handle(batch, source, partition)` with the batch's positions on the envelopes, and `checkpoint(source,
+partition)` to resume from. SQLite has no push subscription, so the runner polls `select_notifications`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from projections.framework import ProjectionStore
+from provenance.application import ProvenanceApp
+from provenance.log import last_position, read_log
+from schemas.envelope import EventEnvelope
+
+LOG_SOURCE = "log"
+
+
+class Consumer(Protocol):
+    name: str
+
+    def checkpoint(self, source: str, partition: int) -> int | None: ...
+
+    def handle(self, batch: Sequence[EventEnvelope], source: str, partition: int) -> None: ...
+
+
+class ProjectionConsumer:
+    """All projections of a store as one consumer; each projection still keeps its own checkpoint."""
+
+    name = "projections"
+
+    def __init__(self, store: ProjectionStore) -> None:
+        self.store = store
+
+    def checkpoint(self, source: str, partition: int) -> int | None:
+        positions = [self.store.checkpoint(name, source, partition) for name in self.store.projections]
+        if any(p is None for p in positions):
+            return None
+        return min(p for p in positions if p is not None)
+
+    def handle(self, batch: Sequence[EventEnvelope], source: str, partition: int) -> None:
+        self.store.process(batch, source, partition)
+
+
+class EmbeddedRunner:
+    def __init__(self, app: ProvenanceApp, consumers: Sequence[Consumer], batch_size: int = 2000) -> None:
+        self.app = app
+        self.consumers = list(consumers)
+        self.batch_size = batch_size
+
+    def run_once(self, progress: Callable[[int], None] | None = None) -> int:
+        """Feed every consumer until it has seen the whole log as it is now; returns events read."""
+        total = 0
+        for consumer in self.consumers:
+            position = consumer.checkpoint(LOG_SOURCE, 0) or 0
+            while True:
+                batch = read_log(self.app, position, self.batch_size)
+                if not batch:
+                    break
+                consumer.handle(batch, LOG_SOURCE, 0)
+                position = batch[-1].position or position
+                total += len(batch)
+                if progress is not None:
+                    progress(len(batch))
+        return total
+
+    def run_forever(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
+        """Follow the log until `stop` is set; a crash is resumed from each consumer's stored checkpoint."""
+        while not stop.is_set():
+            if self.run_once() == 0:
+                stop.wait(poll_interval)
+
+    def lag(self) -> int:
+        head = last_position(self.app)
+        return max(head - (c.checkpoint(LOG_SOURCE, 0) or 0) for c in self.consumers) if self.consumers else 0
