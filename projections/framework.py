@@ -9,6 +9,7 @@ runner (source `log`, the notification id as position) and by Kafka consumers (t
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -148,6 +149,12 @@ class ProjectionStore:
         self.engine: Engine = _engine(url)
         self.projections = {p.name: p for p in projections}
         self.create()
+
+    def only(self, names: Iterable[str]) -> ProjectionStore:
+        """A view of this store that feeds only the named projections (for a rebuild of some of them)."""
+        view = copy.copy(self)
+        view.projections = {name: self.projections[name] for name in names}
+        return view
 
     def create(self) -> None:
         tables = [table_of(Checkpoint), table_of(StreamVersion)]
