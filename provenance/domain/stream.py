@@ -67,7 +67,8 @@ class EventStream(Aggregate):
         super().__init_subclass__(**kwargs)
 
     def __init__(self) -> None:
-        self.commands: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.commands: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self._running: set[str] = set()  # command ids recording events in this unit of work, not yet saved
 
     @classmethod
     def _start(
@@ -99,6 +100,8 @@ class EventStream(Aggregate):
         data = validate_payload(event_type, payload)
         if command_id is not None and self.already_handled(command_id, event_type, data):
             return False
+        if command_id is not None:
+            self._running.add(command_id)
         self.trigger_event(
             self.Recorded,
             event_id=str(uuid4()),
@@ -111,15 +114,25 @@ class EventStream(Aggregate):
         return True
 
     def already_handled(self, command_id: str, event_type: str, data: dict[str, Any]) -> bool:
-        """True when this command id already recorded exactly this; raises when it recorded something else."""
+        """True when this command id already recorded exactly this; raises when it recorded something else.
+
+        A command that records several events on one aggregate (a block verdict records the decision and the
+        block) is still running while it records the second one: that is not a reuse of its id.
+        """
         seen = self.commands.get(command_id)
         if seen is None:
             return False
-        if seen != (event_type, data):
+        if (event_type, data) in seen:
+            return True
+        if command_id not in self._running:
             raise CommandConflict(
                 f"command id {command_id} was already used for a different command on {self.STREAM_TYPE} {self.id}"
             )
-        return True
+        return False
+
+    def collect_events(self) -> Any:
+        self._running.clear()
+        return super().collect_events()
 
     def handled(self, command_id: str) -> bool:
         return command_id in self.commands
@@ -132,5 +145,5 @@ class EventStream(Aggregate):
     def _apply_catalogue_event(self, event: Started | Recorded) -> None:
         _, payload = upcast_payload(event.type, event.schema_version, event.payload)
         if event.command_id is not None:
-            self.commands.setdefault(event.command_id, (event.type, payload))
+            self.commands.setdefault(event.command_id, []).append((event.type, payload))
         getattr(self, f"_when_{event.type}")(payload, event)

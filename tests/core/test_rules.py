@@ -1,0 +1,234 @@
+"""The rules of the domain, and bad input to every command: each refused with a clear error, nothing recorded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from provenance.application import ProvenanceApp
+from provenance.errors import (
+    CommandConflict,
+    ConsentError,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    NotPermitted,
+    RuleViolation,
+)
+from tests.core.support import moderation, pass_gates, publish_new, rendered, signature
+
+
+@pytest.fixture
+def people(app: ProvenanceApp) -> dict[str, object]:
+    return {h: app.register_person(h, roles=["member", "trust_and_safety"] if h == "tess" else ["member"])
+            for h in ("alice", "bob", "carol", "tess")}
+
+
+def recorded(app: ProvenanceApp) -> int:
+    return app.recorder.max_notification_id() or 0
+
+
+def test_unknown_ids_are_refused(app: ProvenanceApp, people: dict) -> None:
+    before = recorded(app)
+    with pytest.raises(NotFound):
+        app.request_generation(uuid4(), "a ball")
+    with pytest.raises(NotFound):
+        app.request_generation(people["bob"], "a ball", cameo_ids=[uuid4()])
+    with pytest.raises(NotFound):
+        app.request_generation(people["bob"], "a ball", remix_of=uuid4())
+    with pytest.raises(NotFound):
+        app.record_render(uuid4(), rendered(), command_id="x")
+    with pytest.raises(NotFound):
+        app.grant_consent(people["alice"], "not-a-uuid", "everyone")
+    with pytest.raises(NotFound, match="is a person, not a video"):
+        app.publish(people["alice"])
+    assert recorded(app) == before
+
+
+def test_malformed_input_is_refused(app: ProvenanceApp, people: dict) -> None:
+    bob = people["bob"]
+    before = recorded(app)
+    for prompt in ("", "x" * 1001):
+        with pytest.raises(InvalidInput, match="prompt"):
+            app.request_generation(bob, prompt)
+    for parameters in ({"width": 63}, {"height": 101}, {"fps": 0}, {"duration_s": 3600}, {"colour": "red"}):
+        with pytest.raises(InvalidInput, match="parameters"):
+            app.request_generation(bob, "a ball", parameters=parameters)
+    with pytest.raises(InvalidInput):
+        app.request_generation(bob, "a ball", seed=-1)
+    with pytest.raises(InvalidInput, match="handle"):
+        app.register_person("no spaces please")
+    with pytest.raises(InvalidInput, match="empty"):
+        app.register_cameo(bob, b"")
+    assert recorded(app) == before
+    video = app.request_generation(bob, "a ball")
+    with pytest.raises(InvalidInput, match="content_sha256"):
+        app.record_render(video, rendered(content_sha256="nope"), command_id="r")
+
+
+def test_consent_is_needed_at_request_and_checked_again_at_publish(app: ProvenanceApp, people: dict) -> None:
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    cameo = app.register_cameo(alice, b"face")
+    with pytest.raises(ConsentError, match="has not granted"):
+        app.request_generation(bob, "me and alice", cameo_ids=[cameo])
+    grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
+    with pytest.raises(ConsentError):
+        app.request_generation(carol, "carol too", cameo_ids=[cameo])
+    video = app.request_generation(bob, "me and alice", cameo_ids=[cameo])
+    pass_gates(app, video)
+    app.revoke_consent(alice, cameo, grant, "changed my mind")  # blocks the video in flight
+    assert app.video(video).state == "blocked"
+    assert "revoked" in app.video(video).block_reasons[0]
+
+
+def test_consent_revoked_between_signing_and_publish_blocks_the_publish(app: ProvenanceApp, people: dict) -> None:
+    alice, bob = people["alice"], people["bob"]
+    cameo = app.register_cameo(alice, b"face")
+    app.grant_consent(alice, cameo, "everyone", expires_at=datetime.now(UTC) + timedelta(hours=1))
+    video = app.request_generation(bob, "with alice", cameo_ids=[cameo])
+    pass_gates(app, video)
+    app.clock = lambda: datetime.now(UTC) + timedelta(hours=2)  # the grant has expired by publish time
+    outcome = app.publish(video)
+    assert not outcome.published
+    assert "expired" in outcome.reasons[0]
+    assert app.video(video).state == "blocked"
+
+
+def test_mutuals_audience_follows_the_social_graph(app: ProvenanceApp, people: dict) -> None:
+    alice, bob = people["alice"], people["bob"]
+    cameo = app.register_cameo(alice, b"face")
+    app.grant_consent(alice, cameo, "mutuals")
+    app.follow(bob, alice)
+    with pytest.raises(ConsentError):
+        app.request_generation(bob, "one-way follow is not enough", cameo_ids=[cameo])
+    app.follow(alice, bob)
+    assert app.request_generation(bob, "mutuals now", cameo_ids=[cameo])
+    app.unfollow(alice, bob)
+    with pytest.raises(ConsentError):
+        app.request_generation(bob, "not any more", cameo_ids=[cameo])
+
+
+def test_scope_separates_generation_from_remixing(app: ProvenanceApp, people: dict) -> None:
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    cameo = app.register_cameo(alice, b"face")
+    app.grant_consent(alice, cameo, "approved", grantees=[bob], scope=["generate"])
+    original = publish_new(app, bob, cameo_ids=[cameo])
+    with pytest.raises(ConsentError, match="does not cover 'remix'"):
+        app.request_generation(bob, "remix of my own", remix_of=original)
+    with pytest.raises(ConsentError, match="has not granted"):
+        app.request_generation(carol, "remix", remix_of=original)
+    app.grant_consent(alice, cameo, "everyone", scope=["remix"])
+    assert app.request_generation(carol, "remix", remix_of=original)
+
+
+def test_acting_on_someone_elses_cameo_is_refused(app: ProvenanceApp, people: dict) -> None:
+    alice, bob = people["alice"], people["bob"]
+    cameo = app.register_cameo(alice, b"face")
+    grant = app.grant_consent(alice, cameo, "everyone")
+    with pytest.raises(NotPermitted):
+        app.grant_consent(bob, cameo, "everyone")
+    with pytest.raises(NotPermitted):
+        app.revoke_consent(bob, cameo, grant, "not mine")
+    with pytest.raises(NotPermitted):
+        app.erase_cameo(bob, cameo, "not mine")
+    with pytest.raises(NotPermitted):
+        app.videos_with_cameo(bob, cameo)
+
+
+def test_gate_results_out_of_order_are_refused(app: ProvenanceApp, people: dict) -> None:
+    video = app.request_generation(people["bob"], "a ball")
+    with pytest.raises(InvalidTransition, match="requested"):
+        app.record_signature(video, signature(video), command_id="s")
+    with pytest.raises(InvalidTransition):
+        app.record_moderation(video, moderation(), command_id="m")
+    with pytest.raises(InvalidTransition, match="needs it to be signed"):
+        app.publish(video)
+    app.record_render(video, rendered(), command_id="r")
+    with pytest.raises(InvalidTransition):
+        app.record_render(video, rendered(), command_id="r2")
+    app.record_moderation(video, moderation("block"), command_id="m")
+    assert app.video(video).state == "blocked"
+    with pytest.raises(InvalidTransition):
+        app.record_signature(video, signature(video), command_id="s")
+
+
+def test_review_verdict_holds_the_video_until_a_person_decides(app: ProvenanceApp, people: dict) -> None:
+    video = app.request_generation(people["bob"], "a ball")
+    app.record_render(video, rendered(), command_id="r")
+    app.record_moderation(video, moderation("review"), command_id="m")
+    with pytest.raises(InvalidTransition, match="review"):
+        app.record_signature(video, signature(video), command_id="s")
+    with pytest.raises(NotPermitted):
+        app.record_moderation(video, moderation("allow"), command_id="m2", actor=str(people["bob"]))
+    app.record_moderation(video, moderation("allow"), command_id="m2", actor=str(people["tess"]))
+    app.record_signature(video, signature(video), command_id="s")
+    assert app.publish(video).published
+
+
+def test_a_command_id_reused_for_something_else_is_an_error(app: ProvenanceApp, people: dict) -> None:
+    video = app.request_generation(people["bob"], "a ball")
+    app.record_render(video, rendered(), command_id="r")
+    with pytest.raises(CommandConflict):
+        app.record_render(video, rendered(size_bytes=99), command_id="r")
+
+
+def test_takedown_rights_appeal_and_reinstatement(app: ProvenanceApp, people: dict) -> None:
+    alice, bob, carol, tess = people["alice"], people["bob"], people["carol"], people["tess"]
+    cameo = app.register_cameo(alice, b"face")
+    app.grant_consent(alice, cameo, "everyone")
+    video = publish_new(app, bob, cameo_ids=[cameo])
+    with pytest.raises(NotPermitted):
+        app.take_down(video, carol, reason_code="spam", statement_of_reasons="I do not like it")
+    [record] = app.take_down(video, alice, reason_code="likeness", statement_of_reasons="that is my face")
+    assert record.source == "cameo_owner"
+    with pytest.raises(RuleViolation, match="not live"):
+        app.take_down(video, tess, reason_code="x", statement_of_reasons="again")
+    with pytest.raises(RuleViolation, match="only the creator"):
+        app.appeal(video, record.case_id, carol, "not mine")
+    app.appeal(video, record.case_id, bob, "the owner consented to everyone")
+    with pytest.raises(NotPermitted):
+        app.reinstate(video, record.case_id, bob, "I say so")
+    app.reinstate(video, record.case_id, tess, "consent was live")
+    assert app.video(video).is_live
+    with pytest.raises(RuleViolation, match="already resolved"):
+        app.reinstate(video, record.case_id, tess, "again")
+
+
+def test_reinstating_a_revocation_takedown_needs_live_consent(app: ProvenanceApp, people: dict) -> None:
+    alice, bob, tess = people["alice"], people["bob"], people["tess"]
+    cameo = app.register_cameo(alice, b"face")
+    grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
+    video = publish_new(app, bob, cameo_ids=[cameo])
+    [record] = app.revoke_consent(alice, cameo, grant, "no").takedowns
+    with pytest.raises(ConsentError):
+        app.reinstate(video, record.case_id, tess, "please")
+    app.grant_consent(alice, cameo, "approved", grantees=[bob])
+    app.reinstate(video, record.case_id, tess, "consent granted again")
+    assert app.video(video).is_live
+
+
+def test_erasure_destroys_the_key_and_blocks_further_use(app: ProvenanceApp, people: dict) -> None:
+    alice, bob = people["alice"], people["bob"]
+    cameo = app.register_cameo(alice, b"face")
+    app.grant_consent(alice, cameo, "everyone")
+    key_id = app.cameo(cameo).key_id
+    app.erase_cameo(alice, cameo, "delete my likeness")
+    with pytest.raises(ConsentError, match="erased"):
+        app.cameo_reference(cameo)
+    with pytest.raises(ConsentError, match="erased"):
+        app.request_generation(bob, "with alice", cameo_ids=[cameo])
+    from provenance.keystore import KeyDestroyed
+
+    with pytest.raises(KeyDestroyed):
+        app.keystore.decrypt(key_id, b"\0" * 40, b"")
+    stored = b"".join(n.state for n in app.recorder.select_notifications(start=1, limit=100))
+    assert b"face" not in stored  # the likeness was only ever recorded encrypted
+
+
+def test_remixing_a_taken_down_video_is_refused(app: ProvenanceApp, people: dict) -> None:
+    video = publish_new(app, people["bob"])
+    app.take_down(video, people["tess"], reason_code="spam", statement_of_reasons="spam")
+    with pytest.raises(RuleViolation, match="cannot be remixed"):
+        app.request_generation(people["carol"], "remix", remix_of=video)
