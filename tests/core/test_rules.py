@@ -22,8 +22,10 @@ from tests.core.support import moderation, pass_gates, publish_new, rendered, si
 
 @pytest.fixture
 def people(app: ProvenanceApp) -> dict[str, object]:
-    return {h: app.register_person(h, roles=["member", "trust_and_safety"] if h == "tess" else ["member"])
-            for h in ("alice", "bob", "carol", "tess")}
+    return {
+        h: app.register_person(h, roles=["member", "trust_and_safety"] if h == "tess" else ["member"])
+        for h in ("alice", "bob", "carol", "tess")
+    }
 
 
 def recorded(app: ProvenanceApp) -> int:
