@@ -22,6 +22,8 @@ secret: the mark resists ordinary processing, not a determined adversary who kno
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import tempfile
@@ -36,6 +38,7 @@ from uuid import UUID
 import numpy as np
 
 from provenance.credentials.errors import WatermarkError
+from provenance.credentials.formats import sniff
 
 if TYPE_CHECKING:
     import av.container
@@ -109,8 +112,13 @@ class WatermarkReading:
 
 
 def soft_binding_for(video_id: UUID) -> tuple[str, str]:
-    """The (alg, value) soft binding of a video: the watermark payload, as lowercase hex."""
-    return ALG, payload_for(video_id).hex()
+    """The (alg, value) soft binding of a video: the watermark payload in base64, as the C2PA
+    soft-binding resolution API carries values."""
+    return ALG, soft_binding_value(payload_for(video_id))
+
+
+def soft_binding_value(payload: bytes) -> str:
+    return base64.b64encode(payload).decode("ascii")
 
 
 def payload_for(video_id: UUID) -> bytes:
@@ -121,8 +129,8 @@ def payload_for(video_id: UUID) -> bytes:
 def payload_from_value(value: str) -> bytes | None:
     """The payload encoded in a soft-binding value, or None when the value is not one of ours."""
     try:
-        payload = bytes.fromhex(value)
-    except ValueError:
+        payload = base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
         return None
     return payload if len(payload) == PAYLOAD_BYTES else None
 
@@ -318,12 +326,18 @@ def decode_soft(soft: np.ndarray, config: WatermarkConfig = DEFAULT_CONFIG) -> t
 
 
 def _open_input(path: Path) -> av.container.InputContainer:
+    """Open a local video with its container forced from its magic bytes and only `file:` allowed."""
     import av
 
     if not path.is_file():
         raise WatermarkError(f"no such video file: {path}")
+    container = sniff(path)
+    if container.ffmpeg_format is None:
+        raise WatermarkError(f"{path.name} is not in a video container this decoder reads (mp4, webm, avi)")
     try:
-        return av.open(str(path), "r")
+        return av.open(
+            str(path), "r", format=container.ffmpeg_format, options={"protocol_whitelist": "file"}
+        )
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise WatermarkError(f"{path.name} is not a readable video ({_one_line(exc)})") from exc
 

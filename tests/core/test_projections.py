@@ -104,7 +104,7 @@ def test_lineage_cameos_consent_audit_and_takedowns(world: Any) -> None:
 
 
 def test_redelivered_events_are_applied_once(world: Any) -> None:
-    app, store, reads = world
+    app, store, _reads = world
     bob = app.register_person("bob")
     publish_new(app, bob)
     catch_up(app, store)

@@ -7,6 +7,7 @@ feed never shows a taken-down video, and the read models equal a rebuild from sc
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,14 +78,12 @@ class PlatformMachine(RuleBasedStateMachine):
     @rule(creator=st.sampled_from(HANDLES[:3]), with_cameo=st.booleans(), parent=st.none() | st.integers(0, 50))
     def request(self, creator: str, with_cameo: bool, parent: int | None) -> None:
         remix_of = self.videos[parent % len(self.videos)] if parent is not None and self.videos else None
-        try:
+        with contextlib.suppress(ProvenanceError):
             self.videos.append(
                 self.app.request_generation(
                     self.people[creator], "clip", cameo_ids=[self.cameo] if with_cameo else [], remix_of=remix_of
                 )
             )
-        except ProvenanceError:
-            pass
 
     @precondition(lambda self: self.videos)
     @rule(index=st.integers(0, 50), verdict=st.sampled_from(["allow", "allow", "block"]))
@@ -99,15 +98,13 @@ class PlatformMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.videos)
     @rule(index=st.integers(0, 50))
     def take_down(self, index: int) -> None:
-        try:
+        with contextlib.suppress(ProvenanceError):
             self.app.take_down(
                 self.videos[index % len(self.videos)],
                 self.people["tess"],
                 reason_code="policy",
                 statement_of_reasons="breaks policy",
             )
-        except ProvenanceError:
-            pass
 
     @rule(hours=st.sampled_from([1, 2]))
     def time_passes(self, hours: int) -> None:
@@ -117,10 +114,8 @@ class PlatformMachine(RuleBasedStateMachine):
     def projections_crash_and_restart(self, crash_on_batch: int, batch_size: int) -> None:
         others = [p for p in all_projections() if p.name != "feed"]
         crashing = ProjectionStore(self.url, [CrashingFeed(crash_on_batch), *others])
-        try:
+        with contextlib.suppress(RuntimeError):
             self.catch_up(crashing, batch_size)
-        except RuntimeError:
-            pass
         crashing.engine.dispose()
 
     def live_consent(self, video: Any) -> bool:

@@ -1,0 +1,62 @@
+"""The one place c2pa `Context`s are built, so signing and reading agree on trust and never go online.
+
+Every context turns off remote manifest fetching and OCSP: a file under verification must not make this
+process contact a URL it names. Trust anchors replace the SDK's built-in list, so `Trusted` means
+"chains to a root in our configuration" and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from provenance.credentials.pki import SigningIdentity, TrustConfig
+
+if TYPE_CHECKING:
+    import c2pa
+
+CLAIM_GENERATOR = "provenance"
+
+
+def _claim_generator_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("provenance")
+    except PackageNotFoundError:
+        return "0"
+
+
+def settings_for(trust: TrustConfig | None) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "verify": {
+            "remote_manifest_fetch": False,
+            "ocsp_fetch": False,
+            "verify_after_reading": True,
+            "verify_trust": True,
+        },
+        "builder": {
+            "thumbnail": {"enabled": False},
+            "claim_generator_info": {"name": CLAIM_GENERATOR, "version": _claim_generator_version()},
+            "actions": {"auto_created_action": {"enabled": False}, "auto_opened_action": {"enabled": False}},
+        },
+    }
+    if trust is not None:
+        settings["trust"] = {"trust_anchors": trust.anchors_pem()}
+        if trust.allowed_ekus:
+            settings["trust"]["trust_config"] = "\n".join(trust.allowed_ekus)
+    return settings
+
+
+def reading_context(trust: TrustConfig | None) -> c2pa.Context:
+    """A context for reading: with no trust configured no anchor is set, so signers show as untrusted."""
+    import c2pa
+
+    return c2pa.Context.from_dict(settings_for(trust))
+
+
+def signing_context(identity: SigningIdentity) -> c2pa.Context:
+    import c2pa
+
+    settings = settings_for(identity.trust)
+    settings["verify"]["verify_after_sign"] = True
+    return c2pa.Context.from_dict(settings)

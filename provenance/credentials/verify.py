@@ -1,0 +1,457 @@
+"""Verify the Content Credentials of a file, or failing that, find the video through its watermark.
+
+Reading is offline: remote manifests and OCSP are never fetched, the container is sniffed from its first
+bytes before any parser sees it, and the watermark decoder reads a bounded number of frames. Every input,
+however broken, gets a report: C2PA's own state and failure codes where the SDK could judge the file, and
+codes of our own (`provenance.*`) where it could not.
+
+C2PA leaves a remix `Trusted` when its parent was tampered with before the remix was made: the failure is
+recorded only in the ingredient's own validation results. The report therefore walks the ingredient chain
+and gives each ingredient its own state, and `chain_state` is the worst state found anywhere in it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+from provenance.credentials.c2pa_context import reading_context
+from provenance.credentials.errors import CredentialsError
+from provenance.credentials.formats import Container, sniff
+from provenance.credentials.manifest import LOG_ASSERTION
+from provenance.credentials.pki import TrustConfig, is_development_name
+from provenance.credentials.watermark import ALG, decode_watermark, soft_binding_value
+
+State = Literal["Trusted", "Valid", "Invalid", "NoManifest"]
+RecoveredBy = Literal["manifest", "watermark"]
+
+FILE_NOT_FOUND = "provenance.fileNotFound"
+NOT_A_FILE = "provenance.notAFile"
+EMPTY_FILE = "provenance.emptyFile"
+UNSUPPORTED_FORMAT = "provenance.unsupportedFormat"
+UNREADABLE = "provenance.unreadable"
+REMOTE_MANIFEST_NOT_FETCHED = "provenance.remoteManifestNotFetched"
+NOT_VIDEO = "provenance.notVideo"
+UNDECODABLE_VIDEO = "provenance.undecodableVideo"
+
+_UNTRUSTED = "signingCredential.untrusted"
+_TRUSTED = "signingCredential.trusted"
+_RANK: dict[str, int] = {"Invalid": 0, "Valid": 1, "Trusted": 2}
+_MAX_DEPTH = 64
+
+
+class StatusLookup(Protocol):
+    """What the platform knows about a video now; implemented over the projections."""
+
+    def status(self, video_id: UUID) -> dict[str, Any] | None: ...
+
+    def resolve_soft_binding(self, alg: str, value: str) -> UUID | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    code: str
+    explanation: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngredientReport:
+    depth: int
+    """1 for the file's own ingredients, 2 for theirs, and so on."""
+    title: str | None
+    relationship: str | None
+    manifest_id: str | None
+    state: State
+    failures: tuple[str, ...]
+    video_id: str | None
+    signer: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth,
+            "title": self.title,
+            "relationship": self.relationship,
+            "manifest_id": self.manifest_id,
+            "state": self.state,
+            "failures": list(self.failures),
+            "video_id": self.video_id,
+            "signer": self.signer,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationReport:
+    path: str
+    state: State
+    failures: tuple[str, ...]
+    reason: str
+    """One line a person can read: what was found, or why nothing could be."""
+    container: str
+    ingredients: tuple[IngredientReport, ...] = ()
+    failure_details: tuple[Failure, ...] = field(default=(), repr=False)
+    manifest_id: str | None = None
+    video_id: str | None = None
+    status: dict[str, Any] | None = None
+    recovered_by: RecoveredBy | None = None
+    signer: str | None = None
+    development_pki: bool | None = None
+    soft_binding: dict[str, str] | None = None
+    """From the manifest, or as decoded from the watermark when there was no manifest."""
+    watermark_checked: bool = False
+
+    @property
+    def chain_state(self) -> State:
+        """The worst state of the file and of every ingredient that carries a manifest."""
+        states = [self.state, *(i.state for i in self.ingredients if i.state != "NoManifest")]
+        ranked = [s for s in states if s in _RANK]
+        return min(ranked, key=_RANK.__getitem__) if ranked else self.state  # type: ignore[return-value]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "state": self.state,
+            "chain_state": self.chain_state,
+            "failures": list(self.failures),
+            "failure_details": [
+                {"code": f.code, "explanation": f.explanation, "url": f.url} for f in self.failure_details
+            ],
+            "reason": self.reason,
+            "container": self.container,
+            "manifest_id": self.manifest_id,
+            "ingredients": [i.to_json() for i in self.ingredients],
+            "video_id": self.video_id,
+            "status": self.status,
+            "recovered_by": self.recovered_by,
+            "signer": self.signer,
+            "development_pki": self.development_pki,
+            "soft_binding": self.soft_binding,
+            "watermark_checked": self.watermark_checked,
+        }
+
+
+def verify_file(
+    path: Path,
+    trust: TrustConfig | None,
+    status_lookup: StatusLookup | None = None,
+    *,
+    manifest_store: bytes | None = None,
+) -> VerificationReport:
+    """Verify `path` against `trust` (no anchors: nothing is `Trusted`).
+
+    `manifest_store` validates the file against a stored manifest store instead of an embedded one
+    (re-attachment of a manifest to a file whose embedded copy was stripped).
+    """
+    path = Path(path)
+    shown = str(path)
+    if not path.exists():
+        return _no_manifest(shown, "none", FILE_NOT_FOUND, f"no such file: {path}")
+    if not path.is_file():
+        return _no_manifest(shown, "none", NOT_A_FILE, f"{path} is not a regular file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return _no_manifest(shown, "none", UNREADABLE, f"cannot read {path}: {exc.strerror or exc}")
+    if size == 0:
+        return _no_manifest(shown, "none", EMPTY_FILE, f"{path.name} is empty")
+    container = sniff(path)
+    outcome = _read_manifest(path, container, trust, manifest_store)
+    if isinstance(outcome, dict):
+        return _from_manifest(shown, container, outcome, status_lookup)
+    code, reason = outcome
+    if code == UNREADABLE:
+        return VerificationReport(
+            path=shown,
+            state="Invalid",
+            failures=(UNREADABLE,),
+            failure_details=(Failure(UNREADABLE, reason),),
+            reason=reason,
+            container=container.name,
+        )
+    return _from_watermark(shown, path, container, code, reason, status_lookup)
+
+
+def _no_manifest(shown: str, container: str, code: str, reason: str) -> VerificationReport:
+    return VerificationReport(
+        path=shown,
+        state="NoManifest",
+        failures=(code,),
+        failure_details=(Failure(code, reason),),
+        reason=reason,
+        container=container,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _read_manifest(
+    path: Path, container: Container, trust: TrustConfig | None, manifest_store: bytes | None
+) -> dict[str, Any] | tuple[str | None, str]:
+    """The manifest store JSON, or (failure code or None, reason) when there is none to read."""
+    import c2pa
+
+    try:
+        with reading_context(trust) as context, open(path, "rb") as handle:
+            if manifest_store is not None:
+                reader = c2pa.Reader(container.mime or "video/mp4", handle, manifest_store, context=context)
+            else:
+                reader = c2pa.Reader.try_create(handle, context=context)
+            if reader is None:
+                return None, f"{path.name} carries no C2PA manifest"
+            try:
+                return dict(json.loads(reader.json()))
+            finally:
+                reader.close()
+    except c2pa.C2paError.ManifestNotFound:
+        return None, f"{path.name} carries no C2PA manifest"
+    except c2pa.C2paError.NotSupported:
+        kind = container.name if container.name != "unknown" else "an unrecognised format"
+        return UNSUPPORTED_FORMAT, f"{path.name} is {kind}, which cannot carry an embedded C2PA manifest"
+    except c2pa.C2paError as exc:
+        message = _one_line(exc)
+        if message.startswith("Remote") or "remote manifest" in message:
+            return REMOTE_MANIFEST_NOT_FETCHED, f"{path.name} points to a remote manifest, which is never fetched"
+        return UNREADABLE, f"{path.name} could not be parsed: {message}"
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        return UNREADABLE, f"{path.name} could not be read: {_one_line(exc)}"
+
+
+def _from_watermark(
+    shown: str,
+    path: Path,
+    container: Container,
+    code: str | None,
+    reason: str,
+    status_lookup: StatusLookup | None,
+) -> VerificationReport:
+    failures = [code] if code else []
+    details = [Failure(code, reason)] if code else []
+    if not container.is_video:
+        if code is None:
+            failures.append(NOT_VIDEO)
+            details.append(Failure(NOT_VIDEO, f"{path.name} is not a video, so it carries no watermark"))
+        return VerificationReport(
+            path=shown,
+            state="NoManifest",
+            failures=tuple(failures),
+            failure_details=tuple(details),
+            reason=reason,
+            container=container.name,
+        )
+    try:
+        payload = decode_watermark(path)
+    except CredentialsError as exc:
+        failures.append(UNDECODABLE_VIDEO)
+        details.append(Failure(UNDECODABLE_VIDEO, str(exc)))
+        return VerificationReport(
+            path=shown,
+            state="NoManifest",
+            failures=tuple(failures),
+            failure_details=tuple(details),
+            reason=f"{reason}; the video could not be decoded to look for a watermark",
+            container=container.name,
+            watermark_checked=True,
+        )
+    if payload is None:
+        return VerificationReport(
+            path=shown,
+            state="NoManifest",
+            failures=tuple(failures),
+            failure_details=tuple(details),
+            reason=f"{reason}; no watermark found",
+            container=container.name,
+            watermark_checked=True,
+        )
+    value = soft_binding_value(payload)
+    video_id = status_lookup.resolve_soft_binding(ALG, value) if status_lookup is not None else None
+    status = status_lookup.status(video_id) if status_lookup is not None and video_id is not None else None
+    found = f"watermark {value} resolves to video {video_id}" if video_id else f"watermark {value} is not known"
+    return VerificationReport(
+        path=shown,
+        state="NoManifest",
+        failures=tuple(failures),
+        failure_details=tuple(details),
+        reason=f"{reason}; {found}",
+        container=container.name,
+        video_id=str(video_id) if video_id else None,
+        status=status,
+        recovered_by="watermark" if video_id else None,
+        soft_binding={"alg": ALG, "value": value},
+        watermark_checked=True,
+    )
+
+
+def _failures_of(results: Any) -> list[Failure]:
+    """Failure entries of a validation-results object (2.x shape) or status list (1.x shape)."""
+    found: list[Failure] = []
+    if isinstance(results, dict):
+        active = results.get("activeManifest")
+        entries = active.get("failure", []) if isinstance(active, dict) else []
+    elif isinstance(results, list):
+        entries = results
+    else:
+        entries = []
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("code"):
+            found.append(Failure(str(entry["code"]), str(entry.get("explanation", "")), entry.get("url")))
+    return found
+
+
+def _successes_of(results: Any) -> set[str]:
+    if isinstance(results, dict) and isinstance(results.get("activeManifest"), dict):
+        return {str(e.get("code")) for e in results["activeManifest"].get("success", []) if isinstance(e, dict)}
+    return set()
+
+
+def _state_from(failures: list[str], successes: set[str]) -> State:
+    if any(code != _UNTRUSTED for code in failures):
+        return "Invalid"
+    if _UNTRUSTED in failures or _TRUSTED not in successes:
+        return "Valid"
+    return "Trusted"
+
+
+def _assertion(manifest: dict[str, Any], label: str) -> dict[str, Any] | None:
+    for assertion in manifest.get("assertions", []) or []:
+        if isinstance(assertion, dict) and assertion.get("label") == label:
+            data = assertion.get("data")
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def _video_id_of(manifest: dict[str, Any]) -> str | None:
+    log = _assertion(manifest, LOG_ASSERTION)
+    value = log.get("video_id") if log else None
+    return str(value) if value else None
+
+
+def _signer_of(manifest: dict[str, Any]) -> str | None:
+    info = manifest.get("signature_info")
+    name = info.get("common_name") if isinstance(info, dict) else None
+    return str(name) if name else None
+
+
+def _ingredient_deltas(store: dict[str, Any]) -> dict[str, list[Failure]]:
+    deltas: dict[str, list[Failure]] = {}
+    results = store.get("validation_results")
+    for delta in (results.get("ingredientDeltas", []) if isinstance(results, dict) else []) or []:
+        if not isinstance(delta, dict):
+            continue
+        uri = str(delta.get("ingredientAssertionURI", ""))
+        entries = (delta.get("validationDeltas") or {}).get("failure", [])
+        deltas[uri] = _failures_of([e for e in entries if isinstance(e, dict)])
+    return deltas
+
+
+def _walk_ingredients(store: dict[str, Any], manifest_label: str) -> list[IngredientReport]:
+    manifests = store.get("manifests") or {}
+    deltas = _ingredient_deltas(store)
+    reports: list[IngredientReport] = []
+    queue: list[tuple[str, int]] = [(manifest_label, 1)]
+    seen = {manifest_label}
+    while queue:
+        label, depth = queue.pop(0)
+        manifest = manifests.get(label) or {}
+        for ingredient in manifest.get("ingredients", []) or []:
+            if not isinstance(ingredient, dict):
+                continue
+            child = ingredient.get("active_manifest")
+            results = ingredient.get("validation_results", ingredient.get("validation_status"))
+            failures = _failures_of(results)
+            assertion_uri = f"self#jumbf=/c2pa/{label}/c2pa.assertions/{ingredient.get('label', '')}"
+            failures += deltas.get(assertion_uri, [])
+            codes = list(dict.fromkeys(f.code for f in failures))
+            child_manifest = manifests.get(child) if child else None
+            if child_manifest is None:
+                state: State = "Invalid" if codes else "NoManifest"
+            else:
+                state = _state_from(codes, _successes_of(results))
+            reports.append(
+                IngredientReport(
+                    depth=depth,
+                    title=ingredient.get("title"),
+                    relationship=ingredient.get("relationship"),
+                    manifest_id=child,
+                    state=state,
+                    failures=tuple(codes),
+                    video_id=_video_id_of(child_manifest) if child_manifest else None,
+                    signer=_signer_of(child_manifest) if child_manifest else None,
+                )
+            )
+            if child and child_manifest is not None and child not in seen and depth < _MAX_DEPTH:
+                seen.add(child)
+                queue.append((child, depth + 1))
+    return reports
+
+
+def _from_manifest(
+    shown: str, container: Container, store: dict[str, Any], status_lookup: StatusLookup | None
+) -> VerificationReport:
+    label = str(store.get("active_manifest") or "")
+    manifest = (store.get("manifests") or {}).get(label) or {}
+    results = store.get("validation_results", store.get("validation_status"))
+    details = _failures_of(results)
+    codes = list(dict.fromkeys(f.code for f in details))
+    raw_state = store.get("validation_state")
+    state: State = raw_state if raw_state in _RANK else _state_from(codes, _successes_of(results))
+    video_id = _video_id_of(manifest)
+    parsed_id = _parse_uuid(video_id)
+    status = status_lookup.status(parsed_id) if status_lookup is not None and parsed_id else None
+    signer = _signer_of(manifest)
+    binding = _assertion(manifest, "c2pa.soft-binding")
+    soft_binding = None
+    if binding and binding.get("alg") and binding.get("blocks"):
+        blocks = binding["blocks"]
+        value = blocks[0].get("value") if isinstance(blocks, list) and blocks and isinstance(blocks[0], dict) else None
+        if value:
+            soft_binding = {"alg": str(binding["alg"]), "value": str(value)}
+    ingredients = _walk_ingredients(store, label) if label else []
+    summary = f"{state}: signed by {signer or 'an unnamed signer'}"
+    if codes:
+        summary += f"; failures: {', '.join(codes)}"
+    bad = [i for i in ingredients if i.state == "Invalid"]
+    if bad:
+        summary += f"; {len(bad)} ingredient(s) invalid ({', '.join(sorted({c for i in bad for c in i.failures}))})"
+    return VerificationReport(
+        path=shown,
+        state=state,
+        failures=tuple(codes),
+        failure_details=tuple(details),
+        reason=summary,
+        container=container.name,
+        ingredients=tuple(ingredients),
+        manifest_id=label or None,
+        video_id=video_id,
+        status=status,
+        recovered_by="manifest" if video_id else None,
+        signer=signer,
+        development_pki=is_development_name(signer) if signer else None,
+        soft_binding=soft_binding,
+    )
+
+
+def _parse_uuid(value: str | None) -> UUID | None:
+    if not value:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+def read_manifest_store_json(manifest_store: bytes, trust: TrustConfig | None) -> dict[str, Any]:
+    """The JSON of a stored manifest store on its own (no asset), for display by a resolver."""
+    import c2pa
+
+    with reading_context(trust) as context:
+        reader = c2pa.Reader("application/c2pa", io.BytesIO(manifest_store), context=context)
+        try:
+            return dict(json.loads(reader.json()))
+        finally:
+            reader.close()
