@@ -70,10 +70,8 @@ class PlatformMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.grants)
     @rule(index=st.integers(0, 50))
     def revoke(self, index: int) -> None:
-        try:
+        with contextlib.suppress(ProvenanceError):  # already revoked
             self.app.revoke_consent(self.people["alice"], self.cameo, self.grants[index % len(self.grants)], "no")
-        except ProvenanceError:
-            pass  # already revoked
 
     @rule(creator=st.sampled_from(HANDLES[:3]), with_cameo=st.booleans(), parent=st.none() | st.integers(0, 50))
     def request(self, creator: str, with_cameo: bool, parent: int | None) -> None:
