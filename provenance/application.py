@@ -8,7 +8,9 @@ recorded or none. Optimistic concurrency conflicts are retried with fresh aggreg
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,7 +94,9 @@ class ProvenanceApp(Application[UUID]):
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.clock = clock or (lambda: datetime.now(UTC))
-        super().__init__(env={**_persistence_env(self.settings), **(env or {})})
+        cache = {"AGGREGATE_CACHE_MAXSIZE": "10000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}
+        super().__init__(env={**cache, **_persistence_env(self.settings), **(env or {})})
+        self._local = threading.local()
         self._keystore: KeyStore | None = None
         self._blobs: BlobStore | None = None
 
@@ -118,6 +122,9 @@ class ProvenanceApp(Application[UUID]):
             raise NotFound(f"{what} {stream_id!r} is not a valid id") from None
         try:
             aggregate: EventStream = self.repository.get(uid)
+            loaded = getattr(self._local, "loaded", None)
+            if loaded is not None:
+                loaded.append(uid)
         except AggregateNotFoundError:
             raise NotFound(f"no {what} with id {uid}") from None
         if not isinstance(aggregate, cls):
@@ -147,13 +154,29 @@ class ProvenanceApp(Application[UUID]):
         return True
 
     def _retrying(self, command: Callable[[], T]) -> T:
-        """Run a command, again with fresh aggregates if another writer got there first."""
+        """Run a command, again with fresh aggregates if another writer got there first.
+
+        Aggregates come from the repository's cache without a copy (copying dominated command cost), so a
+        command that fails after changing an aggregate evicts what it loaded: no half-applied change lives on.
+        """
         for _ in range(5):
+            self._local.loaded = []
             try:
                 return command()
             except IntegrityError:
+                self._evict_loaded()
                 continue
+            except BaseException:
+                self._evict_loaded()
+                raise
         raise ProvenanceError("the command kept conflicting with concurrent changes; try again")
+
+    def _evict_loaded(self) -> None:
+        cache = self.repository.cache
+        for aggregate_id in getattr(self._local, "loaded", []):
+            if cache is not None:
+                with contextlib.suppress(KeyError):
+                    cache.get(aggregate_id, evict=True)
 
     # --- people ------------------------------------------------------------------------------------------
 

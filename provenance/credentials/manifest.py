@@ -148,4 +148,3 @@ def poster_frame_jpeg(video: Path, at_seconds: float = 1.0) -> bytes:
     if not ok:
         raise SigningError(f"could not encode the poster frame of {video.name} as JPEG")
     return bytes(encoded.tobytes())
-

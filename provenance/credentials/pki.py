@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -121,7 +122,9 @@ class SigningIdentity:
         when = at or dt.datetime.now(dt.UTC)
         name = common_name(leaf)
         if when < leaf.not_valid_before_utc:
-            raise PkiError(f"signing certificate {name!r} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M:%SZ}")
+            raise PkiError(
+                f"signing certificate {name!r} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M:%SZ}"
+            )
         if when >= leaf.not_valid_after_utc:
             raise PkiError(f"signing certificate {name!r} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}")
         _check_signing_leaf(leaf, self.chain_file)
@@ -150,7 +153,7 @@ class _LoadedChain:
             raise PkiError(
                 f"certificate chain file {path} must hold the signing certificate followed by its intermediate"
             )
-        for child, parent in zip(certificates, certificates[1:], strict=False):
+        for child, parent in itertools.pairwise(certificates):
             if child.issuer != parent.subject:
                 raise PkiError(f"certificate chain file {path} is out of order: list the leaf first, then its issuer")
         return cls(chain=tuple(certificates), chain_pem=path.read_text(encoding="ascii"))
@@ -417,4 +420,3 @@ def _write_directory(directory: Path, files: dict[str, bytes]) -> None:
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise PkiError(f"could not write the development PKI to {directory}: {exc.strerror or exc}") from exc
-

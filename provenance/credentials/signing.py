@@ -124,7 +124,7 @@ def sign_video(
             has_thumbnail=True,
         )
         signed = work / "signed.mp4"
-        store = _sign_with_c2pa(definition, thumbnail, marked, signed, identity, parent_signed_file)
+        store = _sign_with_c2pa(definition, thumbnail, marked, signed, identity, parent_signed_file, input.name)
         manifest_id = _active_manifest_id(signed, identity)
         os.replace(signed, output)
     signed_uri = manifest_store_uri = ""
@@ -176,6 +176,7 @@ def _sign_with_c2pa(
     destination: Path,
     identity: SigningIdentity,
     parent_signed_file: Path | None,
+    shown_name: str,
 ) -> bytes:
     import c2pa
 
@@ -201,10 +202,10 @@ def _sign_with_c2pa(
                 builder.close()
     except c2pa.C2paError as exc:
         destination.unlink(missing_ok=True)
-        raise SigningError(f"C2PA signing of {source.name} failed: {_one_line(exc)}") from exc
+        raise SigningError(f"C2PA signing of {shown_name} failed: {_one_line(exc)}") from exc
     if not store:
         destination.unlink(missing_ok=True)
-        raise SigningError(f"C2PA signing of {source.name} returned no manifest store")
+        raise SigningError(f"C2PA signing of {shown_name} returned no manifest store")
     return bytes(store)
 
 

@@ -109,7 +109,7 @@ class VerificationReport:
         """The worst state of the file and of every ingredient that carries a manifest."""
         states = [self.state, *(i.state for i in self.ingredients if i.state != "NoManifest")]
         ranked = [s for s in states if s in _RANK]
-        return min(ranked, key=_RANK.__getitem__) if ranked else self.state  # type: ignore[return-value]
+        return min(ranked, key=_RANK.__getitem__) if ranked else self.state
 
     def to_json(self) -> dict[str, Any]:
         return {

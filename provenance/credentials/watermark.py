@@ -335,9 +335,7 @@ def _open_input(path: Path) -> av.container.InputContainer:
     if container.ffmpeg_format is None:
         raise WatermarkError(f"{path.name} is not in a video container this decoder reads (mp4, webm, avi)")
     try:
-        return av.open(
-            str(path), "r", format=container.ffmpeg_format, options={"protocol_whitelist": "file"}
-        )
+        return av.open(str(path), "r", format=container.ffmpeg_format, options={"protocol_whitelist": "file"})
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise WatermarkError(f"{path.name} is not a readable video ({_one_line(exc)})") from exc
 

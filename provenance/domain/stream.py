@@ -96,10 +96,19 @@ class EventStream(Aggregate):
         self, event_type: str, payload: Payload | dict[str, Any], *, actor: str, command_id: str | None
     ) -> bool:
         """Record an event; returns False (and records nothing) for a repeat of an earlier command."""
-        self._check_stream(event_type)
-        data = validate_payload(event_type, payload)
+        data = self._data(event_type, payload)
         if command_id is not None and self.already_handled(command_id, event_type, data):
             return False
+        self._append(event_type, data, actor=actor, command_id=command_id)
+        return True
+
+    def _data(self, event_type: str, payload: Payload | dict[str, Any]) -> dict[str, Any]:
+        """The payload as validated JSON-safe data, for an event of this stream."""
+        self._check_stream(event_type)
+        return validate_payload(event_type, payload)
+
+    def _append(self, event_type: str, data: dict[str, Any], *, actor: str, command_id: str | None) -> None:
+        """Trigger the event; `data` comes from `_data` and was checked for a repeated command already."""
         if command_id is not None:
             self._running.add(command_id)
         self.trigger_event(
@@ -111,7 +120,6 @@ class EventStream(Aggregate):
             payload=data,
             command_id=command_id,
         )
-        return True
 
     def already_handled(self, command_id: str, event_type: str, data: dict[str, Any]) -> bool:
         """True when this command id already recorded exactly this; raises when it recorded something else.

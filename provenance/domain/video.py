@@ -117,29 +117,31 @@ class Video(EventStream):
         actor: str,
         command_id: str | None,
     ) -> bool:
-        data = payload.model_dump(mode="json")
+        data = self._data(event_type, payload)
         if command_id is not None and self.already_handled(command_id, event_type, data):
             return False
         if self.state not in allowed:
             raise InvalidTransition(
                 f"video {self.id} is {self.state}; {event_type} needs it to be {' or '.join(allowed)}"
             )
-        return self._record(event_type, payload, actor=actor, command_id=command_id)
+        self._append(event_type, data, actor=actor, command_id=command_id)
+        return True
 
     # --- takedowns ---------------------------------------------------------------------------------------
 
     def take_down(self, takedown: e.TakedownIssued, actor: str, *, command_id: str | None) -> bool:
-        data = takedown.model_dump(mode="json")
+        data = self._data("TakedownIssued", takedown)
         if command_id is not None and self.already_handled(command_id, "TakedownIssued", data):
             return False
         if self.state != PUBLISHED:
             raise InvalidTransition(f"video {self.id} is {self.state}, not published: block it instead")
         if takedown.case_id in self.cases:
             raise RuleViolation(f"takedown case {takedown.case_id} already exists on video {self.id}")
-        return self._record("TakedownIssued", takedown, actor=actor, command_id=command_id)
+        self._append("TakedownIssued", data, actor=actor, command_id=command_id)
+        return True
 
     def appeal(self, appeal: e.TakedownAppealed, actor: str, *, command_id: str | None) -> bool:
-        data = appeal.model_dump(mode="json")
+        data = self._data("TakedownAppealed", appeal)
         if command_id is not None and self.already_handled(command_id, "TakedownAppealed", data):
             return False
         case = self._case(appeal.case_id)
@@ -147,16 +149,18 @@ class Video(EventStream):
             raise RuleViolation(f"only the creator of video {self.id} can appeal its takedown")
         if case.status != "open":
             raise RuleViolation(f"takedown case {case.case_id} is {case.status} and cannot be appealed")
-        return self._record("TakedownAppealed", appeal, actor=actor, command_id=command_id)
+        self._append("TakedownAppealed", data, actor=actor, command_id=command_id)
+        return True
 
     def reinstate(self, reinstated: e.VideoReinstated, actor: str, *, command_id: str | None) -> bool:
-        data = reinstated.model_dump(mode="json")
+        data = self._data("VideoReinstated", reinstated)
         if command_id is not None and self.already_handled(command_id, "VideoReinstated", data):
             return False
         case = self._case(reinstated.case_id)
         if case.status == "reinstated":
             raise RuleViolation(f"takedown case {case.case_id} was already resolved by reinstatement")
-        return self._record("VideoReinstated", reinstated, actor=actor, command_id=command_id)
+        self._append("VideoReinstated", data, actor=actor, command_id=command_id)
+        return True
 
     def open_cases(self) -> list[TakedownCase]:
         return [case for case in self.cases.values() if case.status != "reinstated"]
