@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from projections.framework import Projection, insert_ignoring_duplicates, table_of
-from projections.tables import AuditEntry
+from projections.framework import Projection, insert_ignoring_duplicates, table_of, upsert
+from projections.tables import AuditEntry, Person
 from schemas.catalogue import STREAM_OF
 from schemas.envelope import EventEnvelope
 
@@ -34,10 +34,21 @@ def reason_of(event_type: str, payload: dict[str, Any]) -> str | None:
 
 class AuditProjection(Projection):
     name = "audit"
-    tables = (AuditEntry,)
+    tables = (AuditEntry, Person)
     event_types = frozenset(STREAM_OF)
 
     def apply(self, events: Sequence[EventEnvelope], conn: Connection) -> None:
+        people = [
+            {
+                "person_id": e.stream_id,
+                "handle": e.payload["handle"],
+                "display_name": e.payload["display_name"],
+                "roles": e.payload["roles"],
+            }
+            for e in events
+            if e.event_type == "PersonRegistered"
+        ]
+        upsert(conn, table_of(Person), people, ["person_id"])
         insert_ignoring_duplicates(
             conn,
             table_of(AuditEntry),

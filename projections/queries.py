@@ -21,6 +21,7 @@ from projections.tables import (
     FeedItem,
     LineageCameo,
     LineageVideo,
+    Person,
     TakedownCase,
 )
 from provenance.errors import InvalidInput, NotFound
@@ -32,6 +33,7 @@ _cameos = table_of(ConsentCameo)
 _grants = table_of(ConsentGrant)
 _audit = table_of(AuditEntry)
 _cases = table_of(TakedownCase)
+_people = table_of(Person)
 
 
 def _json_safe(row: Any) -> dict[str, Any]:
@@ -160,6 +162,7 @@ class ReadModels:
             "state": video["state"],
             "taken_down": video["taken_down"],
             "creator_id": video["creator_id"],
+            "creator": self.handles({video["creator_id"]}).get(video["creator_id"]),
             "prompt": video["prompt"],
             "seed": video["seed"],
             "parameters": video["parameters"],
@@ -176,6 +179,14 @@ class ReadModels:
             "descendants": len(self.descendants(video_id)),
             "parent": self.trace(parent) if parent else None,
         }
+
+    def handles(self, person_ids: set[str]) -> dict[str, str]:
+        """person id -> handle, for the ids that are people (workers act as `system:<role>`)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_people.c.person_id, _people.c.handle).where(_people.c.person_id.in_(person_ids))
+            )
+            return {person_id: handle for person_id, handle in rows}
 
     # --- consent, audit, status --------------------------------------------------------------------------
 
@@ -205,6 +216,9 @@ class ReadModels:
             rows = [_json_safe(r) for r in conn.execute(query).mappings()]
         if not rows:
             raise NotFound(f"no events for stream {stream_id} in the audit trail")
+        names = self.handles({r["actor"] for r in rows})
+        for row in rows:
+            row["actor_handle"] = names.get(row["actor"])
         return rows
 
     def status(self, video_id: str) -> dict[str, Any] | None:

@@ -124,6 +124,16 @@ class ConsentGrant(SQLModel, table=True):
     revoke_reason: str | None = None
 
 
+class Person(SQLModel, table=True):
+    """Who an actor id is, so the audit trail and traces read as handles rather than ids."""
+
+    __tablename__ = "audit_people"
+    person_id: str = Field(primary_key=True)
+    handle: str = Field(index=True)
+    display_name: str
+    roles: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+
+
 class AuditEntry(SQLModel, table=True):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_stream", "stream_id", "stream_version"),)

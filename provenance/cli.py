@@ -296,7 +296,7 @@ def _audit(system: System, args: argparse.Namespace) -> int:
         reason = f"  — {entry['reason']}" if entry["reason"] else ""
         print(
             f"{entry['stream_version']:>4}  {entry['occurred_at']}  {entry['event_type']} v{entry['schema_version']}"
-            f"  by {entry['actor']}{reason}"
+            f"  by {entry['actor_handle'] or entry['actor']}{reason}"
         )
     return 0
 
@@ -321,7 +321,7 @@ def render_trace(trace: dict[str, Any], depth: int = 0) -> list[str]:
     pad = "    " * depth
     lines = [f"{pad}video {trace['video_id']}  [{trace['state']}{', TAKEN DOWN' if trace['taken_down'] else ''}]"]
     lines.append(
-        f"{pad}├─ requested {trace['requested_at']} by {trace['creator_id']}: "
+        f"{pad}├─ requested {trace['requested_at']} by {trace['creator'] or trace['creator_id']}: "
         f"{trace['prompt']!r} (seed {trace['seed']})"
     )
     rendered = trace["rendered"]

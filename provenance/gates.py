@@ -1,0 +1,219 @@
+"""The gate workers: requested -> rendered -> moderated -> signed -> published.
+
+Each worker consumes one event type from the log and sends one command back to the write side. The command
+id is derived from the id of the event that triggered it, so a redelivered event, or a worker that crashed
+after recording and runs again, records nothing twice. A stage that fails records why (a render failure,
+or a block at the moderation or signing gate): a video is never passed on by default.
+
+The stages themselves (render, moderate, sign) are behind small protocols, so the same workers run in the
+embedded runner and in Kafka consumer groups, with real or development models.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from projections.framework import read_checkpoint, write_checkpoint
+from provenance.application import ProvenanceApp
+from provenance.domain.video import MODERATED, RENDERED, REQUESTED, SIGNED, Video
+from provenance.errors import ProvenanceError
+from schemas.envelope import EventEnvelope
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    video_id: str
+    prompt: str
+    seed: int
+    parameters: dict[str, Any]
+    cameo_images: dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class ModerationJob:
+    video_id: str
+    video_path: Path
+    creator_id: str
+    granted_cameos: dict[str, str]
+    """cameo id -> grant id, for the cameos this video may show."""
+    known_cameos: dict[str, bytes]
+    """cameo id -> reference image of every registered, not erased likeness the classifier compares with."""
+
+
+@dataclass(frozen=True)
+class SigningJob:
+    video_id: str
+    video_path: Path
+    event_ids: list[str]
+    generator: dict[str, str]
+    moderation: dict[str, Any]
+    cameos: list[dict[str, str]]
+    parent_signed_path: Path | None
+
+
+class RenderStage(Protocol):
+    def render(self, job: RenderJob) -> dict[str, Any]:
+        """Render and store the video; returns the `VideoRendered` payload. Raises ProvenanceError."""
+        ...
+
+
+class ModerationStage(Protocol):
+    def moderate(self, job: ModerationJob) -> dict[str, Any]:
+        """Returns the `ModerationDecided` payload. Raises ProvenanceError when it cannot decide."""
+        ...
+
+
+class SigningStage(Protocol):
+    def sign(self, job: SigningJob) -> dict[str, Any]:
+        """Watermark, sign and store the video; returns the `VideoSigned` payload."""
+        ...
+
+
+class GateWorkers:
+    """Routes each event to the worker for it; unrelated events are ignored."""
+
+    def __init__(
+        self,
+        app: ProvenanceApp,
+        render: RenderStage | None = None,
+        moderate: ModerationStage | None = None,
+        sign: SigningStage | None = None,
+        known_cameos: Callable[[], list[str]] | None = None,
+    ) -> None:
+        self.app = app
+        self.render_stage = render
+        self.moderation_stage = moderate
+        self.signing_stage = sign
+        self.known_cameos = known_cameos or (lambda: [])
+
+    def handle(self, event: EventEnvelope) -> None:
+        handler = {
+            "GenerationRequested": self._render,
+            "VideoRendered": self._moderate,
+            "ModerationDecided": self._sign,
+            "VideoSigned": self._publish,
+        }.get(event.event_type)
+        if handler is not None:
+            handler(event)
+
+    def _current(self, event: EventEnvelope, expected: str) -> Video | None:
+        """The video if it is still where this event left it; None when it has moved on or was blocked."""
+        video = self.app.video(event.stream_id)
+        if video.state != expected or video.version != event.stream_version:
+            return None
+        return video
+
+    def _render(self, event: EventEnvelope) -> None:
+        if self.render_stage is None:
+            return
+        video = self._current(event, REQUESTED)
+        if video is None:
+            return
+        command_id = f"render:{event.event_id}"
+        try:
+            images = {c: self.app.cameo_reference(c) for c in video.cameo_ids}
+            job = RenderJob(str(video.id), video.prompt, video.seed, dict(video.parameters), images)
+            payload = self.render_stage.render(job)
+        except ProvenanceError as exc:
+            log.warning("render of %s failed: %s", video.id, exc)
+            self.app.record_render_failure(video.id, str(exc), command_id=command_id)
+            return
+        self.app.record_render(video.id, payload, command_id=command_id)
+
+    def _moderate(self, event: EventEnvelope) -> None:
+        if self.moderation_stage is None:
+            return
+        video = self._current(event, RENDERED)
+        if video is None:
+            return
+        command_id = f"moderate:{event.event_id}"
+        try:
+            known = {}
+            for cameo_id in self.known_cameos():
+                try:
+                    known[cameo_id] = self.app.cameo_reference(cameo_id)
+                except ProvenanceError:
+                    continue  # erased since: nothing left to compare with
+            job = ModerationJob(
+                video_id=str(video.id),
+                video_path=self.app.blobs.resolve(event.payload["blob_uri"]),
+                creator_id=video.creator_id,
+                granted_cameos={c["cameo_id"]: c["grant_id"] for c in video.cameos},
+                known_cameos=known,
+            )
+            decision = self.moderation_stage.moderate(job)
+        except ProvenanceError as exc:
+            log.warning("moderation of %s failed, blocking it: %s", video.id, exc)
+            self.app.block(video.id, "moderation", [f"moderation could not run: {exc}"], command_id=command_id)
+            return
+        self.app.record_moderation(video.id, decision, command_id=command_id)
+
+    def _sign(self, event: EventEnvelope) -> None:
+        if self.signing_stage is None or event.payload["verdict"] != "allow":
+            return
+        video = self._current(event, MODERATED)
+        if video is None:
+            return
+        command_id = f"sign:{event.event_id}"
+        try:
+            assert video.rendered is not None
+            parent_signed: Path | None = None
+            if video.remix_of:
+                parent = self.app.video(video.remix_of)
+                if parent.signature is not None:
+                    parent_signed = self.app.blobs.resolve(parent.signature["signed_uri"])
+            job = SigningJob(
+                video_id=str(video.id),
+                video_path=self.app.blobs.resolve(video.rendered["blob_uri"]),
+                event_ids=list(video.event_ids),
+                generator=dict(video.rendered["generator"]),
+                moderation=dict(event.payload),
+                cameos=[dict(c) for c in video.cameos],
+                parent_signed_path=parent_signed,
+            )
+            payload = self.signing_stage.sign(job)
+        except ProvenanceError as exc:
+            log.warning("signing of %s failed, blocking it: %s", video.id, exc)
+            self.app.block(video.id, "signing", [f"signing failed: {exc}"], command_id=command_id)
+            return
+        self.app.record_signature(video.id, payload, command_id=command_id)
+
+    def _publish(self, event: EventEnvelope) -> None:
+        if self._current(event, SIGNED) is None:
+            return
+        outcome = self.app.publish(event.stream_id, command_id=f"publish:{event.event_id}")
+        if not outcome.published:
+            log.info("video %s blocked at publish: %s", event.stream_id, "; ".join(outcome.reasons))
+
+
+class WorkerConsumer:
+    """Gate workers behind the consumer interface, with their checkpoint in the projections database.
+
+    At-least-once: the checkpoint is written after the batch's commands; a crash in between re-delivers
+    events whose commands are idempotent.
+    """
+
+    def __init__(self, name: str, engine: sa.Engine, handle: Callable[[EventEnvelope], None]) -> None:
+        self.name = name
+        self.engine = engine
+        self.handle_one = handle
+
+    def checkpoint(self, source: str, partition: int) -> int | None:
+        with self.engine.connect() as conn:
+            return read_checkpoint(conn, self.name, source, partition)
+
+    def handle(self, batch: Sequence[EventEnvelope], source: str, partition: int) -> None:
+        for event in batch:
+            self.handle_one(event)
+        last = batch[-1].position if batch else None
+        if last is not None:
+            with self.engine.begin() as conn:
+                write_checkpoint(conn, self.name, source, partition, last)
