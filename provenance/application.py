@@ -410,7 +410,7 @@ class ProvenanceApp(Application[UUID]):
         """Record a generation request, refused before anything is rendered if any consent is missing."""
         command_id = command_id or new_command_id()
         video_id = derived_id("video", command_id)
-        seed = seed if seed is not None else int.from_bytes(hashlib.sha256(command_id.encode()).digest()[:7])
+        default_seed = int.from_bytes(hashlib.sha256(command_id.encode()).digest()[:7])
         requested_cameos = list(dict.fromkeys(str(c) for c in cameo_ids))
 
         def run() -> UUID:
@@ -419,6 +419,7 @@ class ProvenanceApp(Application[UUID]):
                 return video_id
             now = self.clock()
             params = dict(parameters or {})
+            chosen_seed = default_seed if seed is None else seed
             parent: Video | None = None
             inherited: list[str] = []
             if remix_of is not None:
@@ -427,6 +428,8 @@ class ProvenanceApp(Application[UUID]):
                     raise RuleViolation(f"video {parent.id} is not published (or was taken down): it cannot be remixed")
                 params = {**parent.parameters, **params}
                 inherited = parent.cameo_ids
+                # A remix keeps its parent's seed unless told otherwise, so what the prompts share moves alike.
+                chosen_seed = parent.seed if seed is None else chosen_seed
             cameos: list[Cameo] = []
             in_video: list[e.CameoInVideo] = []
             for cameo_id in dict.fromkeys([*inherited, *requested_cameos]):
@@ -440,7 +443,7 @@ class ProvenanceApp(Application[UUID]):
                 creator_id=str(creator.id),
                 prompt=prompt,
                 parameters=params,
-                seed=seed,
+                seed=chosen_seed,
                 cameos=in_video,
                 remix_of=str(parent.id) if parent else None,
             )

@@ -134,11 +134,18 @@ class BlobStore:
         return BlobRef(sha256=sha256, uri=URI_PREFIX + sha256, size=size)
 
 
-def copy_out(store: BlobStore, sha256: str, destination: Path) -> Path:
-    """Copy a blob to a user-visible path (atomic on the destination too)."""
+def export(store: BlobStore, uri: str, destination: Path) -> Path:
+    """Give a blob a user-visible name (`videos/<id>.mp4`): a hard link where possible, else a copy.
+
+    Blobs are never modified in place, so sharing the inode is safe; the copy is atomic like every write.
+    """
+    source = store.resolve(uri)
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".{destination.name}.partial")
-    with store.open(sha256) as src, open(tmp, "wb") as dst:
-        shutil.copyfileobj(src, dst, _CHUNK)
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
     os.replace(tmp, destination)
     return destination

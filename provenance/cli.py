@@ -188,8 +188,7 @@ def _cameo_videos(system: System, args: argparse.Namespace) -> int:
 # --- videos ----------------------------------------------------------------------------------------------
 
 
-@command("request")
-def _request(system: System, args: argparse.Namespace) -> int:
+def _request_video(system: System, args: argparse.Namespace) -> UUID:
     parameters: dict[str, Any] = {}
     if args.duration is not None:
         parameters["duration_s"] = args.duration
@@ -197,7 +196,7 @@ def _request(system: System, args: argparse.Namespace) -> int:
         parameters["fps"] = args.fps
     if args.size is not None:
         parameters["width"], parameters["height"] = args.size
-    video_id = system.app.request_generation(
+    return system.app.request_generation(
         _person(system, args.actor),
         args.prompt,
         parameters=parameters,
@@ -206,8 +205,31 @@ def _request(system: System, args: argparse.Namespace) -> int:
         remix_of=args.remix_of,
         command_id=args.command_id,
     )
+
+
+@command("request")
+def _request(system: System, args: argparse.Namespace) -> int:
+    video_id = _request_video(system, args)
     system.catch_up()
     print(video_id)
+    return 0
+
+
+@command("generate")
+def _generate(system: System, args: argparse.Namespace) -> int:
+    from provenance.gates import GateWorkers
+    from provenance.stages import GeneratorStage
+
+    video_id = _request_video(system, args)
+    print(f"requested {video_id}; rendering…", file=sys.stderr)
+    workers = GateWorkers(system.app, render=GeneratorStage(system.app.blobs))
+    system.pipeline(workers).run_until_idle()
+    video = system.app.video(video_id)
+    if video.rendered is None:
+        raise ProvenanceError(f"video {video_id} was not rendered: {'; '.join(video.block_reasons) or video.state}")
+    from provenance.blobstore import export
+
+    print(export(system.app.blobs, video.rendered["blob_uri"], system.settings.home / "videos" / f"{video_id}.mp4"))
     return 0
 
 
@@ -438,16 +460,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     with_actor(p)
 
+    def add_request_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--prompt", required=True)
+        p.add_argument("--cameo", action="append", metavar="CAMEO_ID")
+        p.add_argument("--seed", type=int)
+        p.add_argument("--remix-of", metavar="VIDEO_ID")
+        p.add_argument("--duration", type=float, help="seconds, default 4")
+        p.add_argument("--fps", type=int, help="default 24")
+        p.add_argument("--size", type=_size, help="WIDTHxHEIGHT, default 576x1024")
+        with_actor(p)
+        with_command_id(p)
+
     p = add("request", "request", "record a generation request (consent is checked now)")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--cameo", action="append", metavar="CAMEO_ID")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--remix-of", metavar="VIDEO_ID")
-    p.add_argument("--duration", type=float)
-    p.add_argument("--fps", type=int)
-    p.add_argument("--size", type=_size, help="WIDTHxHEIGHT, default 576x1024")
-    with_actor(p)
-    with_command_id(p)
+    add_request_options(p)
+
+    p = add("generate", "generate", "request a video and render it here; prints the path of the file")
+    add_request_options(p)
 
     p = add("publish", "publish", "publish a signed video (consent is re-checked)")
     p.add_argument("video")

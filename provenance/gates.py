@@ -94,15 +94,27 @@ class GateWorkers:
         self.signing_stage = sign
         self.known_cameos = known_cameos or (lambda: [])
 
-    def handle(self, event: EventEnvelope) -> None:
-        handler = {
-            "GenerationRequested": self._render,
-            "VideoRendered": self._moderate,
-            "ModerationDecided": self._sign,
-            "VideoSigned": self._publish,
-        }.get(event.event_type)
-        if handler is not None:
-            handler(event)
+    def handlers(self) -> dict[str, Callable[[EventEnvelope], None]]:
+        """Worker name -> handler, for the stages this process runs; each keeps its own checkpoint."""
+        handlers: dict[str, Callable[[EventEnvelope], None]] = {"publish": self._only("VideoSigned", self._publish)}
+        if self.render_stage is not None:
+            handlers["render"] = self._only("GenerationRequested", self._render)
+        if self.moderation_stage is not None:
+            handlers["moderation"] = self._only("VideoRendered", self._moderate)
+        if self.signing_stage is not None:
+            handlers["signing"] = self._only("ModerationDecided", self._sign)
+        return handlers
+
+    def consumers(self, engine: sa.Engine) -> list[WorkerConsumer]:
+        return [WorkerConsumer(f"worker:{name}", engine, handler) for name, handler in self.handlers().items()]
+
+    @staticmethod
+    def _only(event_type: str, handler: Callable[[EventEnvelope], None]) -> Callable[[EventEnvelope], None]:
+        def handle(event: EventEnvelope) -> None:
+            if event.event_type == event_type:
+                handler(event)
+
+        return handle
 
     def _current(self, event: EventEnvelope, expected: str) -> Video | None:
         """The video if it is still where this event left it; None when it has moved on or was blocked."""
@@ -112,8 +124,7 @@ class GateWorkers:
         return video
 
     def _render(self, event: EventEnvelope) -> None:
-        if self.render_stage is None:
-            return
+        assert self.render_stage is not None
         video = self._current(event, REQUESTED)
         if video is None:
             return
@@ -129,8 +140,7 @@ class GateWorkers:
         self.app.record_render(video.id, payload, command_id=command_id)
 
     def _moderate(self, event: EventEnvelope) -> None:
-        if self.moderation_stage is None:
-            return
+        assert self.moderation_stage is not None
         video = self._current(event, RENDERED)
         if video is None:
             return
@@ -157,7 +167,8 @@ class GateWorkers:
         self.app.record_moderation(video.id, decision, command_id=command_id)
 
     def _sign(self, event: EventEnvelope) -> None:
-        if self.signing_stage is None or event.payload["verdict"] != "allow":
+        assert self.signing_stage is not None
+        if event.payload["verdict"] != "allow":
             return
         video = self._current(event, MODERATED)
         if video is None:

@@ -67,6 +67,13 @@ class EmbeddedRunner:
                     progress(len(batch))
         return total
 
+    def run_until_idle(self, progress: Callable[[int], None] | None = None) -> int:
+        """Run until a pass finds nothing new: workers' results are themselves events to consume."""
+        total = 0
+        while read := self.run_once(progress):
+            total += read
+        return total
+
     def run_forever(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
         """Follow the log until `stop` is set; a crash is resumed from each consumer's stored checkpoint."""
         while not stop.is_set():

@@ -9,6 +9,7 @@ from projections import ProjectionStore, open_store
 from projections.queries import ReadModels
 from provenance.application import ProvenanceApp
 from provenance.config import Settings
+from provenance.gates import GateWorkers
 from provenance.runner import Consumer, EmbeddedRunner, ProjectionConsumer
 
 
@@ -31,6 +32,10 @@ class System:
 
     def runner(self, consumers: Sequence[Consumer] | None = None) -> EmbeddedRunner:
         return EmbeddedRunner(self.app, consumers if consumers is not None else [ProjectionConsumer(self.store)])
+
+    def pipeline(self, workers: GateWorkers) -> EmbeddedRunner:
+        """Projections and the given gate workers, fed from the log in this process."""
+        return self.runner([ProjectionConsumer(self.store), *workers.consumers(self.store.engine)])
 
     def catch_up(self) -> int:
         """Bring the projections up to the head of the log (the CLI does this after every command)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ class SampleClip:
     seed: int = 0
     noise: float = 0.0
     """Standard deviation of per-frame grain, in 8-bit levels."""
+    motion: float = 1.0
+    """Scale of the camera pan and zoom (0: a still background; shapes always move)."""
     crf: int = 18
     preset: str = "veryfast"
 
@@ -39,8 +42,8 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return texture
 
 
-def render_frames(clip: SampleClip) -> list[np.ndarray]:
-    """RGB uint8 frames of the clip."""
+def render_frames(clip: SampleClip) -> Iterator[np.ndarray]:
+    """RGB uint8 frames of the clip, one at a time (a long clip need not fit in memory)."""
     import cv2
 
     rng = np.random.default_rng(clip.seed)
@@ -48,12 +51,12 @@ def render_frames(clip: SampleClip) -> list[np.ndarray]:
     pad = max(width, height) // 4
     background = _texture(rng, height + 2 * pad, width + 2 * pad) + 128.0
     colours = rng.uniform(40, 220, size=(3, 3))
-    frames = []
     count = max(1, round(clip.seconds * clip.fps))
     for index in range(count):
         t = index / max(1, count - 1)
-        dx, dy = int(pad * np.sin(2 * np.pi * t)), int(pad * 0.5 * t)
-        zoom = 1.0 + 0.08 * t
+        dx = int(pad * clip.motion * np.sin(2 * np.pi * t))
+        dy = int(pad * 0.5 * clip.motion * t)
+        zoom = 1.0 + 0.08 * clip.motion * t
         top, left = pad + dy - pad // 2, pad + dx
         window = background[top : top + height, left : left + width]
         view = np.ascontiguousarray(cv2.resize(window, None, fx=zoom, fy=zoom)[:height, :width], np.float32)
@@ -63,8 +66,7 @@ def render_frames(clip: SampleClip) -> list[np.ndarray]:
             cv2.circle(view, (cx, cy), max(4, width // 10), tuple(float(c) for c in colour), -1, cv2.LINE_AA)
         if clip.noise:
             view += rng.normal(0.0, clip.noise, size=view.shape).astype(np.float32)
-        frames.append(np.clip(view, 0, 255).astype(np.uint8))
-    return frames
+        yield np.clip(view, 0, 255).astype(np.uint8)
 
 
 def write_sample_video(path: Path, clip: SampleClip = SampleClip()) -> Path:

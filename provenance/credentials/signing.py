@@ -59,7 +59,8 @@ class SignedVideo:
     signer: str
     soft_binding: tuple[str, str]
     development_pki: bool
-    watermark: WatermarkReport
+    watermark: WatermarkReport | None
+    """What embedding the watermark cost (None when the frames were marked before signing)."""
     manifest_store_uri: str = ""
 
     def to_payload(self) -> dict[str, Any]:
@@ -97,36 +98,75 @@ def sign_video(
     and the manifest store are stored there and `signed_uri` is filled in.
     """
     input, output = Path(input), Path(output)
-    if not input.is_file():
-        raise SigningError(f"cannot sign {input}: no such file")
+    _check_can_sign(input, parent_signed_file, identity)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{output.stem}-signing-", dir=output.parent) as scratch:
+        marked = Path(scratch) / "marked.mp4"
+        try:
+            report = embed_watermark(input, marked, payload_for(manifest.video_id), watermark)
+        except CredentialsError as exc:
+            raise SigningError(f"cannot sign {input.name}: {exc}") from exc
+        signed = _sign_prepared(marked, output, manifest, identity, parent_signed_file, blob_store, input.name)
+    return dataclasses.replace(signed, watermark=report)
+
+
+def sign_watermarked_video(
+    marked: Path,
+    output: Path,
+    manifest: ManifestInputs,
+    identity: SigningIdentity,
+    parent_signed_file: Path | None = None,
+    *,
+    blob_store: BlobStore | None = None,
+) -> SignedVideo:
+    """The C2PA step alone, for a file whose frames already carry the watermark of `manifest.video_id`.
+
+    `sign_video` calls it after embedding; it is public for pipelines that mark frames while rendering.
+    """
+    marked, output = Path(marked), Path(output)
+    _check_can_sign(marked, parent_signed_file, identity)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return _sign_prepared(marked, output, manifest, identity, parent_signed_file, blob_store, marked.name)
+
+
+def _check_can_sign(source: Path, parent_signed_file: Path | None, identity: SigningIdentity) -> None:
+    if not source.is_file():
+        raise SigningError(f"cannot sign {source}: no such file")
     if parent_signed_file is not None and not Path(parent_signed_file).is_file():
         raise SigningError(f"cannot sign a remix of {parent_signed_file}: the parent's signed file is missing")
     try:
         identity.check()
     except CredentialsError as exc:
-        raise SigningError(f"cannot sign {input.name}: {exc}") from exc
-    payload = payload_for(manifest.video_id)
-    soft_binding = (ALG, soft_binding_value(payload))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{output.stem}-signing-", dir=output.parent) as scratch:
-        work = Path(scratch)
-        marked = work / "marked.mp4"
-        try:
-            report = embed_watermark(input, marked, payload, watermark)
-        except CredentialsError as exc:
-            raise SigningError(f"cannot sign {input.name}: {exc}") from exc
-        thumbnail = poster_frame_jpeg(marked)
-        definition = manifest_definition(
-            manifest,
-            soft_binding,
-            watermark_agent=WATERMARK_AGENT,
-            is_remix=parent_signed_file is not None,
-            has_thumbnail=True,
-        )
-        signed = work / "signed.mp4"
-        store = _sign_with_c2pa(definition, thumbnail, marked, signed, identity, parent_signed_file, input.name)
-        manifest_id = _active_manifest_id(signed, identity)
+        raise SigningError(f"cannot sign {source.name}: {exc}") from exc
+
+
+def _sign_prepared(
+    marked: Path,
+    output: Path,
+    manifest: ManifestInputs,
+    identity: SigningIdentity,
+    parent_signed_file: Path | None,
+    blob_store: BlobStore | None,
+    shown_name: str,
+) -> SignedVideo:
+    soft_binding = (ALG, soft_binding_value(payload_for(manifest.video_id)))
+    thumbnail = poster_frame_jpeg(marked)
+    definition = manifest_definition(
+        manifest,
+        soft_binding,
+        watermark_agent=WATERMARK_AGENT,
+        is_remix=parent_signed_file is not None,
+        has_thumbnail=True,
+    )
+    descriptor, name = tempfile.mkstemp(prefix=f".{output.stem}-", suffix=".signing.mp4", dir=output.parent)
+    os.close(descriptor)
+    signed = Path(name)
+    try:
+        store = _sign_with_c2pa(definition, thumbnail, marked, signed, identity, parent_signed_file, shown_name)
+        manifest_id = _active_manifest_id(store, identity)
         os.replace(signed, output)
+    finally:
+        signed.unlink(missing_ok=True)
     signed_uri = manifest_store_uri = ""
     if blob_store is not None:
         signed_ref = blob_store.put_file(output)
@@ -145,7 +185,7 @@ def sign_video(
         signer=identity.signer_name(),
         soft_binding=soft_binding,
         development_pki=identity.is_development(),
-        watermark=report,
+        watermark=None,
         manifest_store_uri=manifest_store_uri,
     )
 
@@ -209,19 +249,21 @@ def _sign_with_c2pa(
     return bytes(store)
 
 
-def _active_manifest_id(signed: Path, identity: SigningIdentity) -> str:
+def _active_manifest_id(store: bytes, identity: SigningIdentity) -> str:
+    """The label of the claim just made, read from the store itself (verify_after_sign already
+    validated the signed file, so the file is not hashed a second time)."""
     import c2pa
 
     try:
-        with reading_context(identity.trust) as context, open(signed, "rb") as handle:
-            reader = c2pa.Reader("video/mp4", handle, context=context)
+        with reading_context(identity.trust) as context:
+            reader = c2pa.Reader("application/c2pa", io.BytesIO(store), context=context)
             try:
                 manifest = reader.get_active_manifest()
             finally:
                 reader.close()
     except c2pa.C2paError as exc:
-        raise SigningError(f"the freshly signed file could not be read back: {_one_line(exc)}") from exc
+        raise SigningError(f"the new manifest store could not be read back: {_one_line(exc)}") from exc
     label = (manifest or {}).get("label")
     if not label:
-        raise SigningError("the freshly signed file has no active manifest")
+        raise SigningError("the new manifest store has no active manifest")
     return str(label)

@@ -69,7 +69,7 @@ class WatermarkConfig:
     step: float = 6.0
     """QIM step in orthonormal-DCT units of the canonical 8x8 block (bigger: more robust, more visible)."""
     key: bytes = b"org.provenance.watermark/v1"
-    refine_passes: int = 2
+    refine_passes: int = 1
     crf: int = 18
     preset: str = "medium"
     sample_frames: int = 24
@@ -233,7 +233,7 @@ class _Layout:
         """The chip coefficients of a canonical image, flattened in chip order (cell-major)."""
         rows, cols = self.config.grid_long, self.config.grid_short
         blocks = canonical.reshape(rows, _BLOCK, cols, _BLOCK).transpose(0, 2, 1, 3)
-        spectrum = np.einsum("ij,abjk,lk->abil", self.dct, blocks, self.dct, optimize=True)
+        spectrum = self.dct @ blocks @ self.dct.T
         return spectrum[:, :, self.rows, self.cols].reshape(-1)
 
     def image_of(self, chip_values: np.ndarray) -> np.ndarray:
@@ -241,7 +241,7 @@ class _Layout:
         rows, cols = self.config.grid_long, self.config.grid_short
         spectrum = np.zeros((rows, cols, _BLOCK, _BLOCK))
         spectrum[:, :, self.rows, self.cols] = chip_values.reshape(rows, cols, -1)
-        blocks = np.einsum("ji,abjk,kl->abil", self.dct, spectrum, self.dct, optimize=True)
+        blocks = self.dct.T @ spectrum @ self.dct
         return blocks.transpose(0, 2, 1, 3).reshape(rows * _BLOCK, cols * _BLOCK)
 
     def targets(self, measured: np.ndarray, chips: np.ndarray) -> np.ndarray:
@@ -291,16 +291,21 @@ class FrameMarker:
         layout = self.layout
         plane = _portrait(luma)
         height, width = plane.shape
-        marked = plane.astype(np.float32)
-        target: np.ndarray | None = None
-        for _ in range(1 + max(0, self.config.refine_passes)):
-            current = np.clip(np.rint(marked), 0, 255).astype(np.float32)
-            measured = layout.coefficients_of(_canonical(current, layout))
-            if target is None:
-                target = layout.targets(measured, self.chips)
-            change = layout.image_of(target - measured).astype(np.float32)
-            marked += cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
-        result = np.clip(np.rint(marked), 0, 255).astype(np.uint8)
+        base = _canonical(plane, layout)
+        measured = layout.coefficients_of(base)
+        target = layout.targets(measured, self.chips)
+        canonical_change = np.zeros_like(base)
+        full_change: np.ndarray = np.zeros(plane.shape, np.float32)
+        passes = 1 + max(0, self.config.refine_passes)
+        for index in range(passes):
+            canonical_change += layout.image_of(target - measured)
+            full_change = cv2.resize(
+                canonical_change.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+            )
+            if index + 1 < passes:
+                # Area resizing is linear, so the decoder will measure base + (the change, resized back).
+                measured = layout.coefficients_of(base + _canonical(full_change, layout))
+        result = np.clip(np.rint(plane + full_change), 0, 255).astype(np.uint8)
         return result.T if plane is not luma else result
 
 

@@ -1,0 +1,59 @@
+"""Errors of the distributed mode, and which failures are worth waiting out rather than parking."""
+
+from __future__ import annotations
+
+from provenance.errors import ProvenanceError
+
+
+class KafkaNotConfigured(ProvenanceError):
+    """A distributed role was started without a broker to talk to."""
+
+    exit_code = 2
+
+
+class RelayError(ProvenanceError):
+    """A batch was not acknowledged by the broker; the relay will send it again from its stored position."""
+
+
+class TopicError(ProvenanceError):
+    """The event topic could not be created or does not look as the relay needs it."""
+
+
+class ParkedEventNotFound(ProvenanceError):
+    """A parked event id that names nothing in the dead-letter table."""
+
+    exit_code = 3
+
+
+class TransientFailure(ProvenanceError):
+    """A store was unreachable while handling a batch: retry the batch later, do not park its events."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures of the infrastructure (a database down or locked), not of the event itself.
+
+    Those must not park events: parking every event that arrives while PostgreSQL restarts would empty the
+    read models of a whole outage. The batch is retried from the stored position instead.
+    """
+    import sqlalchemy.exc as sa_exc
+    from eventsourcing import persistence as es
+
+    transient: tuple[type[BaseException], ...] = (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.DisconnectionError,
+        sa_exc.TimeoutError,
+        es.OperationalError,
+        es.InterfaceError,
+        ConnectionError,
+        TimeoutError,
+        TransientFailure,
+    )
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, transient):
+            return True
+        seen.add(id(current))
+        current = current.__cause__
+    return False

@@ -1,0 +1,207 @@
+"""The relay: every recorded event, in notification order, onto the Kafka topic (the outbox pattern).
+
+Messages are keyed by stream id, so each stream lands on one partition in version order. The relay's own
+position (the last notification id the broker acknowledged) lives in the projections database and moves
+only after the producer has flushed a whole batch with `acks=all`. After a crash, or a broker that stayed
+away longer than the producer's delivery timeout, the relay sends again from that position: at-least-once.
+A duplicate is harmless, as consumers skip stream versions they already applied. The idempotent producer
+keeps what one producer wrote to a partition a gapless prefix of what it sent, so a resend never lets a
+later version of a stream overtake an earlier one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from provenance.application import ProvenanceApp
+from provenance.kafka.admin import TopicSpec, ensure_topic
+from provenance.kafka.backoff import Backoff
+from provenance.kafka.client import kafka, topic_source
+from provenance.kafka.errors import RelayError, TopicError, is_transient
+from provenance.kafka.positions import Positions
+from provenance.log import last_position, read_log
+from schemas.envelope import EventEnvelope
+
+log = logging.getLogger(__name__)
+
+RELAY = "relay"
+"""Consumer name of the relay's checkpoint (source `kafka:<topic>`, partition 0)."""
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    batch_size: int = 2000
+    idle_wait_s: float = 0.05
+    """How long to wait before looking at the outbox again when it had nothing new."""
+    partitions: int = 6
+    replication_factor: int = 1
+    linger_ms: int = 5
+    producer_batch_bytes: int = 256 * 1024
+    delivery_timeout_ms: int = 120_000
+    """How long the producer retries a record itself; past that the relay resends from its position."""
+    request_timeout_ms: int = 30_000
+    max_block_ms: int = 10_000
+    flush_slice_s: float = 1.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    progress_every_s: float = 10.0
+
+
+def headers_of(envelope: EventEnvelope) -> list[tuple[str, bytes]]:
+    """What a consumer can route on without parsing the value."""
+    return [
+        ("event_type", envelope.event_type.encode()),
+        ("schema_version", str(envelope.schema_version).encode()),
+        ("event_id", envelope.event_id.encode()),
+        ("stream_type", envelope.stream_type.encode()),
+    ]
+
+
+class Relay:
+    def __init__(
+        self, app: ProvenanceApp, positions: Positions, bootstrap: str, topic: str, options: RelayOptions | None = None
+    ) -> None:
+        self.app = app
+        self.positions = positions
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.source = topic_source(topic)
+        self.options = options or RelayOptions()
+        self.relayed = 0
+        self._producer: Any = None
+        self._position: int | None = None
+        self._topic_ready = False
+
+    def position(self) -> int:
+        """The last notification id the broker acknowledged (0 before the first)."""
+        if self._position is None:
+            self._position = self.positions.get(RELAY, self.source, 0) or 0
+        return self._position
+
+    def ensure_topic(self) -> None:
+        if not self._topic_ready:
+            spec = TopicSpec(self.topic, self.options.partitions, self.options.replication_factor)
+            ensure_topic(self.bootstrap, spec)
+            self._topic_ready = True
+
+    def relay_batch(self, stop: threading.Event | None = None) -> int:
+        """Publish the next batch from the outbox and store the new position; returns events published.
+
+        Raises `RelayError` when the broker did not acknowledge all of it; nothing is stored then.
+        """
+        self.ensure_topic()
+        position = self.position()
+        batch = read_log(self.app, position, self.options.batch_size)
+        if not batch:
+            return 0
+        self._publish(batch, stop)
+        last = batch[-1].position
+        assert last is not None
+        self.positions.set(RELAY, self.source, 0, last)
+        self._position = last
+        self.relayed += len(batch)
+        return len(batch)
+
+    def _publish(self, batch: Sequence[EventEnvelope], stop: threading.Event | None) -> None:
+        errors = kafka().errors
+        try:
+            producer = self._producer_or_new()
+            futures = [
+                producer.send(self.topic, key=e.stream_id.encode(), value=e.to_json(), headers=headers_of(e))
+                for e in batch
+            ]
+            # Flush in slices so that a stop request is noticed while the broker is away.
+            while not all(f.is_done for f in futures):
+                if stop is not None and stop.is_set():
+                    raise RelayError("stopped before the broker acknowledged the batch")
+                try:
+                    producer.flush(timeout=self.options.flush_slice_s)
+                except errors.KafkaTimeoutError:
+                    continue
+        except errors.KafkaError as exc:
+            raise RelayError(f"publishing to {self.topic} failed: {exc}") from exc
+        failed = next((f for f in futures if f.failed()), None)
+        if failed is not None:
+            raise RelayError(f"the broker did not acknowledge an event: {failed.exception}")
+
+    def _producer_or_new(self) -> Any:
+        if self._producer is None:
+            o = self.options
+            self._producer = kafka().KafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                client_id="provenance-relay",
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=o.linger_ms,
+                batch_size=o.producer_batch_bytes,
+                delivery_timeout_ms=o.delivery_timeout_ms,
+                request_timeout_ms=o.request_timeout_ms,
+                max_block_ms=o.max_block_ms,
+                allow_auto_create_topics=False,
+            )
+        return self._producer
+
+    def discard_producer(self) -> None:
+        """Drop the producer after a failure; the next batch starts a fresh one from the stored position."""
+        producer, self._producer = self._producer, None
+        self._position = None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception as exc:  # the producer is being thrown away; nothing of ours depends on it
+                log.debug("closing a failed producer: %r", exc)
+
+    def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close(timeout=5)
+
+    def lag(self) -> int:
+        return max(0, last_position(self.app) - self.position())
+
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
+        """Relay until `stop` is set, riding out broker and database outages with backoff."""
+        backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s)
+        reported_at, reported = time.monotonic(), self.relayed
+        try:
+            while not stop.is_set():
+                if on_tick is not None:
+                    on_tick()
+                try:
+                    count = self.relay_batch(stop)
+                    backoff.reset()
+                except (RelayError, TopicError) as exc:
+                    position = self._position
+                    self.discard_producer()
+                    if stop.is_set():
+                        break
+                    delay = backoff.wait(stop)
+                    log.warning("relay: %s; sending again after position %s in %.1f s", exc, position, delay)
+                    continue
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    self._position = None
+                    delay = backoff.wait(stop)
+                    log.warning("relay: a store is unavailable (%s); retrying in %.1f s", exc, delay)
+                    continue
+                if count == 0:
+                    stop.wait(self.options.idle_wait_s)
+                now = time.monotonic()
+                if now - reported_at >= self.options.progress_every_s:
+                    rate = (self.relayed - reported) / (now - reported_at)
+                    log.info(
+                        "relay: %d events published (%.0f/s), position %d, %d behind",
+                        self.relayed,
+                        rate,
+                        self.position(),
+                        self.lag(),
+                    )
+                    reported_at, reported = now, self.relayed
+        finally:
+            self.close()

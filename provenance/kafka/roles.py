@@ -1,0 +1,130 @@
+"""The process roles of the distributed stack, each a loop that runs until its stop event is set.
+
+`provenance serve --role ROLE` calls one of these. Each creates its clients lazily, makes sure the event
+topic exists (so services may start in any order), logs its progress, beats a heartbeat file for the
+container health check, never spins while idle, and leaves its consumer group cleanly on stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+
+from projections.framework import ProjectionStore
+from provenance.application import ProvenanceApp
+from provenance.config import Settings
+from provenance.kafka.admin import TopicSpec, ensure_topic
+from provenance.kafka.backoff import Backoff
+from provenance.kafka.client import bootstrap_of
+from provenance.kafka.consumers import ConsumerOptions, TopicFollower
+from provenance.kafka.errors import TopicError
+from provenance.kafka.health import Heartbeat, heartbeat_path
+from provenance.kafka.positions import Positions, open_engine, open_projections
+from provenance.kafka.relay import Relay, RelayOptions
+from provenance.kafka.sinks import PROJECTIONS, HandlerSink, ProjectionSink
+from schemas.envelope import EventEnvelope
+
+log = logging.getLogger(__name__)
+
+GROUP_PREFIX = "provenance"
+DEFAULT_PARTITIONS = RelayOptions().partitions
+
+
+def wait_for_topic(bootstrap: str, spec: TopicSpec, stop: threading.Event) -> bool:
+    """Make sure the topic exists, waiting for the broker as long as it takes; False if stopped first."""
+    backoff = Backoff(0.5, 15.0)
+    while not stop.is_set():
+        try:
+            ensure_topic(bootstrap, spec)
+            return True
+        except TopicError as exc:
+            delay = backoff.wait(stop)
+            log.warning("waiting for Kafka at %s (%s); retrying in %.1f s", bootstrap, exc, delay)
+    return False
+
+
+def group_id(name: str) -> str:
+    """The consumer group of a role: every replica of it shares the partitions."""
+    return f"{GROUP_PREFIX}-{name}"
+
+
+def run_relay(
+    settings: Settings,
+    stop: threading.Event,
+    options: RelayOptions | None = None,
+    *,
+    app: ProvenanceApp | None = None,
+) -> None:
+    """Publish the outbox to `settings.kafka_topic` until `stop` is set."""
+    bootstrap = bootstrap_of(settings)
+    own_app = app is None
+    application = app or ProvenanceApp(settings)
+    relay = Relay(
+        application, Positions(open_engine(settings.projections_database)), bootstrap, settings.kafka_topic, options
+    )
+    log.info("relay: publishing to %s at %s from position %d", settings.kafka_topic, bootstrap, relay.position())
+    try:
+        relay.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, "relay")))
+    finally:
+        if own_app:
+            application.close()
+        log.info("relay: stopped at position %d after %d events", relay.position(), relay.relayed)
+
+
+def run_projection_consumer(
+    settings: Settings,
+    stop: threading.Event,
+    options: ConsumerOptions | None = None,
+    *,
+    store: ProjectionStore | None = None,
+    partitions: int = DEFAULT_PARTITIONS,
+) -> None:
+    """Build every projection from the topic, as one member of the projections consumer group."""
+    bootstrap = bootstrap_of(settings)
+    if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions), stop):
+        return
+    projection_store = store or open_projections(settings.projections_database)
+    follower = TopicFollower(
+        bootstrap,
+        settings.kafka_topic,
+        ProjectionSink(projection_store),
+        options or ConsumerOptions(group_id=group_id(PROJECTIONS)),
+    )
+    log.info("projections: following %s at %s", settings.kafka_topic, bootstrap)
+    try:
+        follower.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, PROJECTIONS)))
+    finally:
+        if store is None:
+            projection_store.engine.dispose()
+        log.info("projections: stopped after %d events (%d parked)", follower.handled, follower.parked)
+
+
+def run_worker_consumer(
+    settings: Settings,
+    stop: threading.Event,
+    name: str,
+    handler: Callable[[EventEnvelope], None],
+    options: ConsumerOptions | None = None,
+    *,
+    partitions: int = DEFAULT_PARTITIONS,
+) -> None:
+    """Feed every event to `handler` (which sends idempotent commands), as a member of group `name`.
+
+    The position is stored per partition under consumer `name` after each batch: at-least-once.
+    """
+    bootstrap = bootstrap_of(settings)
+    if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions), stop):
+        return
+    engine = open_engine(settings.projections_database)
+    chosen = options or ConsumerOptions(group_id=group_id(name), max_poll_records=50)
+    follower = TopicFollower(
+        bootstrap, settings.kafka_topic, HandlerSink(name, Positions(engine), handler), replace(chosen)
+    )
+    log.info("%s: following %s at %s", name, settings.kafka_topic, bootstrap)
+    try:
+        follower.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, name)))
+    finally:
+        engine.dispose()
+        log.info("%s: stopped after %d events (%d parked)", name, follower.handled, follower.parked)

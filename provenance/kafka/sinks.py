@@ -1,0 +1,213 @@
+"""Where messages from the log go: the projections, or a worker's handler, with poison events parked.
+
+A sink takes a partition's messages in offset order and owns what "processed" means for them: the
+projections write rows and offsets in one transaction; a worker runs its idempotent command per event and
+then stores its position (at-least-once). Either way, an event that cannot be handled is parked and its
+offset still counts, so one bad message never blocks the events behind it. A failure of the
+infrastructure (a database down) is not the event's fault: it raises `TransientFailure`, nothing is parked,
+and the batch is read again from the stored position once the store is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from projections.framework import ProjectionStore, read_checkpoint, write_checkpoint
+from provenance.kafka.dead_letters import DeadLetters, decode, one_line
+from provenance.kafka.errors import TransientFailure, is_transient
+from provenance.kafka.positions import Positions
+from schemas.catalogue import InvalidEvent
+from schemas.envelope import EventEnvelope
+
+log = logging.getLogger(__name__)
+
+PROJECTIONS = "projections"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    position: int
+    raw: bytes | None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    handled: int
+    parked: int
+
+
+class Sink(Protocol):
+    name: str
+
+    def resume_position(self, source: str, partition: int) -> int | None:
+        """The last position fully processed, or None to start from the beginning of the partition."""
+        ...
+
+    def apply(self, messages: Sequence[Message], source: str, partition: int) -> BatchResult: ...
+
+
+def _event_id_of(raw: bytes | None) -> str | None:
+    """The event id of a message that failed to decode, when there is one to be found."""
+    import orjson
+
+    try:
+        data = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return None
+    value = data.get("event_id") if isinstance(data, dict) else None
+    return str(value) if value is not None else None
+
+
+def _transient(what: str, exc: Exception) -> TransientFailure:
+    return TransientFailure(f"{what}: {one_line(str(exc) or repr(exc))}")
+
+
+class ProjectionSink:
+    """All projections of a store, fed from one topic partition at a time."""
+
+    name = PROJECTIONS
+
+    def __init__(self, store: ProjectionStore, dead_letters: DeadLetters | None = None) -> None:
+        self.store = store
+        self.dead_letters = dead_letters or DeadLetters(store.engine)
+
+    def resume_position(self, source: str, partition: int) -> int | None:
+        positions = [self.store.checkpoint(name, source, partition) for name in self.store.projections]
+        if not positions or any(p is None for p in positions):
+            return None
+        return min(p for p in positions if p is not None)
+
+    def apply(self, messages: Sequence[Message], source: str, partition: int) -> BatchResult:
+        if not messages:
+            return BatchResult(0, 0)
+        good: list[EventEnvelope] = []
+        raws: dict[int, bytes | None] = {}
+        parked = 0
+        try:
+            # Poison is parked first: the projections' checkpoints may move past it below.
+            for message in messages:
+                try:
+                    good.append(decode(message.raw, message.position))
+                    raws[message.position] = message.raw
+                except InvalidEvent as exc:
+                    parked += self._park(source, partition, message.position, message.raw, str(exc))
+            handled = self._process(good, raws, source, partition)
+            parked += len(good) - handled
+            self._advance(source, partition, messages[-1].position)
+        except TransientFailure:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise _transient("the projections database is unavailable", exc) from exc
+            raise
+        return BatchResult(handled, parked)
+
+    def _process(
+        self, envelopes: list[EventEnvelope], raws: dict[int, bytes | None], source: str, partition: int
+    ) -> int:
+        if not envelopes:
+            return 0
+        try:
+            self.store.process(envelopes, source, partition)
+            return len(envelopes)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning(
+                "a batch of %d events failed in the projections (%r); applying them one by one", len(envelopes), exc
+            )
+        handled = 0
+        for envelope in envelopes:
+            try:
+                self.store.process([envelope], source, partition)
+                handled += 1
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                assert envelope.position is not None
+                reason = f"projection failed on {envelope.event_type}: {exc!r}"
+                self._park(source, partition, envelope.position, raws[envelope.position], reason, envelope.event_id)
+        return handled
+
+    def _park(
+        self, source: str, partition: int, position: int, raw: bytes | None, reason: str, event_id: str | None = None
+    ) -> int:
+        event_id = event_id or _event_id_of(raw)
+        return int(self.dead_letters.park(self.name, source, partition, position, raw, reason, event_id))
+
+    def _advance(self, source: str, partition: int, position: int) -> None:
+        """Every projection's checkpoint up to the batch's last offset, when that offset was parked."""
+        with self.store.engine.begin() as conn:
+            for name in self.store.projections:
+                current = read_checkpoint(conn, name, source, partition)
+                if current is None or current < position:
+                    write_checkpoint(conn, name, source, partition, position)
+
+
+class HandlerSink:
+    """A worker: one handler call per event, at-least-once, its position stored after the batch.
+
+    The handler sends idempotent commands (their ids derive from the event id), so an event handled again
+    after a crash records nothing twice.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        positions: Positions,
+        handler: Callable[[EventEnvelope], None],
+        dead_letters: DeadLetters | None = None,
+    ) -> None:
+        self.name = name
+        self.positions = positions
+        self.handler = handler
+        self.dead_letters = dead_letters or DeadLetters(positions.engine)
+
+    def resume_position(self, source: str, partition: int) -> int | None:
+        return self.positions.get(self.name, source, partition)
+
+    def apply(self, messages: Sequence[Message], source: str, partition: int) -> BatchResult:
+        done: int | None = None
+        handled = parked = 0
+        try:
+            for message in messages:
+                try:
+                    envelope = decode(message.raw, message.position)
+                except InvalidEvent as exc:
+                    parked += self._park(source, partition, message, str(exc), _event_id_of(message.raw))
+                    done = message.position
+                    continue
+                try:
+                    self.handler(envelope)
+                    handled += 1
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    reason = f"{self.name} failed on {envelope.event_type}: {exc!r}"
+                    parked += self._park(source, partition, message, reason, envelope.event_id)
+                done = message.position
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if done is not None:
+                self._store(source, partition, done)
+            raise _transient(f"{self.name} could not reach a store", exc) from exc
+        if done is not None:
+            self._store(source, partition, done)
+        return BatchResult(handled, parked)
+
+    def _park(self, source: str, partition: int, message: Message, reason: str, event_id: str | None) -> int:
+        return int(
+            self.dead_letters.park(self.name, source, partition, message.position, message.raw, reason, event_id)
+        )
+
+    def _store(self, source: str, partition: int, position: int) -> None:
+        try:
+            self.positions.set(self.name, source, partition, position)
+        except Exception as exc:
+            if is_transient(exc):
+                raise _transient(f"{self.name} could not store its position", exc) from exc
+            raise
