@@ -74,7 +74,7 @@ class WatermarkConfig:
     preset: str = "medium"
     sample_frames: int = 24
     """Frames decoded for the vote."""
-    scan_frames: int = 360
+    scan_frames: int = 120
     """The vote looks at the first this-many frames only, so a long file costs no more than a short one."""
 
 

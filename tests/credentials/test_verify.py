@@ -1,0 +1,339 @@
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from provenance.credentials.errors import SigningError
+from provenance.credentials.manifest import TRAINED_ALGORITHMIC_MEDIA
+from provenance.credentials.pki import DevelopmentPki, PkiValidity, create_development_pki
+from provenance.credentials.signing import sign_video
+from provenance.credentials.verify import (
+    EMPTY_FILE,
+    FILE_NOT_FOUND,
+    NOT_A_FILE,
+    NOT_VIDEO,
+    REMOTE_MANIFEST_NOT_FETCHED,
+    UNSUPPORTED_FORMAT,
+    VerificationReport,
+    verify_file,
+)
+from provenance.credentials.watermark import soft_binding_for
+from tests.credentials.conftest import Signed
+from tests.credentials.support import FakeStatusLookup, flip_media_byte, manifest_inputs, reencode
+
+
+@pytest.fixture(autouse=True)
+def no_python_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection attempted from Python during verification fails the test."""
+
+    def refuse(self: socket.socket, address: object) -> None:
+        raise AssertionError(f"verification tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+@pytest.fixture()
+def lookup(signed: Signed, remix: Signed) -> FakeStatusLookup:
+    fake = FakeStatusLookup()
+    fake.add(signed.video_id, soft_binding_for(signed.video_id), {"state": "published"})
+    fake.add(remix.video_id, soft_binding_for(remix.video_id), {"state": "taken_down", "reason": "consent revoked"})
+    return fake
+
+
+def test_signed_file_is_trusted_and_resolves_to_its_video(
+    signed: Signed, pki: DevelopmentPki, lookup: FakeStatusLookup
+) -> None:
+    report = verify_file(signed.path, pki.trust(), lookup)
+    assert (report.state, report.chain_state, report.failures) == ("Trusted", "Trusted", ())
+    assert report.recovered_by == "manifest"
+    assert report.video_id == str(signed.video_id)
+    assert report.status == {"state": "published"}
+    assert report.signer == pki.signer and report.development_pki is True
+    assert report.manifest_id == signed.result.manifest_id
+    assert report.soft_binding == dict(zip(("alg", "value"), soft_binding_for(signed.video_id), strict=True))
+    body = report.to_json()
+    for key in ("state", "failures", "ingredients", "video_id", "status", "recovered_by", "signer", "development_pki"):
+        assert key in body
+
+
+def test_without_trust_anchors_a_good_signature_is_only_valid(signed: Signed) -> None:
+    report = verify_file(signed.path, None)
+    assert report.state == "Valid"
+    assert report.failures == ("signingCredential.untrusted",)
+
+
+def test_certificate_from_another_root_is_not_trusted(
+    tmp_path: Path, clip: Path, pki: DevelopmentPki, other_pki: DevelopmentPki
+) -> None:
+    result = sign_video(clip, tmp_path / "other.mp4", manifest_inputs(uuid4()), other_pki.identity())
+    report = verify_file(result.path, pki.trust())
+    assert report.state == "Valid"
+    assert "signingCredential.untrusted" in report.failures
+    assert verify_file(result.path, other_pki.trust()).state == "Trusted"
+
+
+def test_remix_reads_back_its_chain(
+    remix: Signed, signed: Signed, pki: DevelopmentPki, lookup: FakeStatusLookup
+) -> None:
+    report = verify_file(remix.path, pki.trust(), lookup)
+    assert report.state == report.chain_state == "Trusted"
+    assert report.video_id == str(remix.video_id)
+    assert report.status == {"state": "taken_down", "reason": "consent revoked"}
+    (parent,) = report.ingredients
+    assert parent.depth == 1 and parent.relationship == "parentOf"
+    assert (parent.state, parent.failures) == ("Trusted", ())
+    assert parent.video_id == str(signed.video_id)
+    assert parent.manifest_id == signed.result.manifest_id
+
+
+def test_remix_of_a_remix_reads_back_to_the_origin(
+    tmp_path: Path, clip: Path, remix: Signed, signed: Signed, pki: DevelopmentPki
+) -> None:
+    video_id = uuid4()
+    inputs = manifest_inputs(video_id, remix_of=remix.video_id)
+    result = sign_video(clip, tmp_path / "remix-2.mp4", inputs, pki.identity(), remix.path)
+    report = verify_file(result.path, pki.trust())
+    assert report.chain_state == "Trusted"
+    assert [(i.depth, i.video_id, i.state) for i in report.ingredients] == [
+        (1, str(remix.video_id), "Trusted"),
+        (2, str(signed.video_id), "Trusted"),
+    ]
+
+
+def test_parent_tampered_before_the_remix_shows_in_the_chain(
+    remix_of_tampered_parent: Signed, pki: DevelopmentPki
+) -> None:
+    report = verify_file(remix_of_tampered_parent.path, pki.trust())
+    assert report.state == "Trusted"  # the remix's own claim is intact ...
+    assert report.chain_state == "Invalid"  # ... but its parent is not
+    (parent,) = report.ingredients
+    assert parent.state == "Invalid"
+    assert "assertion.bmffHash.mismatch" in parent.failures
+    assert "ingredient" in report.reason
+
+
+def test_tampered_video_byte_is_invalid(tmp_path: Path, signed: Signed, pki: DevelopmentPki) -> None:
+    tampered = tmp_path / "tampered.mp4"
+    tampered.write_bytes(flip_media_byte(signed.path.read_bytes()))
+    report = verify_file(tampered, pki.trust())
+    assert report.state == "Invalid"
+    assert report.failures == ("assertion.bmffHash.mismatch",)
+    assert report.video_id == str(signed.video_id)
+
+
+def test_edited_assertion_is_invalid(tmp_path: Path, signed: Signed, pki: DevelopmentPki) -> None:
+    data = bytearray(signed.path.read_bytes())
+    needle = str(signed.video_id).encode()
+    at = data.find(needle)
+    assert at > 0
+    data[at] = ord("0") if data[at] != ord("0") else ord("1")  # a different video id in org.provenance.log
+    edited = tmp_path / "edited.mp4"
+    edited.write_bytes(bytes(data))
+    report = verify_file(edited, pki.trust())
+    assert report.state == "Invalid"
+    assert "assertion.hashedURI.mismatch" in report.failures
+
+
+def test_truncated_file_is_invalid(tmp_path: Path, signed: Signed, pki: DevelopmentPki) -> None:
+    data = signed.path.read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    report = verify_file(truncated, pki.trust())
+    assert report.state == "Invalid"
+    assert report.failures
+    assert report.recovered_by == "manifest"
+
+
+def _sign_with_short_lived_leaf(tmp_path: Path, clip: Path) -> tuple[DevelopmentPki, Path, dt.datetime]:
+    """Sign with a leaf that expires a few seconds later (longer windows if this machine is slow)."""
+    for seconds in (3, 10, 30):
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        expires = now + dt.timedelta(seconds=seconds)
+        pki = create_development_pki(
+            tmp_path / f"short-{seconds}",
+            validity=PkiValidity(leaf_not_before=now - dt.timedelta(days=1), leaf_not_after=expires),
+        )
+        try:
+            result = sign_video(clip, tmp_path / f"short-{seconds}.mp4", manifest_inputs(uuid4()), pki.identity())
+        except SigningError:
+            continue
+        return pki, result.path, expires
+    raise AssertionError("could not sign within 30 s")
+
+
+def test_expired_certificate_is_invalid(tmp_path: Path, clip: Path) -> None:
+    pki, path, expires = _sign_with_short_lived_leaf(tmp_path, clip)
+    assert verify_file(path, pki.trust()).state == "Trusted"
+    time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds()) + 1.1)
+    report = verify_file(path, pki.trust())
+    assert report.state == "Invalid"
+    assert "signingCredential.expired" in report.failures
+
+
+def test_manifest_stripped_by_reencoding_resolves_through_the_watermark(
+    tmp_path: Path, signed: Signed, pki: DevelopmentPki, lookup: FakeStatusLookup
+) -> None:
+    stripped = reencode(signed.path, tmp_path / "uploaded.mp4", crf=23)
+    report = verify_file(stripped, pki.trust(), lookup)
+    assert report.state == "NoManifest"
+    assert report.failures == ()
+    assert report.recovered_by == "watermark"
+    assert report.video_id == str(signed.video_id)
+    assert report.status == {"state": "published"}
+    assert report.soft_binding == {"alg": signed.result.soft_binding[0], "value": signed.result.soft_binding[1]}
+
+
+def test_unknown_watermark_is_reported_but_not_resolved(tmp_path: Path, signed: Signed, pki: DevelopmentPki) -> None:
+    stripped = reencode(signed.path, tmp_path / "uploaded.mp4", crf=18)
+    report = verify_file(stripped, pki.trust(), FakeStatusLookup())
+    assert report.recovered_by is None and report.video_id is None
+    assert report.soft_binding is not None and report.soft_binding["value"] == signed.result.soft_binding[1]
+
+
+def test_webm_copy_cannot_carry_a_manifest_but_keeps_the_watermark(
+    tmp_path: Path, signed: Signed, pki: DevelopmentPki, lookup: FakeStatusLookup
+) -> None:
+    webm = reencode(signed.path, tmp_path / "copy.webm", codec="libvpx")
+    report = verify_file(webm, pki.trust(), lookup)
+    assert (report.state, report.failures) == ("NoManifest", (UNSUPPORTED_FORMAT,))
+    assert report.container == "matroska"
+    assert report.recovered_by == "watermark" and report.video_id == str(signed.video_id)
+
+
+def test_unmarked_video_without_manifest(clip: Path, pki: DevelopmentPki) -> None:
+    report = verify_file(clip, pki.trust(), FakeStatusLookup())
+    assert (report.state, report.failures, report.recovered_by) == ("NoManifest", (), None)
+    assert report.watermark_checked
+
+
+def _png(path: Path) -> Path:
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(path), np.full((32, 32, 3), 127, np.uint8))
+    return path
+
+
+@pytest.fixture()
+def bad_inputs(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    text = tmp_path / "notes.mp4"
+    text.write_text("#EXTM3U\n#EXTINF:1,\nhttp://127.0.0.1:9/segment.ts\n")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    sparse = tmp_path / "huge.mp4"
+    with open(sparse, "wb") as handle:
+        handle.truncate(1 << 30)
+    folder = tmp_path / "folder.mp4"
+    folder.mkdir()
+    yield {
+        "text": text,
+        "png": _png(tmp_path / "still.png"),
+        "empty": empty,
+        "sparse": sparse,
+        "folder": folder,
+        "missing": tmp_path / "missing.mp4",
+    }
+    os.unlink(sparse)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("text", ("NoManifest", (UNSUPPORTED_FORMAT,))),
+        ("png", ("NoManifest", (NOT_VIDEO,))),
+        ("empty", ("NoManifest", (EMPTY_FILE,))),
+        ("sparse", ("NoManifest", (UNSUPPORTED_FORMAT,))),
+        ("folder", ("NoManifest", (NOT_A_FILE,))),
+        ("missing", ("NoManifest", (FILE_NOT_FOUND,))),
+    ],
+)
+def test_unreadable_inputs_get_their_own_result(
+    bad_inputs: dict[str, Path], pki: DevelopmentPki, name: str, expected: tuple[str, tuple[str, ...]]
+) -> None:
+    report = verify_file(bad_inputs[name], pki.trust(), FakeStatusLookup())
+    assert (report.state, report.failures) == expected
+    assert report.reason and "\n" not in report.reason
+    assert report.recovered_by is None
+
+
+def _remote_only_manifest(tmp_path: Path, clip: Path, pki: DevelopmentPki, url: str) -> Path:
+    import c2pa
+
+    from provenance.credentials.c2pa_context import signing_context
+
+    identity = pki.identity()
+    target = tmp_path / "remote.mp4"
+    created = {"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA}
+    definition = {
+        "title": "remote.mp4",
+        "format": "video/mp4",
+        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [created]}}],
+    }
+    info = c2pa.C2paSignerInfo(
+        c2pa.C2paSigningAlg.ES256, identity.chain_pem().encode(), identity.key_pem().encode(), None
+    )
+    with signing_context(identity) as context, c2pa.Signer.from_info(info) as signer:
+        builder = c2pa.Builder(definition, context)
+        builder.set_no_embed()
+        builder.set_remote_url(url)
+        with open(clip, "rb") as src, open(target, "w+b") as dst:
+            builder.sign(signer, "video/mp4", src, dst)
+    return target
+
+
+def test_remote_manifest_is_never_fetched(tmp_path: Path, clip: Path, pki: DevelopmentPki) -> None:
+    """A file pointing at a manifest URL: the verifier must not connect (the native SDK bypasses Python)."""
+    import c2pa
+
+    from provenance.credentials.c2pa_context import settings_for
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.5)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/manifest.c2pa"
+        remote = _remote_only_manifest(tmp_path, clip, pki, url)
+        connections: list[object] = []
+
+        def accept_one() -> None:
+            try:
+                conn, _ = server.accept()
+                connections.append(conn)
+                conn.close()
+            except TimeoutError:
+                pass
+
+        listener = threading.Thread(target=accept_one)
+        listener.start()
+        report = verify_file(remote, pki.trust())
+        listener.join()
+        assert connections == []
+        assert report.state == "NoManifest"
+        assert report.failures == (REMOTE_MANIFEST_NOT_FETCHED,)
+
+        # Control: the same file read with remote fetching on does reach the server.
+        listener = threading.Thread(target=accept_one)
+        listener.start()
+        settings = settings_for(pki.trust())
+        settings["verify"]["remote_manifest_fetch"] = True
+        with c2pa.Context.from_dict(settings) as context, pytest.raises(c2pa.C2paError):
+            c2pa.Reader(str(remote), context=context)
+        listener.join()
+        assert len(connections) == 1
+
+
+def test_report_json_is_serialisable(remix_of_tampered_parent: Signed, pki: DevelopmentPki) -> None:
+    import json
+
+    report: VerificationReport = verify_file(remix_of_tampered_parent.path, pki.trust())
+    body = json.loads(json.dumps(report.to_json()))
+    assert body["chain_state"] == "Invalid"
+    assert body["ingredients"][0]["state"] == "Invalid"
+    assert body["ingredients"][0]["failures"] == ["assertion.bmffHash.mismatch"]

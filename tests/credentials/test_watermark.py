@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import numpy as np
+import pytest
+
+from provenance.credentials import watermark as wm
+from provenance.credentials.errors import WatermarkError
+from provenance.credentials.sample_video import SampleClip, render_frames
+from tests.credentials.support import reencode, top_level_boxes
+
+PAYLOAD = bytes.fromhex("0123456789abcdef")
+
+
+def _luma(width: int, height: int, seed: int = 0) -> np.ndarray:
+    import cv2
+
+    frame = next(render_frames(SampleClip(width=width, height=height, seconds=0.05, seed=seed)))
+    return np.asarray(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+
+
+@pytest.mark.parametrize("size", [(160, 288), (288, 160), (320, 320)])
+def test_marked_frame_reads_back_at_its_own_and_at_half_resolution(size: tuple[int, int]) -> None:
+    import cv2
+
+    width, height = size
+    luma = _luma(width, height)
+    marked = wm.FrameMarker(PAYLOAD).mark(luma)
+    assert marked.shape == luma.shape and marked.dtype == np.uint8
+    for plane in (marked, cv2.resize(marked, (width // 2, height // 2), interpolation=cv2.INTER_AREA)):
+        message, payload = wm.decode_soft(wm.vote(wm.read_luma(plane)))
+        assert payload == PAYLOAD
+        assert np.array_equal(message, wm.message_bits(PAYLOAD))
+
+
+def test_marking_is_invisible_by_psnr() -> None:
+    luma = _luma(160, 288)
+    marked = wm.FrameMarker(PAYLOAD).mark(luma)
+    mse = np.mean((marked.astype(float) - luma) ** 2)
+    assert 10 * np.log10(255**2 / mse) > 40
+
+
+def test_convolutional_code_corrects_wrong_coded_bits() -> None:
+    coded = wm.coded_bits(PAYLOAD)
+    soft = 1.0 - 2.0 * coded.astype(float)
+    rng = np.random.default_rng(5)
+    wrong = rng.choice(len(soft), size=12, replace=False)
+    soft[wrong] *= -1  # twelve coded bits voted the wrong way
+    assert np.count_nonzero((soft < 0) != coded) == 12
+    _, payload = wm.decode_soft(soft)
+    assert payload == PAYLOAD
+
+
+def test_crc_rejects_a_message_that_was_not_marked() -> None:
+    rng = np.random.default_rng(9)
+    accepted = sum(wm.decode_soft(rng.normal(size=wm.CODED_BITS))[1] is not None for _ in range(200))
+    assert accepted == 0
+
+
+def test_soft_binding_is_derived_from_the_video_id() -> None:
+    video_id = UUID("6f1d950c-6bdc-4231-a8ac-1d570ba8fda5")
+    alg, value = wm.soft_binding_for(video_id)
+    assert alg == wm.ALG
+    assert wm.soft_binding_for(video_id) == (alg, value)
+    assert wm.payload_from_value(value) == wm.payload_for(video_id)
+    assert len(wm.payload_for(video_id)) == wm.PAYLOAD_BYTES
+    assert wm.soft_binding_for(uuid4())[1] != value
+    assert wm.payload_from_value("not base64!") is None
+    assert wm.payload_from_value("AAAA") is None
+
+
+def test_embed_keeps_frames_and_audio_and_writes_faststart(clip: Path, tmp_path: Path) -> None:
+    import av
+
+    report = wm.embed_watermark(clip, tmp_path / "marked.mp4", PAYLOAD)
+    with av.open(str(clip)) as original, av.open(str(tmp_path / "marked.mp4")) as marked:
+        assert [s.type for s in marked.streams] == ["video", "audio"]
+        assert marked.streams.audio[0].codec_context.name == "aac"
+        assert sum(1 for _ in marked.decode(video=0)) == sum(1 for _ in original.decode(video=0)) == report.frames
+    kinds = [kind for _, _, kind in top_level_boxes((tmp_path / "marked.mp4").read_bytes())]
+    assert kinds.index(b"moov") < kinds.index(b"mdat")
+    assert report.audio_copied and report.psnr_db > 40
+    assert (report.width, report.height) == (160, 288)
+    assert [p.name for p in tmp_path.iterdir()] == ["marked.mp4"]
+    assert wm.decode_watermark(tmp_path / "marked.mp4") == PAYLOAD
+
+
+def test_mark_survives_h264_reencoding(clip: Path, tmp_path: Path) -> None:
+    wm.embed_watermark(clip, tmp_path / "marked.mp4", PAYLOAD)
+    for crf in (18, 23):
+        copy = reencode(tmp_path / "marked.mp4", tmp_path / f"crf{crf}.mp4", crf=crf)
+        assert wm.decode_watermark(copy) == PAYLOAD
+
+
+def test_unmarked_video_has_no_watermark(clip: Path) -> None:
+    reading = wm.read_watermark(clip)
+    assert reading.frames > 0
+    assert reading.payload is None
+
+
+def test_bad_inputs_raise_watermark_error(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("#EXTM3U\nhttp://127.0.0.1:9/segment.ts\n")
+    with pytest.raises(WatermarkError, match="not in a video container"):
+        wm.decode_watermark(text)
+    with pytest.raises(WatermarkError, match="no such video"):
+        wm.decode_watermark(tmp_path / "missing.mp4")
+    with pytest.raises(WatermarkError, match="bytes"):
+        wm.embed_watermark(tmp_path / "missing.mp4", tmp_path / "out.mp4", b"short")
+    assert not (tmp_path / "out.mp4").exists()
