@@ -121,7 +121,9 @@ class ProvenanceApp(Application[UUID]):
         except ValueError:
             raise NotFound(f"{what} {stream_id!r} is not a valid id") from None
         try:
-            aggregate: EventStream = self.repository.get(uid)
+            prefetched: dict[UUID, EventStream] | None = getattr(self._local, "prefetched", None)
+            found = prefetched.get(uid) if prefetched else None
+            aggregate: EventStream = found if found is not None else self.repository.get(uid)
             loaded = getattr(self._local, "loaded", None)
             if loaded is not None:
                 loaded.append(uid)
@@ -161,6 +163,7 @@ class ProvenanceApp(Application[UUID]):
         """
         for _ in range(5):
             self._local.loaded = []
+            self._local.prefetched = {}
             try:
                 return command()
             except IntegrityError:
@@ -169,7 +172,95 @@ class ProvenanceApp(Application[UUID]):
             except BaseException:
                 self._evict_loaded()
                 raise
+            finally:
+                self._local.prefetched = {}
         raise ProvenanceError("the command kept conflicting with concurrent changes; try again")
+
+    def _prefetch_videos_and_remixes(self, video_ids: Iterable[str | UUID]) -> None:
+        """Bring the videos and every remix below them up to date, one query per generation of remixes.
+
+        A revocation can touch thousands of videos; loading them one by one costs a query each, even from
+        the cache (it is fast-forwarded from the store). What this loads is what `_get` would have loaded
+        at this point; it stays valid until the command ends, like any aggregate the command holds.
+        """
+        level = list(dict.fromkeys(UUID(str(v)) for v in video_ids))
+        seen: set[UUID] = set()
+        while level:
+            seen.update(level)
+            loaded = self._prefetch(level)
+            level = [
+                child
+                for video in loaded
+                if isinstance(video, Video)
+                for child in dict.fromkeys(UUID(c) for c in video.children)
+                if child not in seen
+            ]
+
+    def _prefetch(self, ids: Sequence[UUID]) -> list[EventStream]:
+        """Current versions of many aggregates from one query per 500 ids (SQLite store, cache on).
+
+        Elsewhere it loads nothing and `_get` loads each aggregate when asked, as it always did.
+        """
+        from eventsourcing.application import project_aggregate
+        from eventsourcing.persistence import StoredEvent
+        from eventsourcing.sqlite import SQLiteAggregateRecorder
+
+        prefetched: dict[UUID, EventStream] | None = getattr(self._local, "prefetched", None)
+        repository = self.repository
+        recorder = self.recorder
+        cache = repository.cache
+        if (
+            prefetched is None
+            or cache is None
+            or repository.deepcopy_from_cache
+            or self.snapshots is not None
+            or not isinstance(recorder, SQLiteAggregateRecorder)
+        ):
+            return []
+        wanted = [uid for uid in ids if uid not in prefetched]
+        out: list[EventStream] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows: dict[str, list[Any]] = {}
+            marks = ",".join("?" * len(chunk))
+            statement = (
+                "SELECT originator_id, originator_version, topic, state "
+                f"FROM {recorder.events_table_name} WHERE originator_id IN ({marks}) "
+                "ORDER BY originator_id, originator_version"
+            )
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(statement, [uid.hex for uid in chunk])
+                for row in cursor.fetchall():
+                    rows.setdefault(row[0], []).append(row)
+            for uid in chunk:
+                stored = rows.get(uid.hex, [])
+                try:
+                    aggregate: Any = cache.get(uid)
+                except KeyError:
+                    aggregate = None
+                if aggregate is not None and not repository.fastforward:
+                    pass  # the repository would hand out the cached aggregate as it is
+                else:
+                    after = aggregate.version if aggregate is not None else 0
+                    events = [
+                        self.mapper.to_domain_event(
+                            StoredEvent(originator_id=uid, originator_version=version, topic=topic, state=state)
+                        )
+                        for _, version, topic, state in stored
+                        if version > after
+                    ]
+                    if aggregate is None and not events:
+                        continue  # no such aggregate: `_get` says so when it is asked for
+                    fresh = aggregate is None
+                    aggregate = project_aggregate(aggregate, events)
+                    if aggregate is None:
+                        continue
+                    if fresh:
+                        cache.put(uid, aggregate)
+                if isinstance(aggregate, EventStream):
+                    prefetched[uid] = aggregate
+                    out.append(aggregate)
+        return out
 
     def _evict_loaded(self) -> None:
         cache = self.repository.cache
@@ -331,13 +422,23 @@ class ProvenanceApp(Application[UUID]):
             changed: dict[UUID, Video] = {}
             takedowns: list[TakedownRecord] = []
             blocked: list[str] = []
-            for use in cameo.uses_under(grant_id):
+            uses = list(cameo.uses_under(grant_id))
+            self._prefetch_videos_and_remixes(use.video_id for use in uses)
+            # The cameo and the clock stand still during the command: one answer per creator and purpose.
+            answers: dict[tuple[str, str], ConsentError | None] = {}
+            for use in uses:
                 video = self.video(use.video_id)
-                try:
-                    self._consent(cameo, use.creator_id, _purpose(video), now)
+                asked = (use.creator_id, _purpose(video))
+                if asked not in answers:
+                    try:
+                        self._consent(cameo, use.creator_id, asked[1], now)
+                        answers[asked] = None
+                    except ConsentError as refused:
+                        answers[asked] = refused
+                why = answers[asked]
+                if why is None:
                     continue  # still covered by another live grant
-                except ConsentError as why:
-                    statement = f"Consent for cameo {cameo.id} was revoked by {actor}: {reason}. {why}"
+                statement = f"Consent for cameo {cameo.id} was revoked by {actor}: {reason}. {why}"
                 if video.state in IN_FLIGHT:
                     blocked_event = _payload(e.VideoBlocked, gate="consent", reasons=[statement])
                     if video.block(blocked_event, str(actor), command_id=command_id):

@@ -338,6 +338,94 @@ def _rebuild(system: System, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- Content Credentials ---------------------------------------------------------------------------------
+
+
+@command("pki-init")
+def _pki_init(system: System, args: argparse.Namespace) -> int:
+    from provenance.credentials.pki import create_development_pki
+
+    directory = Path(args.dir) if args.dir else system.settings.pki_directory
+    create_development_pki(directory, overwrite=args.force)
+    print(f"created a DEVELOPMENT-ONLY signing PKI in {directory} (root -> intermediate -> signer)")
+    print("do not use it for content that leaves this machine: configure PROVENANCE_SIGNING_DIR instead")
+    return 0
+
+
+def _trust(system: System) -> Any:
+    from provenance.credentials.pki import TrustConfig
+
+    anchors = system.settings.trust_anchor_file
+    return TrustConfig(anchor_files=(anchors,)) if anchors.is_file() else None
+
+
+@command("verify")
+def _verify(system: System, args: argparse.Namespace) -> int:
+    from provenance.credentials.verify import verify_file
+    from provenance.verification import ReadModelStatus
+
+    system.catch_up()
+    trust = _trust(system)
+    report = verify_file(Path(args.file), trust, ReadModelStatus(system.reads)).to_json()
+    if args.json:
+        _print_json(report)
+    else:
+        print("\n".join(render_verification(report, trusted_anchors=trust is not None)))
+    return 0 if report["chain_state"] == "Trusted" else 1
+
+
+def render_verification(report: dict[str, Any], trusted_anchors: bool) -> list[str]:
+    lines = [f"{report['state']}: {report.get('reason') or 'manifest read'}"]
+    if not trusted_anchors:
+        lines.append("  (no trust anchors configured: nothing can be Trusted; run `provenance pki init` or set them)")
+    if report.get("signer"):
+        dev = "  [DEVELOPMENT PKI]" if report.get("development_pki") else ""
+        lines.append(f"  signer: {report['signer']}{dev}")
+    for code in report["failures"]:
+        lines.append(f"  failure: {code}")
+    for ingredient in report["ingredients"]:
+        pad = "  " * int(ingredient.get("depth", 1))
+        failures = f" ({', '.join(ingredient['failures'])})" if ingredient["failures"] else ""
+        lines.append(f"  {pad}ingredient {ingredient.get('video_id') or '?'}: {ingredient['state']}{failures}")
+    if report["chain_state"] != report["state"]:
+        lines.append(f"  chain: {report['chain_state']} (an ingredient does not validate)")
+    if report.get("recovered_by"):
+        lines.append(f"  video: {report['video_id']} (found by {report['recovered_by']})")
+    status = report.get("status")
+    if status:
+        line = f"  status: {status['status']}"
+        if status.get("takedown"):
+            takedown = status["takedown"]
+            line += f" ({takedown['source']}, {takedown['reason_code']}: {takedown['statement_of_reasons']})"
+        if status.get("consent_revoked"):
+            line += "; consent for a likeness in it was revoked"
+        lines.append(line)
+    return lines
+
+
+@command("resolve")
+def _resolve(system: System, args: argparse.Namespace) -> int:
+    from provenance.credentials.resolution import ManifestResolver
+    from provenance.verification import ReadModelManifestIndex
+
+    system.catch_up()
+    resolver = ManifestResolver(ReadModelManifestIndex(system.reads), system.app.blobs, _trust(system))
+    if args.manifest:
+        out = Path(args.output or f"{args.manifest.replace(':', '_')}.c2pa")
+        out.write_bytes(resolver.manifest(args.manifest))
+        print(out)
+        return 0
+    if args.binding:
+        alg, _, value = args.binding.partition(":")
+        matches = resolver.matches_by_binding(alg, value)
+    elif args.file:
+        matches = resolver.matches_by_content(Path(args.file))
+    else:
+        raise InvalidInput("give a FILE, --binding ALG:VALUE or --manifest ID")
+    _print_json(matches.to_json())
+    return 0
+
+
 def render_trace(trace: dict[str, Any], depth: int = 0) -> list[str]:
     """The trace as an indented tree an auditor reads top to bottom, from this clip back to its origin."""
     pad = "    " * depth
@@ -518,6 +606,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("audit", "audit", "every event of a video, cameo or person, in order")
     p.add_argument("stream", metavar="ID")
     p.add_argument("--json", action="store_true")
+
+    pki = sub.add_parser("pki", help="signing identities").add_subparsers(
+        dest="pki_command", metavar="ACTION", required=True
+    )
+    p = add("init", "pki-init", "create a DEVELOPMENT-ONLY signing PKI (root, intermediate, signer)", pki)
+    p.add_argument("--dir", help="default: $PROVENANCE_HOME/pki")
+    p.add_argument("--force", action="store_true", help="replace an existing one")
+
+    p = add("verify", "verify", "verify a file's Content Credentials and report the video's current status")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+
+    p = add("resolve", "resolve", "find manifests by soft binding or by content (C2PA soft-binding resolution)")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--binding", metavar="ALG:VALUE")
+    p.add_argument("--manifest", metavar="ID", help="fetch a stored manifest store by id")
+    p.add_argument("--output", help="where to write the fetched manifest store")
 
     p = add("rebuild", "rebuild", "drop projections and replay them from the log")
     p.add_argument("projection", nargs="*", help="feed, lineage, consent, audit, takedowns (default: all)")

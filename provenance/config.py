@@ -32,6 +32,19 @@ class Settings:
     kafka_bootstrap: str | None = None
     kafka_topic: str = "provenance.events"
     mode: Mode = "development"
+    signing_dir: Path | None = None
+    trust_anchors: Path | None = None
+    clip_weights: Path | None = None
+    clip_model: str = "ViT-B-32"
+
+    @property
+    def pki_directory(self) -> Path:
+        """Signing chain, key and trust anchors (`provenance pki init` writes a development set here)."""
+        return self.signing_dir or self.home / "pki"
+
+    @property
+    def trust_anchor_file(self) -> Path:
+        return self.trust_anchors or self.pki_directory / "trust-anchors.pem"
 
     @property
     def blob_root(self) -> Path:
@@ -75,4 +88,12 @@ class Settings:
             kafka_bootstrap=get("KAFKA_BOOTSTRAP"),
             kafka_topic=get("KAFKA_TOPIC") or "provenance.events",
             mode=mode,  # type: ignore[arg-type]
+            signing_dir=_path(get("SIGNING_DIR")),
+            trust_anchors=_path(get("TRUST_ANCHORS")),
+            clip_weights=_path(get("CLIP_WEIGHTS")),
+            clip_model=get("CLIP_MODEL") or "ViT-B-32",
         )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None

@@ -56,6 +56,7 @@ class SigningJob:
     generator: dict[str, str]
     moderation: dict[str, Any]
     cameos: list[dict[str, str]]
+    remix_of: str | None
     parent_signed_path: Path | None
 
 
@@ -188,6 +189,7 @@ class GateWorkers:
                 generator=dict(video.rendered["generator"]),
                 moderation=dict(event.payload),
                 cameos=[dict(c) for c in video.cameos],
+                remix_of=video.remix_of,
                 parent_signed_path=parent_signed,
             )
             payload = self.signing_stage.sign(job)

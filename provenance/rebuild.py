@@ -11,7 +11,7 @@ from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from provenance.system import System
 
 
-def rebuild(system: System, names: Sequence[str], progress: bool = True, batch_size: int = 5000) -> tuple[int, float]:
+def rebuild(system: System, names: Sequence[str], progress: bool = True, batch_size: int = 20_000) -> tuple[int, float]:
     """Reset the named projections and replay the whole log into them; returns (events, seconds)."""
     from tqdm import tqdm
 

@@ -42,7 +42,8 @@ class ProjectionConsumer:
         return min(p for p in positions if p is not None)
 
     def handle(self, batch: Sequence[EventEnvelope], source: str, partition: int) -> None:
-        self.store.process(batch, source, partition)
+        # The notification log delivers each event once, in order: the store can trust that (see `process`).
+        self.store.process(batch, source, partition, ordered=source == LOG_SOURCE)
 
 
 class EmbeddedRunner:

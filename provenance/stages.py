@@ -13,7 +13,7 @@ import numpy as np
 
 from provenance.blobstore import BlobStore
 from provenance.errors import InvalidInput
-from provenance.gates import RenderJob
+from provenance.gates import RenderJob, SigningJob
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -62,4 +62,48 @@ class GeneratorStage:
         )
         outcome = render_to_blob(spec, self.store, self._backends[name])
         payload: dict[str, Any] = outcome.to_payload()
+        return payload
+
+
+class CredentialsStage:
+    """Watermarks and signs with C2PA; the signed file and its manifest store go into the blob store."""
+
+    def __init__(self, store: BlobStore, identity_dir: Path, scratch: Path) -> None:
+        from provenance.credentials.pki import SigningIdentity
+
+        self.store = store
+        self.identity = SigningIdentity.from_directory(identity_dir)
+        self.scratch = scratch
+
+    def sign(self, job: SigningJob) -> dict[str, Any]:
+        from uuid import UUID
+
+        from provenance.credentials.manifest import CameoUse, ClassifierRecord, ManifestInputs
+        from provenance.credentials.signing import sign_video
+
+        moderation = job.moderation
+        inputs = ManifestInputs(
+            video_id=UUID(job.video_id),
+            generator_name=job.generator["name"],
+            generator_version=job.generator["version"],
+            generator_model_sha256=job.generator["model_hash"],
+            event_ids=tuple(job.event_ids),
+            moderation_verdict=moderation["verdict"],
+            classifiers=tuple(
+                ClassifierRecord(c["name"], c["version"], c["model_hash"]) for c in moderation["classifiers"]
+            ),
+            cameos=tuple(CameoUse(c["cameo_id"], c["grant_id"]) for c in job.cameos),
+            development_model=bool(moderation["development_model"]),
+            remix_of=UUID(job.remix_of) if job.remix_of else None,
+        )
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        output = self.scratch / f"{job.video_id}.signed.mp4"
+        try:
+            signed = sign_video(
+                job.video_path, output, inputs, self.identity, job.parent_signed_path, blob_store=self.store
+            )
+        finally:
+            output.unlink(missing_ok=True)  # the signed file now lives in the blob store
+        payload: dict[str, Any] = signed.to_payload()
+        payload["manifest_uri"] = f"blob:sha256:{payload['manifest_sha256']}"
         return payload

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from projections.framework import ProjectionStore
 from provenance.application import ProvenanceApp
 from provenance.config import Settings
+from provenance.errors import InvalidInput
 from provenance.kafka.admin import TopicSpec, ensure_topic
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import bootstrap_of
 from provenance.kafka.consumers import ConsumerOptions, TopicFollower
+from provenance.kafka.dead_letters import (
+    DeadLetters,
+    Parked,
+    ReplayResult,
+    handler_replayer,
+    projection_replayer,
+)
 from provenance.kafka.errors import TopicError
 from provenance.kafka.health import Heartbeat, heartbeat_path
 from provenance.kafka.positions import Positions, open_engine, open_projections
@@ -128,3 +136,38 @@ def run_worker_consumer(
     finally:
         engine.dispose()
         log.info("%s: stopped after %d events (%d parked)", name, follower.handled, follower.parked)
+
+
+def list_parked(
+    settings: Settings, consumer: str | None = None, *, include_replayed: bool = False, limit: int | None = None
+) -> list[Parked]:
+    """Parked events in the projections database (`provenance parked list`)."""
+    engine = open_engine(settings.projections_database)
+    try:
+        return DeadLetters(engine).entries(consumer, include_replayed=include_replayed, limit=limit)
+    finally:
+        engine.dispose()
+
+
+def replay_parked(
+    settings: Settings,
+    consumer: str,
+    *,
+    ids: Iterable[int] | None = None,
+    handler: Callable[[EventEnvelope], None] | None = None,
+) -> list[ReplayResult]:
+    """Replay a consumer's parked events (`provenance parked replay`): the projections', or a worker's with
+    the same handler its role runs."""
+    if consumer == PROJECTIONS:
+        store = open_projections(settings.projections_database)
+        try:
+            return DeadLetters(store.engine).replay(consumer, projection_replayer(store), ids)
+        finally:
+            store.engine.dispose()
+    if handler is None:
+        raise InvalidInput(f"replaying the events {consumer} parked needs its handler")
+    engine = open_engine(settings.projections_database)
+    try:
+        return DeadLetters(engine).replay(consumer, handler_replayer(handler), ids)
+    finally:
+        engine.dispose()

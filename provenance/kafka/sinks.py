@@ -105,6 +105,28 @@ class ProjectionSink:
             raise
         return BatchResult(handled, parked)
 
+    def apply_envelopes(self, envelopes: Sequence[EventEnvelope], source: str, partition: int) -> BatchResult:
+        """Envelopes already decoded and checked (the embedded runner's, from the event store itself).
+
+        A projection that fails on one of them parks that event (its JSON as the raw bytes) instead of
+        stopping the log for every projection.
+        """
+        positioned = [e for e in envelopes if e.position is not None]
+        if len(positioned) != len(envelopes):
+            raise ValueError("every envelope needs its position in the log")
+        if not positioned:
+            return BatchResult(0, 0)
+        try:
+            handled = self._process(positioned, {}, source, partition)
+            last = positioned[-1].position
+            assert last is not None
+            self._advance(source, partition, last)
+        except Exception as exc:
+            if is_transient(exc):
+                raise _transient("the projections database is unavailable", exc) from exc
+            raise
+        return BatchResult(handled, len(positioned) - handled)
+
     def _process(
         self, envelopes: list[EventEnvelope], raws: dict[int, bytes | None], source: str, partition: int
     ) -> int:
@@ -129,7 +151,8 @@ class ProjectionSink:
                     raise
                 assert envelope.position is not None
                 reason = f"projection failed on {envelope.event_type}: {exc!r}"
-                self._park(source, partition, envelope.position, raws[envelope.position], reason, envelope.event_id)
+                raw = raws[envelope.position] if envelope.position in raws else envelope.to_json()
+                self._park(source, partition, envelope.position, raw, reason, envelope.event_id)
         return handled
 
     def _park(
