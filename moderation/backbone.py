@@ -153,14 +153,16 @@ class Backbone:
         """RGB uint8 arrays to the normalised pixel batch the weights were trained on.
 
         The model's own open_clip transform is used (resize, centre crop, CLIP mean/std), so embeddings
-        match what the weights expect whatever runtime encodes them.
+        match what the weights expect whatever runtime encodes them. Frames are first padded to a square:
+        a centre crop of a vertical 9:16 frame would throw away its top and bottom, and what a policy must
+        see can be there.
         """
         import torch
         from PIL import Image
 
         if not images:
             return np.zeros((0, 3, self.image_size, self.image_size), dtype=np.float32)
-        tensors = [self._preprocess(Image.fromarray(_as_rgb_uint8(image))) for image in images]
+        tensors = [self._preprocess(Image.fromarray(_pad_to_square(_as_rgb_uint8(image)))) for image in images]
         return np.asarray(torch.stack(tensors).numpy(), dtype=np.float32)
 
     def encode_pixels(self, pixels: np.ndarray, *, encoder: ImageEncoder | None = None) -> np.ndarray:
@@ -330,3 +332,15 @@ def load_backbone(config: BackboneConfig) -> Backbone:
         torch_encoder=torch_encoder,
         onnx_dir=onnx_dir,
     )
+
+
+def _pad_to_square(image: np.ndarray) -> np.ndarray:
+    """Centre the frame on a black square as large as its longer side."""
+    height, width = image.shape[:2]
+    if height == width:
+        return image
+    side = max(height, width)
+    square = np.zeros((side, side, 3), dtype=np.uint8)
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top : top + height, left : left + width] = image
+    return square

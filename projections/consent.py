@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from projections.framework import Projection, RowCache
+from projections.framework import Projection, RowCache, to_load
 from projections.tables import ConsentCameo, ConsentGrant
 from schemas.envelope import EventEnvelope
 
@@ -20,8 +20,15 @@ class ConsentProjection(Projection):
     def apply(self, events: Sequence[EventEnvelope], conn: Connection) -> None:
         cameos = RowCache(ConsentCameo, "cameo_id")
         grants = RowCache(ConsentGrant, "grant_id")
-        cameos.load(conn, {e.stream_id for e in events})
-        grants.load(conn, {e.payload["grant_id"] for e in events if e.event_type == "ConsentRevoked"})
+        cameos.load(conn, to_load((e.stream_id, e.event_type == "CameoRegistered") for e in events))
+        grants.load(
+            conn,
+            to_load(
+                (e.payload["grant_id"], e.event_type == "ConsentGranted")
+                for e in events
+                if e.event_type in ("ConsentGranted", "ConsentRevoked")
+            ),
+        )
         for e in events:
             p = e.payload
             if e.event_type == "CameoRegistered":

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from projections.framework import Projection, RowCache, utc
+from projections.framework import Projection, RowCache, to_load, utc
 from projections.tables import FeedGrantExpiry, FeedItem
 from schemas.envelope import EventEnvelope
 
@@ -29,8 +29,19 @@ class FeedProjection(Projection):
     def apply(self, events: Sequence[EventEnvelope], conn: Connection) -> None:
         items = RowCache(FeedItem, "video_id")
         grants = RowCache(FeedGrantExpiry, "grant_id")
-        items.load(conn, {e.stream_id for e in events if e.stream_type == "video"})
-        grants.load(conn, {g for e in events if e.event_type == "VideoPublished" for g in _grant_ids(e)})
+        items.load(
+            conn,
+            to_load((e.stream_id, e.event_type == "GenerationRequested") for e in events if e.stream_type == "video"),
+        )
+        grants.load(
+            conn,
+            to_load(
+                (g, e.event_type == "ConsentGranted")
+                for e in events
+                if e.event_type in ("ConsentGranted", "VideoPublished")
+                for g in ([e.payload["grant_id"]] if e.event_type == "ConsentGranted" else _grant_ids(e))
+            ),
+        )
         for e in events:
             p = e.payload
             if e.event_type == "ConsentGranted":

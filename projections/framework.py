@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlmodel import SQLModel
 
+from projections.bulk import TableWriter
 from projections.tables import Checkpoint, StreamVersion
 from schemas.catalogue import upcast
 from schemas.envelope import EventEnvelope
@@ -62,7 +63,7 @@ class RowCache:
         self.key = key
         self.rows: dict[Any, dict[str, Any]] = {}
         self.dirty: set[Any] = set()
-        self._defaults = {c.name: _default(c) for c in self.table.columns}
+        self._defaults = _defaults_of(self.table)
 
     def load(self, conn: Connection, keys: Iterable[Any]) -> None:
         wanted = [k for k in set(keys) if k not in self.rows]
@@ -76,7 +77,9 @@ class RowCache:
         return self.rows.get(key)
 
     def create(self, key: Any, **values: Any) -> dict[str, Any]:
-        row = {**self._defaults, self.key: key, **values}
+        row = self._defaults.copy()
+        row[self.key] = key
+        row.update(values)
         self.rows[key] = row
         self.dirty.add(key)
         return row
@@ -93,6 +96,27 @@ class RowCache:
         self.dirty.clear()
 
 
+def to_load(touches: Iterable[tuple[Any, bool]]) -> set[Any]:
+    """The keys a batch must load: those it reads or changes before (or without) creating them.
+
+    `touches` are (key, creates) in event order. A row the batch creates first is replaced whole, so
+    whatever the table held for it cannot matter; loading only the rest saves a query per batch on a
+    rebuild, where most rows are created and finished within one batch.
+    """
+    created: set[Any] = set()
+    wanted: set[Any] = set()
+    for key, creates in touches:
+        if creates:
+            created.add(key)
+        elif key not in created:
+            wanted.add(key)
+    return wanted
+
+
+def _defaults_of(table: sa.Table) -> dict[str, Any]:
+    return {c.name: _default(c) for c in table.columns}
+
+
 def _default(column: sa.Column[Any]) -> Any:
     default = column.default
     if default is None:
@@ -104,34 +128,14 @@ def _default(column: sa.Column[Any]) -> Any:
 
 
 def upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        pg = pg_insert(table)
-        stmt: Any = pg.on_conflict_do_update(
-            index_elements=keys, set_={c.name: pg.excluded[c.name] for c in table.columns if c.name not in keys}
-        )
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        lite = sqlite_insert(table)
-        stmt = lite.on_conflict_do_update(
-            index_elements=keys, set_={c.name: lite.excluded[c.name] for c in table.columns if c.name not in keys}
-        )
-    conn.execute(stmt, rows)
+    """Insert rows, replacing every other column of a row whose key is already there."""
+    if rows:
+        _writer(conn, table, tuple(keys), replace=True).write(conn, rows)
 
 
 def insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(table).on_conflict_do_nothing(), rows)
-    else:
-        conn.execute(table.insert().prefix_with("OR IGNORE"), rows)
+    if rows:
+        _writer(conn, table, (), replace=False).write(conn, rows)
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,9 @@ class ProjectionStore:
         self.url = url
         self.engine: Engine = _engine(url)
         self.projections = {p.name: p for p in projections}
+        # Projections whose stream versions all came from one source that delivers every event once, in
+        # stream order (the application's notification log): see `process`. Shared with `only` views.
+        self._sole_source: dict[str, tuple[str, int]] = {}
         self.create()
 
     def only(self, names: Iterable[str]) -> ProjectionStore:
@@ -166,24 +173,72 @@ class ProjectionStore:
         with self.engine.connect() as conn:
             return read_checkpoint(conn, consumer, source, partition)
 
-    def process(self, envelopes: Sequence[EventEnvelope], source: str, partition: int = 0) -> int:
-        """Apply a batch to every projection, with checkpoints, in one transaction; returns events applied."""
+    def process(
+        self, envelopes: Sequence[EventEnvelope], source: str, partition: int = 0, *, ordered: bool = False
+    ) -> int:
+        """Apply a batch to every projection, with checkpoints, in one transaction; returns events applied.
+
+        `ordered` says the source delivers each event once, at increasing positions, and each stream's
+        events in version order (the application's own notification log does). A projection that has only
+        ever been fed from that source has then never applied a version of a stream as high as one it has
+        not seen yet, so its stream versions need not be read back; they are still written, for any other
+        source that feeds it later.
+        """
         if not envelopes:
             return 0
         upcasted = [upcast(e) for e in envelopes]
         applied = 0
         with self.engine.begin() as conn:
+            checkpoints = _checkpoints(conn, list(self.projections))
+            versions_out: list[dict[str, Any]] = []
+            checkpoints_out: list[dict[str, Any]] = []
             for projection in self.projections.values():
-                applied += self._apply(conn, projection, upcasted, source, partition)
+                own = checkpoints.get(projection.name, {})
+                after = own.get((source, partition))
+                trusted = ordered and self._sole(conn, projection.name, own, source, partition)
+                applied += self._apply(conn, projection, upcasted, after, trusted, versions_out)
+                last = envelopes[-1].position
+                if last is not None and (after is None or last > after):
+                    checkpoints_out.append(
+                        {"consumer": projection.name, "source": source, "partition": partition, "position": last}
+                    )
+            upsert(conn, table_of(StreamVersion), versions_out, ["projection", "stream_id"])
+            upsert(conn, table_of(Checkpoint), checkpoints_out, ["consumer", "source", "partition"])
+        if not ordered:
+            for name in self.projections:
+                self._sole_source.pop(name, None)
         return applied
 
+    def _sole(self, conn: Connection, name: str, own: dict[tuple[str, int], int], source: str, partition: int) -> bool:
+        """Whether every stream version the projection holds came from this (ordered) source."""
+        if self._sole_source.get(name) == (source, partition) and set(own) <= {(source, partition)}:
+            return True
+        self._sole_source.pop(name, None)
+        if own:
+            return False
+        table = table_of(StreamVersion)
+        if conn.execute(sa.select(table.c.stream_id).where(table.c.projection == name).limit(1)).first() is not None:
+            return False
+        self._sole_source[name] = (source, partition)
+        return True
+
     def _apply(
-        self, conn: Connection, projection: Projection, envelopes: Sequence[EventEnvelope], source: str, partition: int
+        self,
+        conn: Connection,
+        projection: Projection,
+        envelopes: Sequence[EventEnvelope],
+        after: int | None,
+        trusted: bool,
+        versions_out: list[dict[str, Any]],
     ) -> int:
-        after = read_checkpoint(conn, projection.name, source, partition)
-        fresh = [e for e in envelopes if after is None or (e.position is not None and e.position > after)]
-        relevant = [e for e in fresh if e.event_type in projection.event_types]
-        versions = _stream_versions(conn, projection.name, {e.stream_id for e in relevant})
+        types = projection.event_types
+        if after is None:
+            relevant = [e for e in envelopes if e.event_type in types]
+        else:
+            relevant = [e for e in envelopes if e.position is not None and e.position > after and e.event_type in types]
+        if not relevant:
+            return 0
+        versions = {} if trusted else _stream_versions(conn, projection.name, {e.stream_id for e in relevant})
         todo: list[EventEnvelope] = []
         for event in relevant:
             if event.stream_version > versions.get(event.stream_id, 0):
@@ -191,21 +246,16 @@ class ProjectionStore:
                 todo.append(event)
         if todo:
             projection.apply(todo, conn)
-            touched = {e.stream_id for e in todo}
-            upsert(
-                conn,
-                table_of(StreamVersion),
-                [{"projection": projection.name, "stream_id": s, "version": versions[s]} for s in touched],
-                ["projection", "stream_id"],
-            )
-        last = envelopes[-1].position
-        if last is not None and (after is None or last > after):
-            write_checkpoint(conn, projection.name, source, partition, last)
+            name = projection.name
+            versions_out += [
+                {"projection": name, "stream_id": s, "version": versions[s]} for s in {e.stream_id for e in todo}
+            ]
         return len(todo)
 
     def reset(self, names: Iterable[str]) -> None:
         """Drop a projection's tables and checkpoints, and create them empty, for a rebuild from the log."""
         for name in names:
+            self._sole_source.pop(name, None)
             projection = self.projections[name]
             tables = [table_of(t) for t in projection.tables]
             with self.engine.begin() as conn:
@@ -234,6 +284,20 @@ def write_checkpoint(conn: Connection, consumer: str, source: str, partition: in
     )
 
 
+def _checkpoints(conn: Connection, consumers: list[str]) -> dict[str, dict[tuple[str, int], int]]:
+    """Every stored position of the given consumers, by consumer and (source, partition)."""
+    table = table_of(Checkpoint)
+    found: dict[str, dict[tuple[str, int], int]] = {}
+    rows = conn.execute(
+        sa.select(table.c.consumer, table.c.source, table.c.partition, table.c.position).where(
+            table.c.consumer.in_(consumers)
+        )
+    )
+    for consumer, source, partition, position in rows:
+        found.setdefault(consumer, {})[(source, partition)] = position
+    return found
+
+
 def _stream_versions(conn: Connection, projection: str, stream_ids: set[str]) -> dict[str, int]:
     table = table_of(StreamVersion)
     found: dict[str, int] = {}
@@ -248,6 +312,17 @@ def _stream_versions(conn: Connection, projection: str, stream_ids: set[str]) ->
     return found
 
 
+_WRITERS: dict[tuple[Dialect, sa.Table, tuple[str, ...], bool], TableWriter] = {}
+
+
+def _writer(conn: Connection, table: sa.Table, keys: tuple[str, ...], replace: bool) -> TableWriter:
+    key = (conn.dialect, table, keys, replace)
+    writer = _WRITERS.get(key)
+    if writer is None:
+        writer = _WRITERS[key] = TableWriter(conn.dialect, table, keys, replace)
+    return writer
+
+
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
@@ -257,6 +332,8 @@ def _engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: a rebuild's batches fit, indexes and all
+            cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 
         return engine

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from projections.framework import Projection, RowCache, insert_ignoring_duplicates, table_of
+from projections.framework import Projection, RowCache, insert_ignoring_duplicates, table_of, to_load
 from projections.tables import LineageCameo, LineageVideo
 from schemas.envelope import EventEnvelope
 
@@ -31,7 +31,7 @@ class LineageProjection(Projection):
 
     def apply(self, events: Sequence[EventEnvelope], conn: Connection) -> None:
         videos = RowCache(LineageVideo, "video_id")
-        videos.load(conn, {e.stream_id for e in events})
+        videos.load(conn, to_load((e.stream_id, e.event_type == "GenerationRequested") for e in events))
         cameos: list[dict[str, str]] = []
         for e in events:
             p = e.payload

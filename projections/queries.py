@@ -200,6 +200,12 @@ class ReadModels:
         with self.engine.connect() as conn:
             return [_json_safe(r) for r in conn.execute(query).mappings()]
 
+    def live_cameo_ids(self) -> list[str]:
+        """Every registered likeness not erased: what the likeness classifier compares faces with."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(_cameos.c.cameo_id).where(_cameos.c.erased_at.is_(None)))
+            return [r[0] for r in rows]
+
     def videos_with_cameo(self, cameo_id: str) -> list[dict[str, Any]]:
         query = (
             sa.select(_videos.c.video_id, _videos.c.creator_id, _videos.c.state, _videos.c.taken_down)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -74,7 +74,7 @@ class LineageVideo(SQLModel, table=True):
     parent_id: str | None = Field(default=None, index=True)
     creator_id: str
     prompt: str
-    seed: int
+    seed: int = Field(sa_column=Column(BigInteger, nullable=False))  # seeds are 56-bit
     parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     state: str
     requested_at: datetime

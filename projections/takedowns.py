@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from projections.framework import Projection, RowCache
+from projections.framework import Projection, RowCache, to_load
 from projections.tables import TakedownCase
 from schemas.envelope import EventEnvelope
 
@@ -18,7 +18,7 @@ class TakedownProjection(Projection):
 
     def apply(self, events: Sequence[EventEnvelope], conn: Connection) -> None:
         cases = RowCache(TakedownCase, "case_id")
-        cases.load(conn, {e.payload["case_id"] for e in events})
+        cases.load(conn, to_load((e.payload["case_id"], e.event_type == "TakedownIssued") for e in events))
         for e in events:
             p = e.payload
             if e.event_type == "TakedownIssued":

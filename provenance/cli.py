@@ -338,6 +338,13 @@ def _rebuild(system: System, args: argparse.Namespace) -> int:
     return 0
 
 
+@command("demo")
+def _demo(system: System, args: argparse.Namespace) -> int:
+    from provenance.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
 # --- Content Credentials ---------------------------------------------------------------------------------
 
 
@@ -606,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("audit", "audit", "every event of a video, cameo or person, in order")
     p.add_argument("stream", metavar="ID")
     p.add_argument("--json", action="store_true")
+
+    p = add("demo", "demo", "run the whole pipeline on the embedded default, with development models")
+    p.add_argument("--out", default="provenance-demo", help="directory for everything it makes (default: %(default)s)")
 
     pki = sub.add_parser("pki", help="signing identities").add_subparsers(
         dest="pki_command", metavar="ACTION", required=True

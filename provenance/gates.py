@@ -157,7 +157,7 @@ class GateWorkers:
                 video_id=str(video.id),
                 video_path=self.app.blobs.resolve(event.payload["blob_uri"]),
                 creator_id=video.creator_id,
-                granted_cameos={c["cameo_id"]: c["grant_id"] for c in video.cameos},
+                granted_cameos=self._granted(video, list(known)),
                 known_cameos=known,
             )
             decision = self.moderation_stage.moderate(job)
@@ -166,6 +166,16 @@ class GateWorkers:
             self.app.block(video.id, "moderation", [f"moderation could not run: {exc}"], command_id=command_id)
             return
         self.app.record_moderation(video.id, decision, command_id=command_id)
+
+    def _granted(self, video: Video, cameo_ids: list[str]) -> dict[str, str]:
+        """Cameos this video may show: those it was requested with, and the creator's own likenesses."""
+        from provenance.domain.cameo import OWNER_GRANT
+
+        granted = {c["cameo_id"]: c["grant_id"] for c in video.cameos}
+        for cameo_id in cameo_ids:
+            if cameo_id not in granted and self.app.cameo(cameo_id).owner_id == video.creator_id:
+                granted[cameo_id] = OWNER_GRANT
+        return granted
 
     def _sign(self, event: EventEnvelope) -> None:
         assert self.signing_stage is not None

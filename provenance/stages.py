@@ -13,7 +13,7 @@ import numpy as np
 
 from provenance.blobstore import BlobStore
 from provenance.errors import InvalidInput
-from provenance.gates import RenderJob, SigningJob
+from provenance.gates import ModerationJob, RenderJob, SigningJob
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -107,3 +107,34 @@ class CredentialsStage:
         payload: dict[str, Any] = signed.to_payload()
         payload["manifest_uri"] = f"blob:sha256:{payload['manifest_sha256']}"
         return payload
+
+
+class ModelModerationStage:
+    """The CLIP policy and likeness classifiers, loaded once per process."""
+
+    def __init__(self, config: Any) -> None:
+        from moderation.moderator import load_moderator
+
+        self.config = config
+        self.moderator = load_moderator(config)
+
+    def moderate(self, job: ModerationJob) -> dict[str, Any]:
+        from moderation.config import ModerationContext
+        from moderation.likeness import CameoReference
+
+        cameos = {cid: CameoReference.from_image(decode_image(data)) for cid, data in job.known_cameos.items()}
+        context = ModerationContext(config=self.config, cameos=cameos, grants=job.granted_cameos)
+        payload: dict[str, Any] = self.moderator.moderate_video(job.video_path, context).to_payload()
+        return payload
+
+
+def moderator_config(settings: Any, policy: Path | None = None) -> Any:
+    """Production: the configured CLIP weights (fails closed without them). Development: the tiny devkit model."""
+    from moderation.backbone import BackboneConfig
+    from moderation.config import ModeratorConfig
+    from moderation.devkit import development_backbone_config
+
+    if settings.mode == "production":
+        backbone = BackboneConfig(model_name=settings.clip_model, weights=settings.clip_weights)
+        return ModeratorConfig(mode="production", backbone=backbone, policy=policy)
+    return ModeratorConfig(mode="development", backbone=development_backbone_config(), policy=policy)

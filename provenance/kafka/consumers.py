@@ -17,7 +17,7 @@ from typing import Any
 
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import kafka, topic_source
-from provenance.kafka.errors import TransientFailure, is_transient
+from provenance.kafka.errors import TopicError, TransientFailure, is_transient
 from provenance.kafka.sinks import Message, Sink
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,11 @@ class TopicFollower:
             fetch_max_wait_ms=o.fetch_max_wait_ms,
             allow_auto_create_topics=False,
         )
+        # Know the topic's partitions before joining: a group leader whose metadata lacks them assigns none,
+        # and nothing makes it look again for minutes.
+        if not consumer.partitions_for_topic(self.topic):
+            consumer.close(autocommit=False)
+            raise TopicError(f"topic {self.topic} does not exist (yet)")
         consumer.subscribe([self.topic], listener=_listener(self))
         self._consumer = consumer
 
@@ -210,7 +215,7 @@ class TopicFollower:
                     delay = backoff.wait(stop)
                     log.warning("%s: %s; retrying in %.1f s", self.sink.name, exc, delay)
                     self._reposition_quietly()
-                except errors.KafkaError as exc:
+                except (errors.KafkaError, TopicError) as exc:
                     if self._consumer is not None and not isinstance(exc, errors.KafkaTimeoutError):
                         raise
                     delay = backoff.wait(stop)

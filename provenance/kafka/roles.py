@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 
 from projections.framework import ProjectionStore
 from provenance.application import ProvenanceApp
@@ -69,16 +68,16 @@ def run_relay(
     bootstrap = bootstrap_of(settings)
     own_app = app is None
     application = app or ProvenanceApp(settings)
-    relay = Relay(
-        application, Positions(open_engine(settings.projections_database)), bootstrap, settings.kafka_topic, options
-    )
-    log.info("relay: publishing to %s at %s from position %d", settings.kafka_topic, bootstrap, relay.position())
+    engine = open_engine(settings.projections_database)
+    relay = Relay(application, Positions(engine), bootstrap, settings.kafka_topic, options)
+    log.info("relay: publishing to %s at %s", settings.kafka_topic, bootstrap)
     try:
         relay.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, "relay")))
     finally:
         if own_app:
             application.close()
-        log.info("relay: stopped at position %d after %d events", relay.position(), relay.relayed)
+        engine.dispose()
+        log.info("relay: stopped after publishing %d events", relay.relayed)
 
 
 def run_projection_consumer(
@@ -127,9 +126,7 @@ def run_worker_consumer(
         return
     engine = open_engine(settings.projections_database)
     chosen = options or ConsumerOptions(group_id=group_id(name), max_poll_records=50)
-    follower = TopicFollower(
-        bootstrap, settings.kafka_topic, HandlerSink(name, Positions(engine), handler), replace(chosen)
-    )
+    follower = TopicFollower(bootstrap, settings.kafka_topic, HandlerSink(name, Positions(engine), handler), chosen)
     log.info("%s: following %s at %s", name, settings.kafka_topic, bootstrap)
     try:
         follower.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, name)))

@@ -1,0 +1,121 @@
+"""Bulk writes through the database driver: one `executemany` of plain tuples per table and batch.
+
+On a rebuild, SQLAlchemy's per-row parameter handling cost more than the database did. These statements
+are the same upserts; each value is converted exactly as SQLAlchemy's own bind processor for the column
+would convert it, except the two conversions that dominate (JSON columns and SQLite timestamps), which
+are done faster with the same stored meaning and are checked against SQLAlchemy's result where it matters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+Converter = Callable[[Any], Any]
+
+# Types orjson writes natively but the standard library refuses: let them fail over to the slow path,
+# which raises exactly the error SQLAlchemy would have raised.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+class TableWriter:
+    """An upsert (or insert-ignoring-duplicates) of whole rows of one table, for one dialect."""
+
+    def __init__(self, dialect: Dialect, table: sa.Table, keys: Sequence[str], replace: bool) -> None:
+        names = [c.name for c in table.columns]
+        quote = dialect.identifier_preparer.quote
+        into = f"{dialect.identifier_preparer.format_table(table)} ({', '.join(quote(n) for n in names)})"
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        values = f"VALUES ({', '.join([mark] * len(names))})"
+        if replace:
+            updates = [f"{quote(n)} = excluded.{quote(n)}" for n in names if n not in keys]
+            target = ", ".join(quote(k) for k in keys)
+            action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
+            self.sql = f"INSERT INTO {into} {values} ON CONFLICT ({target}) {action}"
+        elif dialect.name == "postgresql":
+            self.sql = f"INSERT INTO {into} {values} ON CONFLICT DO NOTHING"
+        else:
+            self.sql = f"INSERT OR IGNORE INTO {into} {values}"
+        self._get: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+        )
+        self._convert: list[tuple[int, Converter]] = []
+        for index, column in enumerate(table.columns):
+            converter = _converter(dialect, column)
+            if converter is not None:
+                self._convert.append((index, converter))
+
+    def write(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        get = self._get
+        convert = self._convert
+        if not convert:
+            params = [get(row) for row in rows]
+        else:
+            params = []
+            for row in rows:
+                values = list(get(row))
+                for index, function in convert:
+                    values[index] = function(values[index])
+                params.append(tuple(values))
+        conn.exec_driver_sql(self.sql, params)
+
+
+def _converter(dialect: Dialect, column: sa.Column[Any]) -> Converter | None:
+    slow = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if slow is None or dialect.name != "sqlite":
+        return slow
+    if isinstance(column.type, sa.JSON):
+        return _json_converter(slow)
+    if isinstance(column.type, sa.types.TypeDecorator) and isinstance(column.type.impl_instance, sa.DateTime):
+        return _sqlite_datetime_converter(slow)
+    return slow
+
+
+def _json_converter(slow: Converter) -> Converter:
+    """orjson where it writes the same JSON value as the standard library, the standard library otherwise."""
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return slow(value)
+        try:
+            encoded = orjson.dumps(value, option=_ORJSON_OPTIONS)
+        except TypeError:  # orjson.JSONEncodeError: a type or an integer it does not write
+            return slow(value)
+        if b"null" in encoded and _non_finite(value):
+            return slow(value)  # orjson writes NaN and infinities as null; the standard library keeps them
+        return encoded.decode()
+
+    return convert
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def _sqlite_datetime_converter(slow: Converter) -> Converter:
+    """SQLite's text timestamps for UTC datetimes straight from `isoformat`, if that is what SQLAlchemy writes."""
+    probe = datetime(2001, 2, 3, 4, 5, 6, 7, tzinfo=UTC)
+    if slow(probe) != probe.isoformat(" ", "microseconds")[:26]:
+        return slow
+
+    def convert(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is UTC:
+            return value.isoformat(" ", "microseconds")[:26]
+        return slow(value)
+
+    return convert

@@ -1,0 +1,285 @@
+"""`provenance demo`: the whole system on the embedded default, on the CPU, in one run.
+
+People and friendships, cameos from generated faces, consent granted and refused, videos rendered,
+moderated, watermarked, signed and published; one blocked for policy and one for a likeness used without
+consent; a remix of a remix; a revocation and its cascade; a stripped file resolved through its watermark;
+a tampered file; and the trace of one clip from the file back to its origin. Everything it makes stays in
+the output directory, where the videos can be opened.
+
+The moderation models here are development models (a tiny CLIP with random weights and a head trained in
+this run on frames the reference renderer draws): every decision they make says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from provenance.blobstore import export
+from provenance.config import Settings
+from provenance.errors import ProvenanceError
+from provenance.gates import GateWorkers
+from provenance.system import System
+
+MARKER = ".provenance-demo"
+SIZE = {"duration_s": 3.0, "fps": 12, "width": 288, "height": 512}
+
+
+class Demo:
+    def __init__(self, out: Path, say: Callable[[str], None] = print) -> None:
+        self.out = out
+        self.say = say
+        self.step_no = 0
+        self.started = time.perf_counter()
+
+    def step(self, title: str) -> None:
+        self.step_no += 1
+        self.say(f"\n[{self.step_no:>2}] {title}  (+{time.perf_counter() - self.started:.0f} s)")
+
+    def note(self, text: str) -> None:
+        self.say(f"     {text}")
+
+    def run(self) -> int:
+        if self.out.exists():
+            if not (self.out / MARKER).exists():
+                raise ProvenanceError(f"{self.out} exists and is not a demo directory: choose another --out")
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True)
+        (self.out / MARKER).write_text("made by provenance demo\n")
+        system = System(Settings(home=self.out / "data", event_store="sqlite", mode="development"))
+        try:
+            return self._run(system)
+        finally:
+            system.close()
+
+    # --- the story -------------------------------------------------------------------------------------
+
+    def _run(self, system: System) -> int:
+        app = system.app
+        self.step("Setting up: development signing PKI, tiny development CLIP, a violence head trained here")
+        from provenance.credentials.pki import create_development_pki
+
+        create_development_pki(system.settings.pki_directory)
+        self.note(f"PKI (DEVELOPMENT ONLY) in {system.settings.pki_directory}")
+        policy = self._train_policy(system)
+
+        self.step("People and who follows whom")
+        people = {h: app.register_person(h, roles=["member"]) for h in ("alice", "bob", "carol", "mallory")}
+        people["tess"] = app.register_person("tess", "Tess (trust and safety)", ["member", "trust_and_safety"])
+        app.follow(people["alice"], people["bob"])
+        app.follow(people["bob"], people["alice"])
+        app.follow(people["carol"], people["alice"])
+        self.note("alice and bob follow each other (mutuals); carol follows alice, alice does not follow back")
+
+        self.step("Cameos: likenesses registered from face images (stored encrypted, one key each)")
+        from moderation.devkit import synthesize_face
+        from provenance.stages import encode_png
+
+        faces = self.out / "faces"
+        faces.mkdir()
+        images = {"alice": synthesize_face(1), "bob": synthesize_face(2)}
+        for name, image in images.items():
+            (faces / f"{name}.png").write_bytes(encode_png(image))
+        alice_cameo = app.register_cameo(people["alice"], encode_png(images["alice"]))
+        bob_cameo = app.register_cameo(people["bob"], encode_png(images["bob"]))
+        self.note(f"alice's cameo {alice_cameo}, bob's cameo {bob_cameo}; face images in {faces}")
+
+        self.step("Consent")
+        mutual_grant = app.grant_consent(people["alice"], alice_cameo, "mutuals", scope=["generate", "remix"])
+        self.note(f"alice lets her mutuals use her cameo (grant {mutual_grant})")
+        app.grant_consent(people["bob"], bob_cameo, "approved", grantees=[people["alice"]], scope=["generate"])
+        self.note("bob lets only alice use his cameo, for new videos only")
+        try:
+            app.request_generation(people["carol"], "carol and alice at the beach", cameo_ids=[alice_cameo])
+        except ProvenanceError as refused:
+            self.note(f"carol asks for a video with alice: refused before rendering: {refused}")
+
+        workers = self._workers(system, policy)
+        runner = system.pipeline(workers)
+
+        def make(who: str, prompt: str, **kwargs: Any) -> UUID | None:
+            try:
+                video_id = app.request_generation(people[who], prompt, parameters=dict(SIZE), **kwargs)
+            except ProvenanceError as refused:
+                self.note(f"{who}: {prompt!r} -> refused: {refused}")
+                return None
+            runner.run_until_idle()
+            video = app.video(video_id)
+            verdict = (video.moderation or {}).get("verdict", "-")
+            outcome = "PUBLISHED" if video.is_live else video.state.upper()
+            reasons = f": {'; '.join(video.block_reasons)}" if video.block_reasons else ""
+            self.note(f"{who}: {prompt!r} -> moderation {verdict}, {outcome}{reasons}")
+            if video.signature is not None:
+                path = export(app.blobs, video.signature["signed_uri"], self.out / "videos" / f"{video_id}.mp4")
+                self.note(f"   signed file: {path}")
+            return video_id
+
+        self.step("Generating videos: render -> moderate -> watermark and sign -> publish")
+        bob_with_alice = make("bob", "two red balls bounce with my friend", cameo_ids=[alice_cameo])
+        plain = make("alice", "a blue box falls on a green floor")
+        make("carol", "blood and gore everywhere, three balls")
+
+        self.step("Remixes: alice remixes bob's video, bob remixes her remix")
+        remix = make("alice", "the same scene at night, yellow balls", remix_of=bob_with_alice)
+        remix_of_remix = make("bob", "now with five balls", remix_of=remix)
+        if None in (bob_with_alice, plain, remix, remix_of_remix):
+            raise ProvenanceError("the demo could not publish the videos the rest of its story needs (see above)")
+
+        self.step("A likeness without consent: mallory registers a 'cameo' made from a photo of alice")
+        mallory_cameo = app.register_cameo(people["mallory"], encode_png(images["alice"]))
+        make("mallory", "me dancing with a ball", cameo_ids=[mallory_cameo])
+
+        system.catch_up()
+        self.note(f"feed now shows {len(system.reads.feed_ids())} videos")
+
+        self.step("alice revokes consent for her mutuals: the cascade")
+        outcome = app.revoke_consent(people["alice"], alice_cameo, mutual_grant, "I no longer want my face in these")
+        for record in outcome.takedowns:
+            self.note(f"taken down {record.video_id} ({record.source}, case {record.case_id})")
+        system.catch_up()
+        self.note(f"feed now shows {len(system.reads.feed_ids())} videos")
+
+        self.step("A platform receives a copy with the metadata stripped (re-encoded): resolved by the watermark")
+        plain_file = self.out / "videos" / f"{plain}.mp4"
+        stripped = self._reencode(plain_file, "stripped")
+        self._verify(system, stripped)
+
+        self.step("A tampered file (one byte changed in the video data)")
+        tampered = self._tamper(plain_file)
+        self._verify(system, tampered)
+
+        self.step("An auditor traces a clip from the file alone: verify, then trace to its origin")
+        signed_file = self.out / "videos" / f"{remix_of_remix}.mp4"
+        report = self._verify(system, signed_file)
+        from provenance.cli import render_trace
+
+        video_id = report.get("video_id") or str(remix_of_remix)
+        for line in render_trace(system.reads.trace(video_id)):
+            self.say(f"     {line}")
+
+        self.step("Done")
+        self.note(f"everything is in {self.out}: videos/ (signed files), faces/, data/ (event store, read models)")
+        self.note(f"try: PROVENANCE_HOME={self.out / 'data'} provenance trace {video_id}")
+        return 0
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _workers(self, system: System, policy: Path) -> GateWorkers:
+        from provenance.stages import CredentialsStage, GeneratorStage, ModelModerationStage, moderator_config
+
+        return GateWorkers(
+            system.app,
+            render=GeneratorStage(system.app.blobs),
+            moderate=ModelModerationStage(moderator_config(system.settings, policy)),
+            sign=CredentialsStage(system.app.blobs, system.settings.pki_directory, system.settings.home / "work"),
+            known_cameos=system.reads.live_cameo_ids,
+        )
+
+    def _train_policy(self, system: System) -> Path:
+        """Train the development violence head on frames the reference renderer draws, and evaluate it."""
+        from generator import RenderSpec, render_to_blob
+        from moderation.backbone import load_backbone
+        from moderation.devkit import development_backbone_config, synthesize_face
+        from moderation.sampling import SamplingConfig
+        from moderation.training import evaluate, train_head
+
+        folder = self.out / "training"
+        scenes = [
+            "red balls bounce",
+            "a blue box falls on a green floor",
+            "yellow balls at night",
+            "five balls and two boxes",
+            "a purple ball on a white floor",
+            "green boxes in the rain",
+            "two red balls with my friend",
+            "orange boxes at dawn",
+        ]
+        for split, picks in (("train", range(0, 8)), ("held-out", range(8, 12))):
+            for seed in picks:
+                scene = scenes[seed % len(scenes)]
+                # Half the clips carry a face, so the head learns the splatter and not "no face here".
+                faces = {"face": synthesize_face(100 + seed)} if seed % 2 else {}
+                for label, prompt in (("violence", f"blood and gore, {scene}"), ("safe", scene)):
+                    target = folder / split / label
+                    target.mkdir(parents=True, exist_ok=True)
+                    spec = RenderSpec(
+                        prompt=prompt, seed=seed, duration_s=3.0, fps=6, width=144, height=256, cameos=faces
+                    )
+                    blob = render_to_blob(spec, system.app.blobs).blob
+                    export(system.app.blobs, blob.uri, target / f"{seed}.mp4")
+        sampling = SamplingConfig(fps=2.0)
+        quiet = logging.getLogger()
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # open_clip warns that the development model has random weights: it does
+        try:
+            backbone = load_backbone(development_backbone_config())
+        finally:
+            quiet.setLevel(level)
+        head = self.out / "policy" / "heads" / "violence.safetensors"
+        report = train_head(folder / "train", head, backbone, positive_label="violence", sampling=sampling)
+        self.note(report.render())
+        evaluation = evaluate(folder / "held-out", backbone, head=head, sampling=sampling)
+        self.note(
+            f"held-out: precision {evaluation.precision:.2f}, recall {evaluation.recall:.2f} "
+            f"at threshold {evaluation.threshold:.2f}"
+        )
+        policy = self.out / "policy" / "development.yaml"
+        policy.write_text(
+            "# DEVELOPMENT policy written by `provenance demo`: one category, scored by a head trained in the demo\n"
+            "# on frames the reference renderer draws ('blood'/'gore' prompts add red splatter). Not a real policy.\n"
+            'schema: provenance-moderation-policy/1\nname: development-demo\nversion: "0.1.0"\n'
+            "calibrated_for: provenance-devkit-tiny\n"
+            "categories:\n  violence_gore:\n    label: Violence and gore (development stand-in)\n"
+            "    head: {file: heads/violence.safetensors, threshold: 0.5, review_band: 0.0}\n"
+        )
+        return policy
+
+    def _reencode(self, source: Path, name: str) -> Path:
+        import av
+
+        target = self.out / "received" / f"{name}.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+            stream = src.streams.video[0]
+            out = dst.add_stream("libx264", rate=stream.average_rate)
+            out.width, out.height, out.pix_fmt = stream.width, stream.height, "yuv420p"
+            out.options = {"crf": "23"}
+            for frame in src.decode(stream):
+                for packet in out.encode(frame):
+                    dst.mux(packet)
+            for packet in out.encode(None):
+                dst.mux(packet)
+        self.note(f"re-encoded copy at CRF 23 (no manifest): {target}")
+        return target
+
+    def _tamper(self, source: Path) -> Path:
+        target = self.out / "received" / "tampered.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = bytearray(source.read_bytes())
+        mdat = data.find(b"mdat")
+        data[mdat + 4096] ^= 0xFF
+        target.write_bytes(bytes(data))
+        self.note(f"flipped one byte of the video data: {target}")
+        return target
+
+    def _verify(self, system: System, path: Path) -> dict[str, Any]:
+        from provenance.cli import _trust, render_verification
+        from provenance.credentials.verify import verify_file
+        from provenance.verification import ReadModelStatus
+
+        system.catch_up()
+        trust = _trust(system)
+        report: dict[str, Any] = verify_file(path, trust, ReadModelStatus(system.reads)).to_json()
+        self.note(f"provenance verify {path.name}")
+        for line in render_verification(report, trusted_anchors=trust is not None):
+            self.note(f"   {line}")
+        return report
+
+
+def run_demo(out: Path) -> int:
+    return Demo(out).run()
