@@ -345,6 +345,70 @@ def _demo(system: System, args: argparse.Namespace) -> int:
     return run_demo(Path(args.out))
 
 
+# --- moderation ------------------------------------------------------------------------------------------
+
+
+def _moderator_config(system: System, policy: str | None) -> Any:
+    from provenance.stages import moderator_config
+
+    return moderator_config(system.settings, Path(policy) if policy else None)
+
+
+@command("moderate")
+def _moderate(system: System, args: argparse.Namespace) -> int:
+    from moderation.config import ModerationContext
+    from moderation.moderator import load_moderator
+
+    config = _moderator_config(system, args.policy)
+    decision = load_moderator(config).moderate_video(Path(args.file), ModerationContext(config=config))
+    payload = decision.to_payload()
+    if args.json:
+        _print_json(payload)
+    else:
+        dev = "  [DEVELOPMENT MODEL]" if payload["development_model"] else ""
+        print(f"{payload['verdict']}{dev}: {payload['sampled_frames']} frames over {payload['duration_s']:.1f} s")
+        for c in payload["classifiers"]:
+            print(f"  {c['name']} {c['label']}: {c['score']:.3f} / {c['threshold']:.3f} -> {c['outcome']}")
+        for reason in payload["reasons"]:
+            print(f"  reason: {reason}")
+    return {"allow": 0, "review": 10, "block": 11}[payload["verdict"]]
+
+
+def _backbone(system: System) -> Any:
+    from moderation.backbone import load_backbone
+
+    return load_backbone(_moderator_config(system, None).backbone)
+
+
+@command("moderation-train")
+def _moderation_train(system: System, args: argparse.Namespace) -> int:
+    from moderation.training import train_head
+
+    report = train_head(
+        Path(args.folder), Path(args.out), _backbone(system), positive_label=args.positive, show_progress=True
+    )
+    print(report.render())
+    return 0
+
+
+@command("moderation-eval")
+def _moderation_eval(system: System, args: argparse.Namespace) -> int:
+    from moderation.training import evaluate
+
+    report = evaluate(
+        Path(args.folder),
+        _backbone(system),
+        head=Path(args.head) if args.head else None,
+        policy=Path(args.policy) if args.policy else None,
+        category=args.category,
+        threshold=args.threshold,
+        target_precision=args.target_precision,
+        show_progress=True,
+    )
+    print(report.render())
+    return 0
+
+
 # --- Content Credentials ---------------------------------------------------------------------------------
 
 
@@ -616,6 +680,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", "demo", "run the whole pipeline on the embedded default, with development models")
     p.add_argument("--out", default="provenance-demo", help="directory for everything it makes (default: %(default)s)")
+
+    p = add(
+        "moderate", "moderate", "run the moderation classifiers on any video file (exit 0 allow, 10 review, 11 block)"
+    )
+    p.add_argument("file")
+    p.add_argument("--policy", help="policy file (default: the shipped policy for the mode)")
+    p.add_argument("--json", action="store_true")
+
+    moderation = sub.add_parser("moderation", help="train and evaluate classifiers").add_subparsers(
+        dest="moderation_command", metavar="ACTION", required=True
+    )
+    p = add("train", "moderation-train", "fit a linear head on CLIP embeddings from a labelled folder", moderation)
+    p.add_argument("folder", help="one subfolder per label, holding images or videos")
+    p.add_argument("--positive", required=True, help="the label the head detects")
+    p.add_argument("--out", required=True, help="head file to write (.safetensors)")
+    p = add("eval", "moderation-eval", "precision, recall and confusion matrix on a labelled folder", moderation)
+    p.add_argument("folder")
+    p.add_argument("--head")
+    p.add_argument("--policy")
+    p.add_argument("--category")
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--target-precision", type=float, default=0.95)
 
     pki = sub.add_parser("pki", help="signing identities").add_subparsers(
         dest="pki_command", metavar="ACTION", required=True
