@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from projections.framework import read_checkpoint, write_checkpoint
 from provenance.application import ProvenanceApp
 from provenance.domain.video import MODERATED, RENDERED, REQUESTED, SIGNED, Video
-from provenance.errors import ProvenanceError
+from provenance.errors import InvalidTransition, ProvenanceError
 from schemas.envelope import EventEnvelope
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class GateWorkers:
             log.warning("render of %s failed: %s", video.id, exc)
             self.app.record_render_failure(video.id, str(exc), command_id=command_id)
             return
-        self.app.record_render(video.id, payload, command_id=command_id)
+        self._record_unless_moved_on(video.id, lambda: self.app.record_render(video.id, payload, command_id=command_id))
 
     def _moderate(self, event: EventEnvelope) -> None:
         assert self.moderation_stage is not None
@@ -165,7 +165,17 @@ class GateWorkers:
             log.warning("moderation of %s failed, blocking it: %s", video.id, exc)
             self.app.block(video.id, "moderation", [f"moderation could not run: {exc}"], command_id=command_id)
             return
-        self.app.record_moderation(video.id, decision, command_id=command_id)
+        self._record_unless_moved_on(
+            video.id, lambda: self.app.record_moderation(video.id, decision, command_id=command_id)
+        )
+
+    @staticmethod
+    def _record_unless_moved_on(video_id: object, record: Callable[[], bool]) -> None:
+        """Record a stage's result, unless the video was blocked (a consent revoked) while the stage ran."""
+        try:
+            record()
+        except InvalidTransition as exc:
+            log.info("video %s moved on while its stage ran; result dropped: %s", video_id, exc)
 
     def _granted(self, video: Video, cameo_ids: list[str]) -> dict[str, str]:
         """Cameos this video may show: those it was requested with, and the creator's own likenesses."""
@@ -207,7 +217,9 @@ class GateWorkers:
             log.warning("signing of %s failed, blocking it: %s", video.id, exc)
             self.app.block(video.id, "signing", [f"signing failed: {exc}"], command_id=command_id)
             return
-        self.app.record_signature(video.id, payload, command_id=command_id)
+        self._record_unless_moved_on(
+            video.id, lambda: self.app.record_signature(video.id, payload, command_id=command_id)
+        )
 
     def _publish(self, event: EventEnvelope) -> None:
         if self._current(event, SIGNED) is None:
