@@ -1,0 +1,72 @@
+"""The command line as a user meets it, and the demo end to end (real renderer, models, C2PA)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from provenance.cli import main
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PROVENANCE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out.strip(), err.strip()
+
+
+def test_errors_are_one_line_with_a_meaningful_exit_code(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "person", "alice")[0] == 0
+    assert run(capsys, "person", "bob")[0] == 0
+    face = home.parent / "face.png"
+    face.write_bytes(b"some image bytes")
+    code, cameo, _ = run(capsys, "cameo", "register", str(face), "--as", "alice")
+    assert code == 0
+    cases = [
+        (("trace", "no-such-video"), 3, "no video"),
+        (("request", "--prompt", "", "--as", "bob"), 2, "prompt"),
+        (("request", "--prompt", "x", "--size", "100x101", "--as", "bob"), 2, "multiple of 2"),
+        (("request", "--prompt", "x", "--cameo", cameo, "--as", "bob"), 4, "has not granted consent"),
+        (("cameo", "grant", cameo, "--audience", "everyone", "--as", "bob"), 4, "only the owner"),
+        (("request", "--prompt", "x", "--as", "nobody"), 3, "no person with handle 'nobody'"),
+        (("cameo", "grant", cameo, "--audience", "everyone", "--expires", "soon", "--as", "alice"), 2, "--expires"),
+    ]
+    for argv, expected, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == expected, (argv, err)
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert "Traceback" not in err
+
+
+def test_publishing_an_unsigned_video_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "person", "alice")
+    code, video, _ = run(capsys, "request", "--prompt", "a ball", "--as", "alice")
+    assert code == 0
+    code, _, err = run(capsys, "publish", video, "--as", "alice")
+    assert code == 4 and "needs it to be signed" in err
+    code, out, _ = run(capsys, "trace", video, "--json")
+    assert code == 0 and json.loads(out)["state"] == "requested"
+
+
+@pytest.mark.slow
+def test_the_demo_runs_end_to_end(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    code, text, _ = run(capsys, "demo", "--out", str(out))
+    assert code == 0
+    assert "carol: 'blood and gore everywhere, three balls' -> moderation block, BLOCKED" in text
+    assert "mallory: 'me dancing with a ball' -> moderation block, BLOCKED: block: a face matches cameo" in text
+    assert text.count("(cascade, case") == 2 and "(consent_revocation, case" in text
+    assert "(found by watermark)" in text and "assertion.bmffHash.mismatch" in text
+    assert "Trusted: " in text and "└─ origin" in text
+    signed = list((out / "videos").glob("*.mp4"))
+    assert len(signed) == 4
+    code, report, _ = run(capsys, "verify", str(signed[0]), "--json")
+    # The demo's store is not this process's PROVENANCE_HOME: with no anchors configured it cannot be Trusted.
+    assert json.loads(report)["state"] == "Valid" and code == 1
