@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def make_settings(home: Path, backend: str, dsn: str | None) -> Settings:
 def lifecycle(app: ProvenanceApp, creator: Any, n: int, cameo: Any = None, remix_of: Any = None) -> Any:
     """One video through every gate: five commands, five events (plus cameo and remix bookkeeping)."""
     video = app.request_generation(
-        creator, f"clip {n}", cameo_ids=[cameo] if cameo else [], remix_of=remix_of, command_id=f"req:{n}"
+        creator, f"clip {n}", cameo_ids=[cameo] if cameo else [], remix_of=remix_of, command_id=f"req:{creator}:{n}"
     )
     app.record_render(video, rendered(), command_id=f"render:{video}")
     app.record_moderation(video, moderation(), command_id=f"moderate:{video}")
@@ -47,7 +48,7 @@ def lifecycle(app: ProvenanceApp, creator: Any, n: int, cameo: Any = None, remix
 
 def bench_commands(home: Path, backend: str, dsn: str | None, videos: int) -> dict[str, float]:
     app = ProvenanceApp(make_settings(home / "app", backend, dsn))
-    creator = app.register_person("bench")
+    creator = app.register_person(f"bench-{uuid.uuid4().hex[:8]}")
     start_position = app.recorder.max_notification_id() or 0
     started = time.perf_counter()
     for n in range(videos):
@@ -77,7 +78,7 @@ def bench_rebuild(home: Path, backend: str, dsn: str | None, events: int) -> dic
     settings = make_settings(home / "rebuild", backend, dsn)
     system = System(settings)
     app = system.app
-    creator = app.register_person("bench")
+    creator = app.register_person(f"bench-{uuid.uuid4().hex[:8]}")
     n = 0
     while (app.recorder.max_notification_id() or 0) < events:
         lifecycle(app, creator, n)
