@@ -164,3 +164,24 @@ def test_rebuild_from_scratch_equals_incremental(world: Any, tmp_path: Path) -> 
     store.reset(["feed", "lineage"])
     catch_up(app, store)
     assert dump(scratch) == dump(store)
+
+
+def test_projections_on_postgresql_equal_those_on_sqlite(world: Any, fresh_postgres_db: str) -> None:
+    """The read models are the same on either database (PostgreSQL is chosen by PROVENANCE_PROJECTIONS_URL)."""
+    app, store, _ = world
+    alice, bob = app.register_person("alice"), app.register_person("bob")
+    tess = app.register_person("tess", roles=["member", "trust_and_safety"])
+    cameo = app.register_cameo(alice, b"face")
+    grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
+    root = publish_new(app, bob, cameo_ids=[cameo])
+    publish_new(app, alice, "remix", remix_of=root)
+    other = publish_new(app, bob, "another")
+    [case] = app.take_down(other, tess, reason_code="spam", statement_of_reasons="spam")
+    app.appeal(other, case.case_id, bob, "not spam")
+    app.revoke_consent(alice, cameo, grant, "no")
+    postgres = open_store(fresh_postgres_db)
+    catch_up(app, postgres, batch_size=4)
+    catch_up(app, store)
+    assert dump(postgres) == dump(store)
+    assert ReadModels(postgres.engine).feed_ids() == ReadModels(store.engine).feed_ids() == set()
+    postgres.engine.dispose()
