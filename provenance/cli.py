@@ -8,6 +8,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -409,6 +410,44 @@ def _moderation_eval(system: System, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- distributed mode ------------------------------------------------------------------------------------
+
+
+@command("serve")
+def _serve(system: System, args: argparse.Namespace) -> int:
+    import logging
+
+    from provenance.serve import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
+    return serve(system, args.role)
+
+
+@command("parked-list")
+def _parked_list(system: System, args: argparse.Namespace) -> int:
+    from provenance.kafka.roles import list_parked
+
+    entries = list_parked(system.settings, args.consumer, include_replayed=args.all)
+    if args.json:
+        _print_json([{**dataclasses.asdict(e), "raw": e.raw.decode("utf-8", "replace")} for e in entries])
+        return 0
+    for entry in entries:
+        print(f"{entry.id:>6}  {entry.consumer}  {entry.source}[{entry.partition}]@{entry.position}  {entry.reason}")
+    return 0
+
+
+@command("parked-replay")
+def _parked_replay(system: System, args: argparse.Namespace) -> int:
+    from provenance.kafka.roles import replay_parked
+    from provenance.serve import worker_handler
+
+    handler = None if args.consumer == "projections" else worker_handler(system, args.consumer)
+    results = replay_parked(system.settings, args.consumer, ids=args.id or None, handler=handler)
+    for result in results:
+        print(f"{result.id:>6}  {result.status}  {result.detail}")
+    return 0 if all(r.status != "failed" for r in results) else 1
+
+
 # --- Content Credentials ---------------------------------------------------------------------------------
 
 
@@ -702,6 +741,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category")
     p.add_argument("--threshold", type=float)
     p.add_argument("--target-precision", type=float, default=0.95)
+
+    from provenance.kafka import ROLES
+
+    p = add("serve", "serve", "run roles of the distributed mode (Kafka, PostgreSQL) until SIGTERM")
+    p.add_argument("--role", action="append", required=True, choices=ROLES, help="repeat to run several")
+
+    parked = sub.add_parser("parked", help="events a consumer could not handle").add_subparsers(
+        dest="parked_command", metavar="ACTION", required=True
+    )
+    p = add("list", "parked-list", "list parked events with the reason", parked)
+    p.add_argument("--consumer")
+    p.add_argument("--all", action="store_true", help="include replayed ones")
+    p.add_argument("--json", action="store_true")
+    p = add("replay", "parked-replay", "replay parked events once their cause is fixed", parked)
+    p.add_argument("consumer", help="projections, generator, moderation or signing")
+    p.add_argument("--id", type=int, action="append", help="only these (repeat)")
 
     pki = sub.add_parser("pki", help="signing identities").add_subparsers(
         dest="pki_command", metavar="ACTION", required=True
