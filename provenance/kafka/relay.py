@@ -47,6 +47,8 @@ class RelayOptions:
     request_timeout_ms: int = 30_000
     max_block_ms: int = 10_000
     flush_slice_s: float = 1.0
+    flush_grace_s: float = 10.0
+    """How long past the delivery timeout an unfinished send is waited for before the batch is sent again."""
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     progress_every_s: float = 10.0
@@ -62,6 +64,32 @@ def headers_of(envelope: EventEnvelope) -> list[tuple[str, bytes]]:
     ]
 
 
+class StreamPartitions:
+    """The partition of each stream, as Kafka's default partitioner picks it (murmur2 of the key), cached.
+
+    Every event of a stream lands on the partition any keyed Kafka producer would choose for it; hashing a
+    stream id once rather than once per event takes a visible share off the relay's time, since the
+    client's murmur2 is pure Python.
+    """
+
+    def __init__(self, partitions: int, limit: int = 100_000) -> None:
+        from kafka.partitioner.default import murmur2
+
+        self.partitions = partitions
+        self.limit = limit
+        self._hash = murmur2
+        self._known: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        partition = self._known.get(key)
+        if partition is None:
+            if len(self._known) >= self.limit:
+                self._known.clear()
+            partition = (self._hash(key) & 0x7FFFFFFF) % self.partitions
+            self._known[key] = partition
+        return partition
+
+
 class Relay:
     def __init__(
         self, app: ProvenanceApp, positions: Positions, bootstrap: str, topic: str, options: RelayOptions | None = None
@@ -75,7 +103,7 @@ class Relay:
         self.relayed = 0
         self._producer: Any = None
         self._position: int | None = None
-        self._topic_ready = False
+        self._partition_of: StreamPartitions | None = None
 
     def position(self) -> int:
         """The last notification id the broker acknowledged (0 before the first)."""
@@ -83,23 +111,28 @@ class Relay:
             self._position = self.positions.get(RELAY, self.source, 0) or 0
         return self._position
 
-    def ensure_topic(self) -> None:
-        if not self._topic_ready:
+    def connect(self) -> None:
+        """Create the topic if needed and connect the producer now rather than on the first batch."""
+        self.ensure_topic()
+        self._producer_or_new()
+
+    def ensure_topic(self) -> StreamPartitions:
+        if self._partition_of is None:
             spec = TopicSpec(self.topic, self.options.partitions, self.options.replication_factor)
-            ensure_topic(self.bootstrap, spec)
-            self._topic_ready = True
+            self._partition_of = StreamPartitions(ensure_topic(self.bootstrap, spec).partitions)
+        return self._partition_of
 
     def relay_batch(self, stop: threading.Event | None = None) -> int:
         """Publish the next batch from the outbox and store the new position; returns events published.
 
         Raises `RelayError` when the broker did not acknowledge all of it; nothing is stored then.
         """
-        self.ensure_topic()
+        partition_of = self.ensure_topic()
         position = self.position()
         batch = read_log(self.app, position, self.options.batch_size)
         if not batch:
             return 0
-        self._publish(batch, stop)
+        self._publish(batch, partition_of, stop)
         last = batch[-1].position
         assert last is not None
         self.positions.set(RELAY, self.source, 0, last)
@@ -107,18 +140,29 @@ class Relay:
         self.relayed += len(batch)
         return len(batch)
 
-    def _publish(self, batch: Sequence[EventEnvelope], stop: threading.Event | None) -> None:
+    def _publish(
+        self, batch: Sequence[EventEnvelope], partition_of: StreamPartitions, stop: threading.Event | None
+    ) -> None:
         errors = kafka().errors
         try:
             producer = self._producer_or_new()
-            futures = [
-                producer.send(self.topic, key=e.stream_id.encode(), value=e.to_json(), headers=headers_of(e))
-                for e in batch
-            ]
-            # Flush in slices so that a stop request is noticed while the broker is away.
+            futures = []
+            for e in batch:
+                key = e.stream_id.encode()
+                futures.append(
+                    producer.send(
+                        self.topic, key=key, value=e.to_json(), headers=headers_of(e), partition=partition_of(key)
+                    )
+                )
+            # Flush in slices so that a stop request is noticed while the broker is away. Every send ends
+            # within the delivery timeout; one that has not ended well after it is given up on (the client
+            # was seen to leave a send pending for good after a broker restart) and the batch goes again.
+            give_up_at = time.monotonic() + self.options.delivery_timeout_ms / 1000 + self.options.flush_grace_s
             while not all(f.is_done for f in futures):
                 if stop is not None and stop.is_set():
                     raise RelayError("stopped before the broker acknowledged the batch")
+                if time.monotonic() > give_up_at:
+                    raise RelayError("the producer neither delivered nor failed a send within its delivery timeout")
                 try:
                     producer.flush(timeout=self.options.flush_slice_s)
                 except errors.KafkaTimeoutError:
@@ -151,15 +195,13 @@ class Relay:
         producer, self._producer = self._producer, None
         self._position = None
         if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except Exception as exc:  # the producer is being thrown away; nothing of ours depends on it
-                log.debug("closing a failed producer: %r", exc)
+            _close_within(producer, grace_s=0.0, wait_s=0.0)
 
     def close(self) -> None:
+        """Give in-flight sends a few seconds to be acknowledged, then let go (unacknowledged ones resend)."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            producer.close(timeout=5)
+            _close_within(producer, grace_s=5.0, wait_s=10.0)
 
     def lag(self) -> int:
         return max(0, last_position(self.app) - self.position())
@@ -205,3 +247,24 @@ class Relay:
                     reported_at, reported = now, self.relayed
         finally:
             self.close()
+
+
+def _close_within(producer: Any, grace_s: float, wait_s: float) -> None:
+    """Close a producer from a helper thread, waiting at most `wait_s` for it.
+
+    A producer with batches still pending can block in `close` on the client's internal locks (seen after
+    a broker restart); the relay must go on regardless, since nothing it relies on depends on the
+    abandoned producer: whatever it still delivers is a duplicate that consumers skip.
+    """
+
+    def close() -> None:
+        try:
+            producer.close(timeout=grace_s)
+        except Exception as exc:  # a failed producer's own complaints about its pending batches
+            log.debug("closing a producer: %r", exc)
+
+    closer = threading.Thread(target=close, name="relay-producer-close", daemon=True)
+    closer.start()
+    closer.join(wait_s)
+    if wait_s and closer.is_alive():
+        log.warning("relay: the producer did not close within %.0f s; leaving it behind", wait_s)

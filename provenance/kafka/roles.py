@@ -125,7 +125,9 @@ def run_worker_consumer(
     if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions), stop):
         return
     engine = open_engine(settings.projections_database)
-    chosen = options or ConsumerOptions(group_id=group_id(name), max_poll_records=50)
+    # Gate work is slow (a render can take minutes): small batches, and a long allowance between polls so
+    # that a busy worker is not taken for a dead one. A dead one still leaves by its missed heartbeats.
+    chosen = options or ConsumerOptions(group_id=group_id(name), max_poll_records=10, max_poll_interval_ms=1_800_000)
     follower = TopicFollower(bootstrap, settings.kafka_topic, HandlerSink(name, Positions(engine), handler), chosen)
     log.info("%s: following %s at %s", name, settings.kafka_topic, bootstrap)
     try:

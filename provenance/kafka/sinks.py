@@ -94,9 +94,10 @@ class ProjectionSink:
                     raws[message.position] = message.raw
                 except InvalidEvent as exc:
                     parked += self._park(source, partition, message.position, message.raw, str(exc))
-            handled = self._process(good, raws, source, partition)
+            handled, last_applied = self._process(good, raws, source, partition)
             parked += len(good) - handled
-            self._advance(source, partition, messages[-1].position)
+            if last_applied != messages[-1].position:
+                self._advance(source, partition, messages[-1].position)
         except TransientFailure:
             raise
         except Exception as exc:
@@ -117,10 +118,11 @@ class ProjectionSink:
         if not positioned:
             return BatchResult(0, 0)
         try:
-            handled = self._process(positioned, {}, source, partition)
+            handled, last_applied = self._process(positioned, {}, source, partition)
             last = positioned[-1].position
             assert last is not None
-            self._advance(source, partition, last)
+            if last_applied != last:
+                self._advance(source, partition, last)
         except Exception as exc:
             if is_transient(exc):
                 raise _transient("the projections database is unavailable", exc) from exc
@@ -129,12 +131,16 @@ class ProjectionSink:
 
     def _process(
         self, envelopes: list[EventEnvelope], raws: dict[int, bytes | None], source: str, partition: int
-    ) -> int:
+    ) -> tuple[int, int | None]:
+        """Apply the envelopes, one by one if the batch fails, parking those that fail alone.
+
+        Returns how many were applied and the position of the last one applied (its checkpoint).
+        """
         if not envelopes:
-            return 0
+            return 0, None
         try:
             self.store.process(envelopes, source, partition)
-            return len(envelopes)
+            return len(envelopes), envelopes[-1].position
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -142,10 +148,12 @@ class ProjectionSink:
                 "a batch of %d events failed in the projections (%r); applying them one by one", len(envelopes), exc
             )
         handled = 0
+        last_applied: int | None = None
         for envelope in envelopes:
             try:
                 self.store.process([envelope], source, partition)
                 handled += 1
+                last_applied = envelope.position
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -153,7 +161,7 @@ class ProjectionSink:
                 reason = f"projection failed on {envelope.event_type}: {exc!r}"
                 raw = raws[envelope.position] if envelope.position in raws else envelope.to_json()
                 self._park(source, partition, envelope.position, raw, reason, envelope.event_id)
-        return handled
+        return handled, last_applied
 
     def _park(
         self, source: str, partition: int, position: int, raw: bytes | None, reason: str, event_id: str | None = None
@@ -162,7 +170,11 @@ class ProjectionSink:
         return int(self.dead_letters.park(self.name, source, partition, position, raw, reason, event_id))
 
     def _advance(self, source: str, partition: int, position: int) -> None:
-        """Every projection's checkpoint up to the batch's last offset, when that offset was parked."""
+        """Every projection's checkpoint up to the batch's last offset, when that offset was parked.
+
+        Without this, a poison message at the end of a batch would be read (and found parked) again after
+        every restart, and a lag monitor would never see the partition caught up.
+        """
         with self.store.engine.begin() as conn:
             for name in self.store.projections:
                 current = read_checkpoint(conn, name, source, partition)

@@ -1,0 +1,429 @@
+"""Benchmarks of the distributed mode through a real Kafka broker.
+
+Each role runs in a process of its own, as each runs in a container of its own when deployed.
+
+1. Throughput. The floor, measured in the same run: kafka-python alone, one process producing the very
+   messages the relay would publish (same keys, same bytes, the relay's producer settings) and one process
+   reading them as a consumer group, with no event store or database anywhere. Against it:
+   - outbox to projections: the relay and the projection consumer (two processes) on an outbox filled
+     beforehand, timed from the relay's start until the projections hold every event;
+   - command to projections: the same, with the commands that record the events running meanwhile (a
+     third process), timed from the first command. The write side alone (the same commands with no
+     pipeline) is timed too: the live rate cannot beat it.
+   Target: pipeline rate >= 0.5 x the floor.
+2. Latency of a revocation: a cameo used in 1,000 published videos; time from the ConsentRevoked command to
+   the feed showing none of them, with the relay and the projection consumer following live. Median and
+   p99 over several runs (with few runs, p99 is the slowest). The embedded runner's time for the same
+   work (command, then catch-up in-process) is measured in the same run for comparison.
+
+It needs a broker: PROVENANCE_TEST_KAFKA_BOOTSTRAP=host:port, or one is started from the cached Kafka
+distribution (scripts/kafka/fetch) as the test suite does.
+
+    python -m bench.bench_kafka [--events 10000] [--repeat 3] [--latency-runs 7] [--videos 1000]
+                                [--backend sqlite|postgres --dsn URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any, cast
+
+from projections import open_store
+from projections.queries import ReadModels
+from provenance.application import ProvenanceApp
+from provenance.config import Settings
+from provenance.kafka.admin import TopicSpec, ensure_topic
+from provenance.kafka.consumers import ConsumerOptions, TopicFollower
+from provenance.kafka.positions import Positions, open_engine, open_projections
+from provenance.kafka.relay import Relay, RelayOptions
+from provenance.kafka.sinks import ProjectionSink
+from provenance.log import last_position, read_log
+from provenance.runner import EmbeddedRunner, ProjectionConsumer
+from tests.core.support import moderation, rendered, signature
+
+PARTITIONS = 6
+DEADLINE_S = 900.0
+SPAWN = mp.get_context("spawn")
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    """The broker named by PROVENANCE_TEST_KAFKA_BOOTSTRAP, or a throwaway one started here."""
+    external = os.environ.get("PROVENANCE_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    from tests.services import KafkaBroker, fetch_kafka, find_java, make_workdir
+
+    try:
+        server = KafkaBroker(kafka_home=fetch_kafka(), java=find_java(), workdir=make_workdir("bench-kafka-"))
+    except BaseException as exc:  # the helpers skip (a BaseException) when Java or Kafka is missing
+        raise SystemExit(f"bench_kafka: no Kafka broker available: {exc}") from None
+    try:
+        server.start()
+        yield server.bootstrap
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def lifecycle(app: ProvenanceApp, creator: Any, n: int, cameo: Any = None) -> Any:
+    """One video through every gate: five commands, five events (six with a cameo)."""
+    video = app.request_generation(
+        creator, f"clip {n}", cameo_ids=[cameo] if cameo else [], seed=n, command_id=f"req:{uuid.uuid4()}"
+    )
+    app.record_render(video, rendered(), command_id=f"render:{video}")
+    app.record_moderation(video, moderation(), command_id=f"moderate:{video}")
+    app.record_signature(video, signature(video), command_id=f"sign:{video}")
+    app.publish(video, command_id=f"publish:{video}")
+    return video
+
+
+def record_videos(settings: Settings, videos: int) -> int:
+    """The write side alone: a person and `videos` lifecycles; returns events recorded."""
+    app = ProvenanceApp(settings)
+    try:
+        before = last_position(app)
+        creator = app.register_person(f"bench{uuid.uuid4().hex[:8]}")
+        for n in range(videos):
+            lifecycle(app, creator, n)
+        return last_position(app) - before
+    finally:
+        app.close()
+
+
+def quiet_logs() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+# --- child processes -------------------------------------------------------------------------------------
+
+
+def relay_process(settings: Settings, go: Any, stop: Any) -> None:
+    quiet_logs()
+    assert settings.kafka_bootstrap is not None
+    app = ProvenanceApp(settings)
+    relay = Relay(
+        app, Positions(open_engine(settings.projections_database)), settings.kafka_bootstrap, settings.kafka_topic
+    )
+    relay.connect()
+    relay.position()
+    go.wait()
+    relay.run(cast(threading.Event, stop))
+    app.close()
+
+
+def projections_process(settings: Settings, expected: int, ready: Any, done_at: Synchronized[float], stop: Any) -> None:
+    """Joins the group, says so, and notes the time at which the projections hold `expected` events."""
+    quiet_logs()
+    assert settings.kafka_bootstrap is not None
+    store = open_projections(settings.projections_database)
+    options = ConsumerOptions(group_id=f"{settings.kafka_topic}-projections", poll_timeout_ms=100)
+    follower = TopicFollower(settings.kafka_bootstrap, settings.kafka_topic, ProjectionSink(store), options)
+    while follower.assignment() != set(range(PARTITIONS)):
+        follower.poll_once()
+    ready.set()
+    while not stop.is_set():
+        follower.poll_once()
+        if expected and done_at.value == 0.0 and follower.handled + follower.parked >= expected:
+            done_at.value = time.monotonic()
+    follower.close()
+
+
+def raw_producer_process(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], go: Any) -> None:
+    from kafka import KafkaProducer
+
+    options = RelayOptions()
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=options.linger_ms,
+        batch_size=options.producer_batch_bytes,
+    )
+    go.wait()
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def raw_consumer_process(bootstrap: str, topic: str, expected: int, ready: Any, done_at: Synchronized[float]) -> None:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"{topic}-g",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=2000,
+        fetch_max_wait_ms=100,
+    )
+    consumer.partitions_for_topic(topic)  # known before joining, or the group leader may assign nothing
+    consumer.subscribe([topic])
+    while len(consumer.assignment()) < PARTITIONS:
+        consumer.poll(timeout_ms=100)
+    ready.set()
+    received = 0
+    while received < expected:
+        for batch in consumer.poll(timeout_ms=100).values():
+            received += len(batch)
+    done_at.value = time.monotonic()
+    consumer.close()
+
+
+def commands_process(settings: Settings, videos: int, go: Any) -> None:
+    go.wait()
+    record_videos(settings, videos)
+
+
+# --- 1. throughput -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throughput:
+    events: int
+    raw_per_s: float
+    write_side_per_s: float
+    outbox_per_s: float
+    live_per_s: float
+
+
+def wait_for(value: Synchronized[float], processes: list[Any]) -> float:
+    deadline = time.monotonic() + DEADLINE_S
+    while value.value == 0.0:
+        if any(p.exitcode not in (None, 0) for p in processes):
+            raise RuntimeError("a benchmark process failed")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the benchmark did not finish in time")
+        time.sleep(0.002)
+    return float(value.value)
+
+
+def finish(processes: list[Any], stop: Any | None = None) -> None:
+    if stop is not None:
+        stop.set()
+    for process in processes:
+        process.join(60)
+        if process.exitcode != 0:
+            raise RuntimeError(f"{process.name} exited with {process.exitcode}")
+
+
+def raw_floor(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
+    topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    ensure_topic(bootstrap, TopicSpec(topic, PARTITIONS))
+    go, ready, done_at = SPAWN.Event(), SPAWN.Event(), SPAWN.Value("d", 0.0)
+    consumer = SPAWN.Process(
+        target=raw_consumer_process, args=(bootstrap, topic, len(messages), ready, done_at), name="raw consumer"
+    )
+    producer = SPAWN.Process(target=raw_producer_process, args=(bootstrap, topic, messages, go), name="raw producer")
+    consumer.start()
+    producer.start()
+    if not ready.wait(120):
+        raise TimeoutError("the consumer did not join its group")
+    time.sleep(1.0)  # the producer process has connected by now
+    started = time.monotonic()
+    go.set()
+    finished = wait_for(done_at, [consumer, producer])
+    finish([consumer, producer])
+    return len(messages) / (finished - started)
+
+
+def pipeline(settings: Settings, expected: int, videos: int | None) -> float:
+    """Events per second into the projections; with `videos`, the commands run in a process meanwhile."""
+    assert settings.kafka_bootstrap is not None
+    ensure_topic(settings.kafka_bootstrap, TopicSpec(settings.kafka_topic, PARTITIONS))
+    settings.home.mkdir(parents=True, exist_ok=True)
+    open_projections(settings.projections_database).engine.dispose()
+    go, ready, stop, done_at = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Value("d", 0.0)
+    consumer = SPAWN.Process(
+        target=projections_process, args=(settings, expected, ready, done_at, stop), name="projections"
+    )
+    relay = SPAWN.Process(target=relay_process, args=(settings, go, stop), name="relay")
+    processes = [consumer, relay]
+    if videos is not None:
+        processes.append(SPAWN.Process(target=commands_process, args=(settings, videos, go), name="commands"))
+    for process in processes:
+        process.start()
+    if not ready.wait(120):
+        raise TimeoutError("the consumer did not join its group")
+    time.sleep(1.0)  # the relay process has started and connected by now
+    started = time.monotonic()
+    go.set()
+    finished = wait_for(done_at, processes)
+    finish(processes, stop)
+    return expected / (finished - started)
+
+
+def bench_throughput(home: Path, base: Settings, events: int) -> Throughput:
+    videos = max(1, (events - 1) // 5)
+    filled = replace(base, home=home / "filled", kafka_topic=f"bench-outbox-{uuid.uuid4().hex[:8]}")
+    started = time.perf_counter()
+    total = record_videos(filled, videos)
+    write_side = total / (time.perf_counter() - started)
+    app = ProvenanceApp(filled)
+    messages = [(e.stream_id.encode(), e.to_json()) for e in read_log(app, 0, total)]
+    app.close()
+    raw = raw_floor(str(base.kafka_bootstrap), messages)
+    outbox = pipeline(filled, total, None)
+    live = replace(base, home=home / "live", kafka_topic=f"bench-live-{uuid.uuid4().hex[:8]}")
+    live_rate = pipeline(live, total, videos)
+    return Throughput(total, raw, write_side, outbox, live_rate)
+
+
+# --- 2. revocation latency -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revocation:
+    takedowns: int
+    command_s: float
+    kafka_s: float
+    embedded_s: float
+
+
+def bench_revocation(home: Path, base: Settings, videos: int) -> Revocation:
+    settings = replace(base, home=home, kafka_topic=f"bench-revoke-{uuid.uuid4().hex[:8]}")
+    assert settings.kafka_bootstrap is not None
+    app = ProvenanceApp(settings)
+    tag = uuid.uuid4().hex[:6]
+    owner = app.register_person(f"owner{tag}")
+    grantee = app.register_person(f"grantee{tag}")
+    cameo = app.register_cameo(owner, b"a face")
+    grant = app.grant_consent(owner, cameo, "approved", grantees=[grantee])
+    made = {str(lifecycle(app, grantee, n, cameo=cameo)) for n in range(videos)}
+    embedded = open_store(f"sqlite:///{home / 'embedded.db'}")
+    runner = EmbeddedRunner(app, [ProjectionConsumer(embedded)])
+    runner.run_once()
+
+    ensure_topic(settings.kafka_bootstrap, TopicSpec(settings.kafka_topic, PARTITIONS))
+    reads = ReadModels(open_projections(settings.projections_database).engine)
+    go, ready, stop, done_at = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Value("d", 0.0)
+    processes = [
+        SPAWN.Process(target=projections_process, args=(settings, 0, ready, done_at, stop), name="projections"),
+        SPAWN.Process(target=relay_process, args=(settings, go, stop), name="relay"),
+    ]
+    for process in processes:
+        process.start()
+    if not ready.wait(120):
+        raise TimeoutError("the consumer did not join its group")
+    go.set()
+    poll_until(lambda: made <= reads.feed_ids(), every_s=0.05)
+
+    started = time.perf_counter()
+    outcome = app.revoke_consent(owner, cameo, grant, "revoked for the benchmark")
+    commanded = time.perf_counter()
+    seen = poll_until(lambda: not made & reads.feed_ids(), every_s=0.005)
+    finish(processes, stop)
+
+    caught_up = time.perf_counter()
+    runner.run_once()
+    embedded_s = (commanded - started) + (time.perf_counter() - caught_up)
+    assert not made & ReadModels(embedded.engine).feed_ids()
+    app.close()
+    return Revocation(len(outcome.takedowns), commanded - started, seen - started, embedded_s)
+
+
+def poll_until(predicate: Callable[[], bool], every_s: float) -> float:
+    deadline = time.monotonic() + DEADLINE_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the benchmark did not finish in time")
+        time.sleep(every_s)
+    return time.perf_counter()
+
+
+def crc_implementation() -> str:
+    """Without the `crc32c` C extension kafka-python checks record CRCs in pure Python, several times slower."""
+    from kafka.record import util
+
+    return "crc32c C extension" if util.crc32c_c is not None else "pure Python (pip install crc32c)"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, -(-int(fraction * 1000) * len(ordered) // 1000))
+    return ordered[min(len(ordered), rank) - 1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite", help="the event store")
+    parser.add_argument("--dsn", help="PostgreSQL URL for --backend postgres (a database of its own)")
+    parser.add_argument("--events", type=int, default=10_000, help="events for the throughput part")
+    parser.add_argument("--repeat", type=int, default=3, help="throughput runs (medians are reported)")
+    parser.add_argument("--latency-runs", type=int, default=7)
+    parser.add_argument("--videos", type=int, default=1000, help="videos using the revoked cameo")
+    parser.add_argument("--skip", action="append", default=[], choices=["throughput", "latency"])
+    args = parser.parse_args()
+    if args.backend == "postgres" and not args.dsn:
+        parser.error("--backend postgres needs --dsn")
+    quiet_logs()
+    with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        base = Settings(home=home, event_store=args.backend, postgres_dsn=args.dsn, kafka_bootstrap=bootstrap)
+        if "throughput" not in args.skip:
+            runs = [bench_throughput(home / f"t{i}", base, args.events) for i in range(args.repeat)]
+
+            def med(field: str) -> float:
+                return statistics.median(getattr(r, field) for r in runs)
+
+            raw = med("raw_per_s")
+            outbox_ratio = statistics.median(r.outbox_per_s / r.raw_per_s for r in runs)
+            live_ratio = statistics.median(r.live_per_s / r.raw_per_s for r in runs)
+            print(f"kafka-python record checksums: {crc_implementation()}")
+            print(
+                f"throughput [{args.backend} event store, sqlite projections, {runs[0].events} events, "
+                f"{PARTITIONS} partitions, medians of {len(runs)} runs]:"
+            )
+            print(f"  floor: raw kafka-python produce + consume     {raw:8.0f} msg/s")
+            print(
+                f"  outbox -> relay -> Kafka -> projections       {med('outbox_per_s'):8.0f} events/s  "
+                f"ratio {outbox_ratio:.2f} (target >= 0.50)"
+            )
+            print(
+                f"  commands -> ... -> projections, live          {med('live_per_s'):8.0f} events/s  "
+                f"ratio {live_ratio:.2f} (target >= 0.50)"
+            )
+            print(
+                f"  write side alone (the same commands)          {med('write_side_per_s'):8.0f} events/s  "
+                f"ratio {statistics.median(r.write_side_per_s / r.raw_per_s for r in runs):.2f}"
+            )
+        if "latency" not in args.skip:
+            results = [bench_revocation(home / f"r{i}", base, args.videos) for i in range(args.latency_runs)]
+            kafka_s = [r.kafka_s for r in results]
+            print(
+                f"revocation [{args.backend} event store, cameo in {args.videos} videos, "
+                f"{results[0].takedowns} takedowns, {len(results)} runs]:"
+            )
+            print(
+                f"  ConsentRevoked -> feed empty of them, through Kafka: median {statistics.median(kafka_s):.3f} s, "
+                f"p99 {percentile(kafka_s, 0.99):.3f} s"
+            )
+            print(
+                f"  revoke command alone: median {statistics.median(r.command_s for r in results):.3f} s; "
+                f"embedded (command + in-process catch-up): median "
+                f"{statistics.median(r.embedded_s for r in results):.3f} s"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
