@@ -583,7 +583,7 @@ class ProvenanceApp(Application[UUID]):
     ) -> bool:
         """Record the decision; a `block` verdict also blocks the video at the moderation gate."""
         decided = _payload(e.ModerationDecided, **decision)
-        if actor.startswith(f"{SYSTEM}:") is False and not self._is_trust_and_safety(actor):
+        if not actor.startswith(f"{SYSTEM}:") and not self._is_trust_and_safety(actor):
             raise NotPermitted("only trust and safety can record a moderation decision by hand")
 
         def apply(video: Video) -> bool:
