@@ -177,7 +177,7 @@ def _splatter(impacts: list[Impact], plan: ScenePlan, seed: int) -> Particles:
         velocity.append(v * base[:, None])
         origin.append(np.broadcast_to(np.array(impact.point) + normal * 0.005, (count, 2)))
         spawn.append(np.full(count, impact.time_s))
-        size.append(rng.uniform(0.012, 0.03, count))
+        size.append(rng.uniform(0.025, 0.05, count))
     if not spawn:
         empty = np.zeros((0,))
         return Particles(empty, np.zeros((0, 2)), np.zeros((0, 2)), empty, np.zeros((0, 2)), empty)

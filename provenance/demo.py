@@ -102,9 +102,13 @@ class Demo:
         workers = self._workers(system, policy)
         runner = system.pipeline(workers)
 
+        seeds = iter(range(1, 100))  # fixed seeds: the demo renders (and so decides) the same way every run
+
         def make(who: str, prompt: str, **kwargs: Any) -> UUID | None:
             try:
-                video_id = app.request_generation(people[who], prompt, parameters=dict(SIZE), **kwargs)
+                video_id = app.request_generation(
+                    people[who], prompt, parameters=dict(SIZE), seed=next(seeds), **kwargs
+                )
             except ProvenanceError as refused:
                 self.note(f"{who}: {prompt!r} -> refused: {refused}")
                 return None

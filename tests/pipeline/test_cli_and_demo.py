@@ -58,8 +58,8 @@ def test_publishing_an_unsigned_video_is_refused(home: Path, capsys: pytest.Capt
 @pytest.mark.slow
 def test_the_demo_runs_end_to_end(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
-    code, text, _ = run(capsys, "demo", "--out", str(out))
-    assert code == 0
+    code, text, err = run(capsys, "demo", "--out", str(out))
+    assert code == 0, f"{err}\n{text[-4000:]}"
     assert "carol: 'blood and gore everywhere, three balls' -> moderation block, BLOCKED" in text
     assert "mallory: 'me dancing with a ball' -> moderation block, BLOCKED: block: a face matches cameo" in text
     assert text.count("(cascade, case") == 2 and "(consent_revocation, case" in text
