@@ -43,6 +43,7 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any, cast
 
+from bench.bench_core import lifecycle
 from projections import open_store
 from projections.queries import ReadModels
 from provenance.application import ProvenanceApp
@@ -54,7 +55,6 @@ from provenance.kafka.relay import Relay, RelayOptions
 from provenance.kafka.sinks import ProjectionSink
 from provenance.log import last_position, read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
-from tests.core.support import moderation, rendered, signature
 
 PARTITIONS = 6
 DEADLINE_S = 900.0
@@ -80,18 +80,6 @@ def broker() -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(server.workdir, ignore_errors=True)
-
-
-def lifecycle(app: ProvenanceApp, creator: Any, n: int, cameo: Any = None) -> Any:
-    """One video through every gate: five commands, five events (six with a cameo)."""
-    video = app.request_generation(
-        creator, f"clip {n}", cameo_ids=[cameo] if cameo else [], seed=n, command_id=f"req:{uuid.uuid4()}"
-    )
-    app.record_render(video, rendered(), command_id=f"render:{video}")
-    app.record_moderation(video, moderation(), command_id=f"moderate:{video}")
-    app.record_signature(video, signature(video), command_id=f"sign:{video}")
-    app.publish(video, command_id=f"publish:{video}")
-    return video
 
 
 def record_videos(settings: Settings, videos: int) -> int:
