@@ -35,6 +35,9 @@ class EncoderConfig:
     threads: int = 4
     gop_seconds: float = 2.0
     audio_bitrate: int = 128_000
+    audio_coder: str = "fast"
+    """FFmpeg's AAC coder: "fast" is over three times quicker than the default "twoloop" and transparent
+    for the synthesised tracks the reference backend makes; "twoloop" suits recorded sound."""
 
 
 def _reason(exc: BaseException) -> str:
@@ -83,7 +86,9 @@ def encode_mp4(
         sound = None
         if audio is not None:
             layout = "stereo" if audio.channels == 2 else "mono"
-            sound = container.add_stream("aac", rate=audio.sample_rate, layout=layout)
+            sound = container.add_stream(
+                "aac", rate=audio.sample_rate, layout=layout, options={"aac_coder": config.audio_coder}
+            )
             sound.bit_rate = config.audio_bitrate
         written = 0
         audio_written = 0

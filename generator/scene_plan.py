@@ -27,6 +27,9 @@ ObjectKind = Literal["ball", "box"]
 
 MAX_OBJECTS = 12
 SPLATTER_WORDS = frozenset({"blood", "bloody", "gore", "gory"})
+FUNCTION_WORDS = frozenset(
+    {"a", "an", "the", "and", "or", "with", "of", "in", "on", "at", "to", "all", "over", "everywhere", "is", "are"}
+)
 
 COLOURS: dict[str, RGB] = {
     "red": (0.86, 0.12, 0.12),
@@ -167,7 +170,10 @@ def plan_scene(prompt: str, seed: int, width: int, height: int, world: WorldConf
     world = world or WorldConfig()
     words = prompt_words(prompt)
     word_set = set(words)
-    digest = hashlib.sha256(" ".join(words).encode()).digest()
+    # The look follows the words that name things; the splatter words add splatter and nothing else, so
+    # "blood and gore everywhere, X" is scene X with blood on it.
+    naming = [w for w in words if w not in SPLATTER_WORDS and w not in FUNCTION_WORDS]
+    digest = hashlib.sha256(" ".join(naming).encode()).digest()
     palette_rng = np.random.default_rng([seed, 0xC0])
 
     setting = next((SETTINGS[w] for w in words if w in SETTINGS), None)

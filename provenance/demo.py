@@ -28,6 +28,16 @@ from provenance.system import System
 
 MARKER = ".provenance-demo"
 SIZE = {"duration_s": 3.0, "fps": 12, "width": 288, "height": 512}
+TRAINING_SIZE: dict[str, Any] = {"duration_s": 3.0, "fps": 6, "width": 144, "height": 256}
+# The prompts of the story; the development violence head is trained on these scenes at other seeds.
+STORY = {
+    "with_friend": "two red balls bounce with my friend",
+    "plain": "a blue box falls on a green floor",
+    "gore": "three balls",
+    "remix": "the same scene at sunrise, yellow balls",
+    "remix_of_remix": "now with five balls",
+    "likeness": "me dancing with a ball",
+}
 
 
 class Demo:
@@ -124,19 +134,19 @@ class Demo:
             return video_id
 
         self.step("Generating videos: render -> moderate -> watermark and sign -> publish")
-        bob_with_alice = make("bob", "two red balls bounce with my friend", cameo_ids=[alice_cameo])
-        plain = make("alice", "a blue box falls on a green floor")
-        make("carol", "blood and gore everywhere, three balls")
+        bob_with_alice = make("bob", STORY["with_friend"], cameo_ids=[alice_cameo])
+        plain = make("alice", STORY["plain"])
+        make("carol", f"blood and gore everywhere, {STORY['gore']}")
 
         self.step("Remixes: alice remixes bob's video, bob remixes her remix")
-        remix = make("alice", "the same scene at night, yellow balls", remix_of=bob_with_alice)
-        remix_of_remix = make("bob", "now with five balls", remix_of=remix)
+        remix = make("alice", STORY["remix"], remix_of=bob_with_alice)
+        remix_of_remix = make("bob", STORY["remix_of_remix"], remix_of=remix)
         if None in (bob_with_alice, plain, remix, remix_of_remix):
             raise ProvenanceError("the demo could not publish the videos the rest of its story needs (see above)")
 
         self.step("A likeness without consent: mallory registers a 'cameo' made from a photo of alice")
         mallory_cameo = app.register_cameo(people["mallory"], encode_png(images["alice"]))
-        make("mallory", "me dancing with a ball", cameo_ids=[mallory_cameo])
+        make("mallory", STORY["likeness"], cameo_ids=[mallory_cameo])
 
         system.catch_up()
         self.note(f"feed now shows {len(system.reads.feed_ids())} videos")
@@ -185,38 +195,39 @@ class Demo:
         )
 
     def _train_policy(self, system: System) -> Path:
-        """Train the development violence head on frames the reference renderer draws, and evaluate it."""
+        """Train the development violence head on the story's scenes (at other seeds), and evaluate it."""
         from generator import RenderSpec, render_to_blob
         from moderation.backbone import load_backbone
         from moderation.devkit import development_backbone_config, synthesize_face
-        from moderation.sampling import SamplingConfig
+        from moderation.sampling import SamplingConfig, iter_media_batches
         from moderation.training import evaluate, train_head
+        from provenance.stages import encode_png
 
         folder = self.out / "training"
-        scenes = [
-            "red balls bounce",
-            "a blue box falls on a green floor",
-            "yellow balls at night",
-            "five balls and two boxes",
-            "a purple ball on a white floor",
-            "green boxes in the rain",
-            "two red balls with my friend",
-            "orange boxes at dawn",
-        ]
-        for split, picks in (("train", range(0, 8)), ("held-out", range(8, 12))):
-            for seed in picks:
-                scene = scenes[seed % len(scenes)]
-                # Half the clips carry a face, so the head learns the splatter and not "no face here".
-                faces = {"face": synthesize_face(100 + seed)} if seed % 2 else {}
-                for label, prompt in (("violence", f"blood and gore, {scene}"), ("safe", scene)):
-                    target = folder / split / label
-                    target.mkdir(parents=True, exist_ok=True)
-                    spec = RenderSpec(
-                        prompt=prompt, seed=seed, duration_s=3.0, fps=6, width=144, height=256, cameos=faces
-                    )
-                    blob = render_to_blob(spec, system.app.blobs).blob
-                    export(system.app.blobs, blob.uri, target / f"{seed}.mp4")
         sampling = SamplingConfig(fps=2.0)
+        scenes = list(STORY.values())
+        rounds = {"train": range(3), "held-out": range(3, 4)}
+        for split, picks in rounds.items():
+            for round_no in picks:
+                for number, scene in enumerate(scenes):
+                    seed = 1000 + 97 * round_no + number
+                    # Half the clips carry a face, so the head learns the blood and not "no face here".
+                    faces = {"face": synthesize_face(200 + seed)} if (number + round_no) % 2 else {}
+                    for label, prompt in (("violence", f"blood and gore, {scene}"), ("safe", scene)):
+                        spec = RenderSpec(prompt=prompt, seed=seed, cameos=faces, **TRAINING_SIZE)
+                        outcome = render_to_blob(spec, system.app.blobs)
+                        target = folder / split / label
+                        target.mkdir(parents=True, exist_ok=True)
+                        video = system.app.blobs.resolve(outcome.blob.uri)
+                        if split == "held-out":  # scored as the gate scores: the whole file
+                            export(system.app.blobs, outcome.blob.uri, target / f"{seed}.mp4")
+                            continue
+                        # Training frames: a violent clip's frames count only once the blood is on screen.
+                        first_blood = min(outcome.script.bounce_times, default=0.0) + 0.25
+                        for batch in iter_media_batches(video, sampling):
+                            for sample in batch:
+                                if label == "safe" or sample.timestamp_s >= first_blood:
+                                    (target / f"{seed}-{sample.index}.png").write_bytes(encode_png(sample.image))
         quiet = logging.getLogger()
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # open_clip warns that the development model has random weights: it does

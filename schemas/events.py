@@ -24,9 +24,7 @@ Audience = Literal["only_me", "approved", "mutuals", "everyone"]
 Purpose = Literal["generate", "remix"]
 Verdict = Literal["allow", "block", "review"]
 Gate = Literal["consent", "render", "moderation", "signing"]
-TakedownSource = Literal[
-    "notice", "own_initiative", "consent_revocation", "consent_expiry", "cascade", "cameo_owner"
-]
+TakedownSource = Literal["notice", "own_initiative", "consent_revocation", "consent_expiry", "cascade", "cameo_owner"]
 
 
 # --- person stream -------------------------------------------------------------------------------------

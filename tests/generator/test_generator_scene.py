@@ -31,6 +31,15 @@ def test_blood_and_gore_words_turn_on_splatter() -> None:
     assert (motion.particles.land_s >= motion.particles.spawn_s).all()
 
 
+def test_blood_words_add_splatter_and_change_nothing_else() -> None:
+    """A policy head must learn the blood, not a background that the word "gore" happened to pick."""
+    plain = plan_scene("three balls", 5, 288, 512)
+    bloody = plan_scene("blood and gore everywhere, three balls", 5, 288, 512)
+    assert bloody.splatter and not plain.splatter
+    assert (bloody.sky_top, bloody.sky_bottom, bloody.floor) == (plain.sky_top, plain.sky_bottom, plain.floor)
+    assert bloody.objects == plain.objects
+
+
 def test_objects_stay_inside_the_frame_and_bounce_at_the_reported_times() -> None:
     plan = plan_scene("four balls and two boxes", 5, 576, 1024)
     fps, frames = 24, 24 * 6
