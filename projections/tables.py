@@ -16,7 +16,7 @@ class Checkpoint(SQLModel, table=True):
     consumer: str = Field(primary_key=True)
     source: str = Field(primary_key=True)
     partition: int = Field(primary_key=True)
-    position: int
+    position: int = Field(sa_column=Column(BigInteger, nullable=False))  # Kafka offsets pass 2**31
 
 
 class StreamVersion(SQLModel, table=True):
@@ -36,7 +36,7 @@ class ParkedEvent(SQLModel, table=True):
     consumer: str = Field(index=True)
     source: str
     partition: int
-    position: int
+    position: int = Field(sa_column=Column(BigInteger, nullable=False))
     event_id: str | None = None
     reason: str
     raw: bytes
