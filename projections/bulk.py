@@ -43,30 +43,54 @@ class TableWriter:
             self.sql = f"INSERT INTO {into} {values} ON CONFLICT DO NOTHING"
         else:
             self.sql = f"INSERT OR IGNORE INTO {into} {values}"
+        self._params = _Parameters(dialect, [table.c[n] for n in names])
+
+    def write(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            conn.exec_driver_sql(self.sql, self._params(rows))
+
+
+class ColumnUpdater:
+    """An UPDATE of some columns of existing rows, by key, for one dialect (rows that are gone stay gone)."""
+
+    def __init__(self, dialect: Dialect, table: sa.Table, key: str, columns: Sequence[str]) -> None:
+        quote = dialect.identifier_preparer.quote
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        sets = ", ".join(f"{quote(n)} = {mark}" for n in columns)
+        self.sql = f"UPDATE {dialect.identifier_preparer.format_table(table)} SET {sets} WHERE {quote(key)} = {mark}"
+        self._params = _Parameters(dialect, [*(table.c[n] for n in columns), table.c[key]])
+
+    def write(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            conn.exec_driver_sql(self.sql, self._params(rows))
+
+
+class _Parameters:
+    """Rows (dicts) to driver parameter tuples for the given columns, each value converted for its column."""
+
+    def __init__(self, dialect: Dialect, columns: Sequence[sa.Column[Any]]) -> None:
+        names = [c.name for c in columns]
         self._get: Callable[[dict[str, Any]], tuple[Any, ...]] = (
             itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
         )
         self._convert: list[tuple[int, Converter]] = []
-        for index, column in enumerate(table.columns):
+        for index, column in enumerate(columns):
             converter = _converter(dialect, column)
             if converter is not None:
                 self._convert.append((index, converter))
 
-    def write(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         get = self._get
         convert = self._convert
         if not convert:
-            params = [get(row) for row in rows]
-        else:
-            params = []
-            for row in rows:
-                values = list(get(row))
-                for index, function in convert:
-                    values[index] = function(values[index])
-                params.append(tuple(values))
-        conn.exec_driver_sql(self.sql, params)
+            return [get(row) for row in rows]
+        params = []
+        for row in rows:
+            values = list(get(row))
+            for index, function in convert:
+                values[index] = function(values[index])
+            params.append(tuple(values))
+        return params
 
 
 def _converter(dialect: Dialect, column: sa.Column[Any]) -> Converter | None:

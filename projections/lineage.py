@@ -30,7 +30,7 @@ class LineageProjection(Projection):
     event_types = frozenset({"GenerationRequested", *_STATE_OF, "TakedownIssued", "VideoReinstated"})
 
     def apply(self, events: Sequence[EventEnvelope], conn: Connection) -> None:
-        videos = RowCache(LineageVideo, "video_id")
+        videos = RowCache(LineageVideo, "video_id", reads=("open_cases",))
         videos.load(conn, to_load((e.stream_id, e.event_type == "GenerationRequested") for e in events))
         cameos: list[dict[str, str]] = []
         for e in events:
