@@ -23,6 +23,7 @@ from provenance.kafka.admin import TopicSpec, ensure_topic
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import kafka, topic_source
 from provenance.kafka.errors import RelayError, TopicError, is_transient
+from provenance.kafka.lease import Lease
 from provenance.kafka.positions import Positions
 from provenance.log import last_position, read_log
 from schemas.envelope import EventEnvelope
@@ -52,6 +53,8 @@ class RelayOptions:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     progress_every_s: float = 10.0
+    standby_wait_s: float = 1.0
+    """How often a relay without the lease tries to take it over."""
 
 
 def headers_of(envelope: EventEnvelope) -> list[tuple[str, bytes]]:
@@ -92,9 +95,18 @@ class StreamPartitions:
 
 class Relay:
     def __init__(
-        self, app: ProvenanceApp, positions: Positions, bootstrap: str, topic: str, options: RelayOptions | None = None
+        self,
+        app: ProvenanceApp,
+        positions: Positions,
+        bootstrap: str,
+        topic: str,
+        options: RelayOptions | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> None:
+        """`lease`, when given, is taken before `run` publishes anything: relays sharing it are hot standbys."""
         self.app = app
+        self.lease = lease
         self.positions = positions
         self.bootstrap = bootstrap
         self.topic = topic
@@ -215,6 +227,9 @@ class Relay:
                 if on_tick is not None:
                     on_tick()
                 try:
+                    if not self._holding_lease():
+                        stop.wait(self.options.standby_wait_s)
+                        continue
                     count = self.relay_batch(stop)
                     backoff.reset()
                 except (RelayError, TopicError) as exc:
@@ -247,6 +262,24 @@ class Relay:
                     reported_at, reported = now, self.relayed
         finally:
             self.close()
+            if self.lease is not None:
+                self.lease.release()
+
+    def _holding_lease(self) -> bool:
+        """Whether this relay may publish now: it holds the lease (taking it if free), or there is none."""
+        lease = self.lease
+        if lease is None:
+            return True
+        if lease.held:
+            if lease.still_held():
+                return True
+            log.warning("relay: lost the lease for %s; standing by", self.topic)
+            self.discard_producer()
+        if lease.try_acquire():
+            self._position = None  # the previous holder moved it
+            log.info("relay: took the lease for %s at position %d", self.topic, self.position())
+            return True
+        return False
 
 
 def _close_within(producer: Any, grace_s: float, wait_s: float) -> None:

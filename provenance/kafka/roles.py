@@ -28,6 +28,7 @@ from provenance.kafka.dead_letters import (
 )
 from provenance.kafka.errors import TopicError
 from provenance.kafka.health import Heartbeat, heartbeat_path
+from provenance.kafka.lease import Lease
 from provenance.kafka.positions import Positions, open_engine, open_projections
 from provenance.kafka.relay import Relay, RelayOptions
 from provenance.kafka.sinks import PROJECTIONS, HandlerSink, ProjectionSink
@@ -69,7 +70,8 @@ def run_relay(
     own_app = app is None
     application = app or ProvenanceApp(settings)
     engine = open_engine(settings.projections_database)
-    relay = Relay(application, Positions(engine), bootstrap, settings.kafka_topic, options)
+    lease = Lease(engine, f"relay:{settings.kafka_topic}")
+    relay = Relay(application, Positions(engine), bootstrap, settings.kafka_topic, options, lease=lease)
     log.info("relay: publishing to %s at %s", settings.kafka_topic, bootstrap)
     try:
         relay.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, "relay")))

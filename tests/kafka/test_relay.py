@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from provenance.kafka.roles import run_relay
 from provenance.kafka.sinks import ProjectionSink
 from provenance.log import last_position, read_log
 from tests.kafka.support import (
+    Background,
     Record,
     delete_topic,
     dump,
@@ -142,6 +144,35 @@ def test_a_crash_after_the_ack_resends_the_batch_and_the_read_models_stay_exact(
     reference = open_store(f"sqlite:///{tmp_path / 'embedded.db'}")
     embedded_reference(app, reference)
     assert dump(from_topic) == dump(reference)
+
+
+def test_a_second_relay_stands_by_and_takes_over_when_the_first_stops(settings: Settings, app: ProvenanceApp) -> None:
+    """Two relay processes on one outbox: one publishes, the other waits on the lease; nothing goes out twice."""
+    record_history(app)
+    bootstrap, topic = settings.kafka_bootstrap, settings.kafka_topic
+    assert bootstrap is not None
+    positions = Positions(open_engine(settings.projections_database))
+    options = RelayOptions(partitions=3, batch_size=10, standby_wait_s=0.1)
+
+    def relayed_up_to(position: int) -> Callable[[], bool]:
+        return lambda: (positions.get(RELAY, topic_source(topic)) or 0) >= position
+
+    active = Background(lambda stop: run_relay(settings, stop, options), "relay-a").start()
+    try:
+        wait_for(lambda: active.check() or relayed_up_to(last_position(app))(), "the first relay")
+        with running(lambda stop: run_relay(settings, stop, options), "relay-b") as standby:
+            for round_no in range(3):  # both run: every new event must still go out once
+                more_videos(app, f"both-{round_no}", 2)
+                wait_for(lambda: standby.check() or relayed_up_to(last_position(app))(), "the active relay")
+            active.finish()
+            more_videos(app, "after", 3)  # only the standby is left to publish these
+            wait_for(lambda: standby.check() or relayed_up_to(last_position(app))(), "the standby taking over")
+    finally:
+        if active.thread.is_alive():
+            active.finish()
+    total = last_position(app)
+    assert sum(end_offsets(bootstrap, topic).values()) == total  # not one message more than there are events
+    assert_exactly_the_log(app, read_topic(bootstrap, topic, total))
 
 
 @pytest.mark.slow
