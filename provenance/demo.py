@@ -196,38 +196,24 @@ class Demo:
 
     def _train_policy(self, system: System) -> Path:
         """Train the development violence head on the story's scenes (at other seeds), and evaluate it."""
-        from generator import RenderSpec, render_to_blob
+        from generator import RenderSpec
         from moderation.backbone import load_backbone
         from moderation.devkit import development_backbone_config, synthesize_face
-        from moderation.sampling import SamplingConfig, iter_media_batches
+        from moderation.sampling import SamplingConfig
         from moderation.training import evaluate, train_head
-        from provenance.stages import encode_png
 
         folder = self.out / "training"
         sampling = SamplingConfig(fps=2.0)
-        scenes = list(STORY.values())
-        rounds = {"train": range(3), "held-out": range(3, 4)}
-        for split, picks in rounds.items():
-            for round_no in picks:
-                for number, scene in enumerate(scenes):
+        for split, rounds in (("train", range(3)), ("held-out", range(3, 4))):
+            for round_no in rounds:
+                for number, scene in enumerate(STORY.values()):
                     seed = 1000 + 97 * round_no + number
                     # Half the clips carry a face, so the head learns the blood and not "no face here".
                     faces = {"face": synthesize_face(200 + seed)} if (number + round_no) % 2 else {}
                     for label, prompt in (("violence", f"blood and gore, {scene}"), ("safe", scene)):
                         spec = RenderSpec(prompt=prompt, seed=seed, cameos=faces, **TRAINING_SIZE)
-                        outcome = render_to_blob(spec, system.app.blobs)
                         target = folder / split / label
-                        target.mkdir(parents=True, exist_ok=True)
-                        video = system.app.blobs.resolve(outcome.blob.uri)
-                        if split == "held-out":  # scored as the gate scores: the whole file
-                            export(system.app.blobs, outcome.blob.uri, target / f"{seed}.mp4")
-                            continue
-                        # Training frames: a violent clip's frames count only once the blood is on screen.
-                        first_blood = min(outcome.script.bounce_times, default=0.0) + 0.25
-                        for batch in iter_media_batches(video, sampling):
-                            for sample in batch:
-                                if label == "safe" or sample.timestamp_s >= first_blood:
-                                    (target / f"{seed}-{sample.index}.png").write_bytes(encode_png(sample.image))
+                        self._training_example(system, spec, target, sampling, whole=split == "held-out")
         quiet = logging.getLogger()
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # open_clip warns that the development model has random weights: it does
@@ -253,6 +239,26 @@ class Demo:
             "    head: {file: heads/violence.safetensors, threshold: 0.5, review_band: 0.0}\n"
         )
         return policy
+
+    def _training_example(self, system: System, spec: Any, target: Path, sampling: Any, *, whole: bool) -> None:
+        """The rendered clip (`whole`, scored as the gate scores a file) or its frames that show the content.
+
+        A violent clip's frames count only once the blood is on screen: the first ones show a plain scene.
+        """
+        from generator import render_to_blob
+        from moderation.sampling import iter_media_batches
+        from provenance.stages import encode_png
+
+        outcome = render_to_blob(spec, system.app.blobs)
+        target.mkdir(parents=True, exist_ok=True)
+        if whole:
+            export(system.app.blobs, outcome.blob.uri, target / f"{spec.seed}.mp4")
+            return
+        first_blood = min(outcome.script.bounce_times, default=0.0) + 0.25 if outcome.script.content_flags else 0.0
+        for batch in iter_media_batches(system.app.blobs.resolve(outcome.blob.uri), sampling):
+            for sample in batch:
+                if sample.timestamp_s >= first_blood:
+                    (target / f"{spec.seed}-{sample.index}.png").write_bytes(encode_png(sample.image))
 
     def _reencode(self, source: Path, name: str) -> Path:
         import av

@@ -412,7 +412,7 @@ def _from_manifest(
         if value:
             soft_binding = {"alg": str(binding["alg"]), "value": str(value)}
     ingredients = _walk_ingredients(store, label) if label else []
-    summary = f"{state}: signed by {signer or 'an unnamed signer'}"
+    summary = f"signed by {signer or 'an unnamed signer'}"
     if codes:
         summary += f"; failures: {', '.join(codes)}"
     bad = [i for i in ingredients if i.state == "Invalid"]
