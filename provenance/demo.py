@@ -17,7 +17,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from provenance.blobstore import export
@@ -25,6 +25,10 @@ from provenance.config import Settings
 from provenance.errors import ProvenanceError
 from provenance.gates import GateWorkers
 from provenance.system import System
+
+if TYPE_CHECKING:
+    from generator import RenderSpec
+    from moderation.sampling import SamplingConfig
 
 MARKER = ".provenance-demo"
 SIZE = {"duration_s": 3.0, "fps": 12, "width": 288, "height": 512}
@@ -240,7 +244,9 @@ class Demo:
         )
         return policy
 
-    def _training_example(self, system: System, spec: Any, target: Path, sampling: Any, *, whole: bool) -> None:
+    def _training_example(
+        self, system: System, spec: RenderSpec, target: Path, sampling: SamplingConfig, *, whole: bool
+    ) -> None:
         """The rendered clip (`whole`, scored as the gate scores a file) or its frames that show the content.
 
         A violent clip's frames count only once the blood is on screen: the first ones show a plain scene.
