@@ -16,6 +16,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY kernel ./kernel
+COPY devkit ./devkit
 COPY provenance ./provenance
 COPY schemas ./schemas
 COPY projections ./projections

@@ -24,9 +24,9 @@ from typing import Any
 from projections import open_store
 from projections.queries import ReadModels
 from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
-from provenance.system import System
 from tests.core.support import moderation, rendered, signature
 
 
@@ -47,7 +47,7 @@ def lifecycle(app: ProvenanceApp, creator: Any, n: int, cameo: Any = None, remix
 
 
 def bench_commands(home: Path, backend: str, dsn: str | None, videos: int) -> dict[str, float]:
-    app = ProvenanceApp(make_settings(home / "app", backend, dsn))
+    app = System(make_settings(home / "app", backend, dsn)).app
     creator = app.register_person(f"bench-{uuid.uuid4().hex[:8]}")
     start_position = app.recorder.max_notification_id() or 0
     started = time.perf_counter()
@@ -93,7 +93,7 @@ def bench_rebuild(home: Path, backend: str, dsn: str | None, events: int) -> dic
 
 
 def bench_cascade(home: Path, roots: int, depth: int) -> dict[str, float]:
-    app = ProvenanceApp(Settings(home=home / "cascade", event_store="sqlite"))
+    app = System(Settings(home=home / "cascade", event_store="sqlite")).app
     store = open_store(f"sqlite:///{home / 'cascade' / 'projections.db'}")
     runner = EmbeddedRunner(app, [ProjectionConsumer(store)])
     reads = ReadModels(store.engine)

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import uuid4
 
-from provenance.blobstore import sha256_file
+from devkit.sample_video import SampleClip, write_sample_video
+from kernel.blobstore import sha256_file
 from provenance.credentials.manifest import ClassifierRecord, ManifestInputs
 from provenance.credentials.pki import SigningIdentity, TrustConfig, create_development_pki
-from provenance.credentials.sample_video import SampleClip, write_sample_video
 from provenance.credentials.signing import sign_video, sign_watermarked_video
 from provenance.credentials.verify import verify_file
 

@@ -27,7 +27,7 @@ from generator.pipeline import render_to_blob
 from generator.reference import ReferenceBackend
 from generator.spec import RenderSpec
 from generator.watermark import apply_watermark
-from provenance.blobstore import BlobStore
+from kernel.blobstore import BlobStore
 
 PLAIN = "three red balls and a blue box bouncing at sunset"
 BUSY = "six balls and three boxes, blood and gore, at night"

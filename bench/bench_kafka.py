@@ -46,7 +46,7 @@ from typing import Any, cast
 from bench.bench_core import lifecycle
 from projections import open_store
 from projections.queries import ReadModels
-from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.kafka.admin import TopicSpec, ensure_topic
 from provenance.kafka.consumers import ConsumerOptions, TopicFollower
@@ -84,7 +84,7 @@ def broker() -> Iterator[str]:
 
 def record_videos(settings: Settings, videos: int) -> int:
     """The write side alone: a person and `videos` lifecycles; returns events recorded."""
-    app = ProvenanceApp(settings)
+    app = System(settings).app
     try:
         before = last_position(app)
         creator = app.register_person(f"bench{uuid.uuid4().hex[:8]}")
@@ -106,7 +106,7 @@ def quiet_logs() -> None:
 def relay_process(settings: Settings, go: Any, stop: Any) -> None:
     quiet_logs()
     assert settings.kafka_bootstrap is not None
-    app = ProvenanceApp(settings)
+    app = System(settings).app
     relay = Relay(
         app, Positions(open_engine(settings.projections_database)), settings.kafka_bootstrap, settings.kafka_topic
     )
@@ -265,7 +265,7 @@ def bench_throughput(home: Path, base: Settings, events: int) -> Throughput:
     started = time.perf_counter()
     total = record_videos(filled, videos)
     write_side = total / (time.perf_counter() - started)
-    app = ProvenanceApp(filled)
+    app = System(filled).app
     messages = [(e.stream_id.encode(), e.to_json()) for e in read_log(app, 0, total)]
     app.close()
     raw = raw_floor(str(base.kafka_bootstrap), messages)
@@ -289,7 +289,7 @@ class Revocation:
 def bench_revocation(home: Path, base: Settings, videos: int) -> Revocation:
     settings = replace(base, home=home, kafka_topic=f"bench-revoke-{uuid.uuid4().hex[:8]}")
     assert settings.kafka_bootstrap is not None
-    app = ProvenanceApp(settings)
+    app = System(settings).app
     tag = uuid.uuid4().hex[:6]
     owner = app.register_person(f"owner{tag}")
     grantee = app.register_person(f"grantee{tag}")

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from devkit.clip import synthesize_face, synthesize_scene
 from moderation.backbone import BackboneConfig, ImageEncoder
 from moderation.config import ModerationContext, ModeratorConfig
-from moderation.devkit import synthesize_face, synthesize_scene
 from moderation.int8_gate import load_int8_encoder
 from moderation.likeness import CameoReference
 from moderation.moderator import Moderator
@@ -100,7 +100,7 @@ def time_moderation(
     payload: dict[str, Any] = {}
     for _ in range(runs):
         started = time.perf_counter()
-        payload = moderator.moderate_video(clip, context).to_payload()
+        payload = moderator.moderate_video(clip, context).to_payload().model_dump(mode="json")
         seconds.append(time.perf_counter() - started)
     return min(seconds), payload
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from devkit.sample_video import SampleClip, write_sample_video
 from provenance.credentials import watermark as wm
-from provenance.credentials.sample_video import SampleClip, write_sample_video
 
 PAYLOAD = bytes.fromhex("5eed0fc0ffee1234")
 ATTACKS: list[tuple[str, int | None, float]] = [

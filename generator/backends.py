@@ -20,7 +20,7 @@ import numpy as np
 from generator.audio import AudioTrack
 from generator.script import SceneScript
 from generator.spec import DEFAULT_BACKEND, RenderSpec
-from provenance.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 
 @dataclass(slots=True)

@@ -35,7 +35,7 @@ from generator.cameos import CameoCompositor, plan_cameos
 from generator.errors import RenderError
 from generator.script import SceneScript, SoundEvent
 from generator.spec import RenderSpec
-from provenance.errors import InvalidInput, require
+from kernel.errors import InvalidInput, require
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provenance.errors import ProvenanceError
+from kernel.errors import ProvenanceError
 
 
 class RenderError(ProvenanceError):

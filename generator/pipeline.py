@@ -21,7 +21,7 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 
@@ -31,8 +31,9 @@ from generator.errors import RenderError
 from generator.script import SceneScript
 from generator.spec import RenderSpec
 from generator.watermark import apply_watermark
-from provenance.blobstore import BlobRef, BlobStore, BlobWriteError
-from provenance.errors import InvalidInput
+from kernel.blobstore import BlobRef, BlobStore, BlobWriteError
+from kernel.errors import InvalidInput
+from schemas.events import VideoRendered
 
 VIDEO_CODEC = "h264"
 AUDIO_CODEC = "aac"
@@ -56,29 +57,31 @@ class RenderOutcome:
     script: SceneScript
     """Not part of the event: where cameos and sound events are, for the moderation step."""
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> VideoRendered:
         """The `VideoRendered` event payload."""
-        return {
-            "content_sha256": self.blob.sha256,
-            "blob_uri": self.blob.uri,
-            "size_bytes": self.blob.size,
-            "duration_s": self.duration_s,
-            "fps": self.fps,
-            "width": self.width,
-            "height": self.height,
-            "frame_count": self.frame_count,
-            "has_audio": self.has_audio,
-            "video_codec": VIDEO_CODEC,
-            "audio_codec": AUDIO_CODEC,
-            "generator": {
-                "name": self.generator_name,
-                "version": self.generator_version,
-                "model_hash": self.model_hash,
-            },
-            "device": self.device,
-            "seed": self.seed,
-            "render_seconds": self.render_seconds,
-        }
+        return VideoRendered.model_validate(
+            {
+                "content_sha256": self.blob.sha256,
+                "blob_uri": self.blob.uri,
+                "size_bytes": self.blob.size,
+                "duration_s": self.duration_s,
+                "fps": self.fps,
+                "width": self.width,
+                "height": self.height,
+                "frame_count": self.frame_count,
+                "has_audio": self.has_audio,
+                "video_codec": VIDEO_CODEC,
+                "audio_codec": AUDIO_CODEC,
+                "generator": {
+                    "name": self.generator_name,
+                    "version": self.generator_version,
+                    "model_hash": self.model_hash,
+                },
+                "device": self.device,
+                "seed": self.seed,
+                "render_seconds": self.render_seconds,
+            }
+        )
 
 
 def _watermarked(chunks: Iterator[np.ndarray], fps: int) -> Iterator[np.ndarray]:

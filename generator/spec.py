@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from provenance.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 MAX_PROMPT_CHARS = 1000
 MIN_SIDE, MAX_SIDE = 64, 2160

@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from kernel.errors import InvalidInput, require
 from moderation.errors import ModelLoadError
-from provenance.errors import InvalidInput, require
 
 if TYPE_CHECKING:
     from moderation.int8_gate import Int8Report
 
 DEVKIT_METADATA_KEY = "provenance.devkit"
+DEVKIT_MODEL_NAME = "provenance-devkit-tiny"
+"""The development model's architecture name: production refuses heads and policies calibrated for it."""
 _CHUNK = 1 << 20
 _REGISTER_LOCK = threading.Lock()
 _registered = False

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from moderation.scores import OnMatch, Outcome, ScorerSpec, ScoreTrack
+from schemas.events import ModerationDecided
 
 if TYPE_CHECKING:
     from moderation.config import ModerationContext
@@ -112,16 +113,18 @@ class ModerationDecision:
     classifiers: tuple[ClassifierResult, ...]
     reasons: tuple[str, ...]
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> ModerationDecided:
         """The ModerationDecided event payload."""
-        return {
-            "verdict": self.verdict,
-            "development_model": self.development_model,
-            "sampled_frames": self.sampled_frames,
-            "duration_s": _round(self.duration_s),
-            "classifiers": [c.to_payload() for c in self.classifiers],
-            "reasons": list(self.reasons),
-        }
+        return ModerationDecided.model_validate(
+            {
+                "verdict": self.verdict,
+                "development_model": self.development_model,
+                "sampled_frames": self.sampled_frames,
+                "duration_s": _round(self.duration_s),
+                "classifiers": [c.to_payload() for c in self.classifiers],
+                "reasons": list(self.reasons),
+            }
+        )
 
 
 def decide(

@@ -6,7 +6,7 @@ error never produces a decision: the video stays at its gate until the cause is 
 
 from __future__ import annotations
 
-from provenance.errors import InvalidInput, ProvenanceError
+from kernel.errors import InvalidInput, ProvenanceError
 
 
 class ModerationError(ProvenanceError):

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from kernel.errors import InvalidInput
 from moderation.errors import ModelLoadError
 from moderation.scores import ScorerSpec, ScoreTrack
-from provenance.errors import InvalidInput
 
 if TYPE_CHECKING:
     from moderation.backbone import Backbone

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from moderation.backbone import Backbone, BackboneConfig, is_devkit_checkpoint, load_backbone
+from moderation.backbone import DEVKIT_MODEL_NAME, Backbone, BackboneConfig, is_devkit_checkpoint, load_backbone
 from moderation.config import ModerationContext, ModeratorConfig
 from moderation.decision import Condition, ModerationDecision, decide, judge
-from moderation.devkit import DEVKIT_MODEL_NAME, calibration_images, development_backbone_config
 from moderation.errors import ProductionModelRequired
 from moderation.int8_gate import Int8Report
 from moderation.likeness import LikenessScorer, ProtectedPeople
@@ -32,6 +31,8 @@ _OUTCOME_CODES = {"allow": 0, "review": 1, "block": 2}
 def backbone_config_for(config: ModeratorConfig) -> BackboneConfig:
     """The backbone to load for a mode; production without real weights is refused here."""
     if config.mode == "development":
+        from devkit.clip import development_backbone_config
+
         return development_backbone_config(config.backbone)
     if config.mode != "production":
         raise ProductionModelRequired(f"unknown moderation mode {config.mode!r} (production or development)")
@@ -95,6 +96,8 @@ class Moderator:
         if self.config.int8_calibration is not None:
             images, calibration_id = _folder_images(self.config.int8_calibration, self.config.sampling)
         else:
+            from devkit.clip import calibration_images
+
             images, calibration_id = calibration_images(), "devkit-synthetic-32"
         decision_id = f"{self.policy.sha256}:{self.backbone.model_hash}"
         return self.backbone.enable_int8(

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kernel.errors import MissingDependency
 from moderation.errors import ModelLoadError
-from provenance.errors import MissingDependency
 
 if TYPE_CHECKING:
     from moderation.backbone import BackboneConfig

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kernel.errors import InvalidInput, require
 from moderation.errors import UnreadableMedia
-from provenance.errors import InvalidInput, require
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"})

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
+from kernel.errors import InvalidInput
 from moderation.sampling import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from provenance.errors import InvalidInput
 
 if TYPE_CHECKING:
     from moderation.backbone import Backbone

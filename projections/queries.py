@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from kernel.errors import InvalidInput, NotFound
 from projections.framework import table_of, utc
 from projections.tables import (
     AuditEntry,
@@ -24,7 +25,6 @@ from projections.tables import (
     Person,
     TakedownCase,
 )
-from provenance.errors import InvalidInput, NotFound
 
 _feed = table_of(FeedItem)
 _videos = table_of(LineageVideo)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from provenance.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 EventStoreKind = Literal["sqlite", "postgres", "memory"]
 Mode = Literal["development", "production"]

@@ -15,14 +15,15 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
 
+from kernel.errors import InvalidTransition, ProvenanceError
 from projections.framework import read_checkpoint, write_checkpoint
 from provenance.application import ProvenanceApp
 from provenance.domain.video import MODERATED, RENDERED, REQUESTED, SIGNED, Video
-from provenance.errors import InvalidTransition, ProvenanceError
+from schemas import events as e
 from schemas.envelope import EventEnvelope
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class RenderJob:
     video_id: str
     prompt: str
     seed: int
-    parameters: dict[str, Any]
+    parameters: e.GenerationParameters
     cameo_images: dict[str, bytes]
 
 
@@ -53,27 +54,27 @@ class SigningJob:
     video_id: str
     video_path: Path
     event_ids: list[str]
-    generator: dict[str, str]
-    moderation: dict[str, Any]
-    cameos: list[dict[str, str]]
+    generator: e.GeneratorInfo
+    moderation: e.ModerationDecided
+    cameos: list[e.CameoInVideo]
     remix_of: str | None
     parent_signed_path: Path | None
 
 
 class RenderStage(Protocol):
-    def render(self, job: RenderJob) -> dict[str, Any]:
+    def render(self, job: RenderJob) -> e.VideoRendered:
         """Render and store the video; returns the `VideoRendered` payload. Raises ProvenanceError."""
         ...
 
 
 class ModerationStage(Protocol):
-    def moderate(self, job: ModerationJob) -> dict[str, Any]:
+    def moderate(self, job: ModerationJob) -> e.ModerationDecided:
         """Returns the `ModerationDecided` payload. Raises ProvenanceError when it cannot decide."""
         ...
 
 
 class SigningStage(Protocol):
-    def sign(self, job: SigningJob) -> dict[str, Any]:
+    def sign(self, job: SigningJob) -> e.VideoSigned:
         """Watermark, sign and store the video; returns the `VideoSigned` payload."""
         ...
 
@@ -132,7 +133,8 @@ class GateWorkers:
         command_id = f"render:{event.event_id}"
         try:
             images = {c: self.app.cameo_reference(c) for c in video.cameo_ids}
-            job = RenderJob(str(video.id), video.prompt, video.seed, dict(video.parameters), images)
+            parameters = e.GenerationParameters.model_validate(video.parameters)
+            job = RenderJob(str(video.id), video.prompt, video.seed, parameters, images)
             payload = self.render_stage.render(job)
         except ProvenanceError as exc:
             log.warning("render of %s failed: %s", video.id, exc)
@@ -143,7 +145,7 @@ class GateWorkers:
     def _moderate(self, event: EventEnvelope) -> None:
         assert self.moderation_stage is not None
         video = self._current(event, RENDERED)
-        if video is None:
+        if video is None or video.rendered is None:
             return
         command_id = f"moderate:{event.event_id}"
         try:
@@ -155,7 +157,7 @@ class GateWorkers:
                     continue  # erased since: nothing left to compare with
             job = ModerationJob(
                 video_id=str(video.id),
-                video_path=self.app.blobs.resolve(event.payload["blob_uri"]),
+                video_path=self.app.blobs.resolve(video.rendered.blob_uri),
                 creator_id=video.creator_id,
                 granted_cameos=self._granted(video, list(known)),
                 known_cameos=known,
@@ -179,9 +181,9 @@ class GateWorkers:
 
     def _granted(self, video: Video, cameo_ids: list[str]) -> dict[str, str]:
         """Cameos this video may show: those it was requested with, and the creator's own likenesses."""
-        from provenance.domain.cameo import OWNER_GRANT
+        from provenance.domain.consent import OWNER_GRANT
 
-        granted = {c["cameo_id"]: c["grant_id"] for c in video.cameos}
+        granted = {c.cameo_id: c.grant_id for c in video.cameos}
         for cameo_id in cameo_ids:
             if cameo_id not in granted and self.app.cameo(cameo_id).owner_id == video.creator_id:
                 granted[cameo_id] = OWNER_GRANT
@@ -189,10 +191,8 @@ class GateWorkers:
 
     def _sign(self, event: EventEnvelope) -> None:
         assert self.signing_stage is not None
-        if event.payload["verdict"] != "allow":
-            return
         video = self._current(event, MODERATED)
-        if video is None:
+        if video is None or video.moderation is None or video.moderation.verdict != "allow":
             return
         command_id = f"sign:{event.event_id}"
         try:
@@ -201,14 +201,14 @@ class GateWorkers:
             if video.remix_of:
                 parent = self.app.video(video.remix_of)
                 if parent.signature is not None:
-                    parent_signed = self.app.blobs.resolve(parent.signature["signed_uri"])
+                    parent_signed = self.app.blobs.resolve(parent.signature.signed_uri)
             job = SigningJob(
                 video_id=str(video.id),
-                video_path=self.app.blobs.resolve(video.rendered["blob_uri"]),
+                video_path=self.app.blobs.resolve(video.rendered.blob_uri),
                 event_ids=list(video.event_ids),
-                generator=dict(video.rendered["generator"]),
-                moderation=dict(event.payload),
-                cameos=[dict(c) for c in video.cameos],
+                generator=video.rendered.generator,
+                moderation=video.moderation,
+                cameos=list(video.cameos),
                 remix_of=video.remix_of,
                 parent_signed_path=parent_signed,
             )

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import UTC, datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from provenance.errors import ProvenanceError
+from kernel.errors import ProvenanceError
 
 _metadata = sa.MetaData()
 _keys = sa.Table(
@@ -33,7 +34,21 @@ class KeyDestroyed(ProvenanceError):
     """The key was destroyed: the data it protected has been erased."""
 
 
+class LikenessKeys(Protocol):
+    """Where per-cameo keys live: the application service needs only these four operations."""
+
+    def create_key(self) -> str: ...
+
+    def encrypt(self, key_id: str, plaintext: bytes, context: bytes) -> bytes: ...
+
+    def decrypt(self, key_id: str, ciphertext: bytes, context: bytes) -> bytes: ...
+
+    def destroy(self, key_id: str) -> None: ...
+
+
 class KeyStore:
+    """Keys in a SQL database of their own (SQLite in the data directory by default)."""
+
     def __init__(self, url: str) -> None:
         self.engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
@@ -61,6 +76,9 @@ class KeyStore:
     def destroy(self, key_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(_keys.delete().where(_keys.c.key_id == key_id))
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     def _key(self, key_id: str) -> bytes:
         with self.engine.connect() as conn:

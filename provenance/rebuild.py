@@ -6,9 +6,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from provenance.bootstrap import System
 from provenance.log import last_position
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
-from provenance.system import System
 
 
 def rebuild(system: System, names: Sequence[str], progress: bool = True, batch_size: int = 20_000) -> tuple[int, float]:

@@ -11,54 +11,24 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 
-from provenance.system import System
-from schemas.envelope import EventEnvelope
+from provenance.bootstrap import System
 
 log = logging.getLogger(__name__)
-
-
-def worker_handler(system: System, role: str) -> Callable[[EventEnvelope], None]:
-    """The handler a worker role runs: the generator renders, moderation scores, signing signs and publishes."""
-    from provenance.gates import GateWorkers
-    from provenance.stages import CredentialsStage, GeneratorStage, ModelModerationStage, moderator_config
-
-    settings = system.settings
-    if role == "generator":
-        workers = GateWorkers(system.app, render=GeneratorStage(system.app.blobs))
-        names = ["render"]
-    elif role == "moderation":
-        stage = ModelModerationStage(moderator_config(settings))
-        workers = GateWorkers(system.app, moderate=stage, known_cameos=system.reads.live_cameo_ids)
-        names = ["moderation"]
-    elif role == "signing":
-        signing = CredentialsStage(system.app.blobs, settings.pki_directory, settings.home / "work")
-        workers = GateWorkers(system.app, sign=signing)
-        names = ["signing", "publish"]
-    else:
-        raise ValueError(f"{role} is not a worker role")
-    handlers = [workers.handlers()[name] for name in names]
-
-    def handle(event: EventEnvelope) -> None:
-        for handler in handlers:
-            handler(event)
-
-    return handle
 
 
 def serve(system: System, roles: Sequence[str], stop: threading.Event | None = None) -> int:
     from provenance.kafka.roles import run_projection_consumer, run_relay, run_worker_consumer
 
     stop = stop or threading.Event()
-    settings = system.settings
     targets: list[tuple[str, Callable[[], None]]] = []
     for role in dict.fromkeys(roles):
         if role == "relay":
-            targets.append((role, lambda: run_relay(settings, stop, app=system.app)))
+            targets.append((role, lambda: run_relay(system, stop)))
         elif role == "projections":
-            targets.append((role, lambda: run_projection_consumer(settings, stop)))
+            targets.append((role, lambda: run_projection_consumer(system, stop)))
         else:
-            handler = worker_handler(system, role)
-            targets.append((role, lambda r=role, h=handler: run_worker_consumer(settings, stop, r, h)))  # type: ignore[misc]
+            handler = system.worker_handler(role)
+            targets.append((role, lambda r=role, h=handler: run_worker_consumer(system, stop, r, h)))  # type: ignore[misc]
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

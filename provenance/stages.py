@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from provenance.blobstore import BlobStore
-from provenance.errors import InvalidInput
+from kernel.blobstore import BlobStore
+from kernel.errors import InvalidInput
 from provenance.gates import ModerationJob, RenderJob, SigningJob
+from schemas import events as e
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -43,26 +44,24 @@ class GeneratorStage:
         self.weights_dir = weights_dir
         self._backends: dict[str, Any] = {}
 
-    def render(self, job: RenderJob) -> dict[str, Any]:
+    def render(self, job: RenderJob) -> e.VideoRendered:
         from generator import RenderSpec, make_backend, render_to_blob
 
         params = job.parameters
-        name = str(params.get("backend", "reference"))
+        name = params.backend
         if name not in self._backends:
             self._backends[name] = make_backend(name, weights_dir=self.weights_dir)
         spec = RenderSpec(
             prompt=job.prompt,
             seed=job.seed,
-            duration_s=float(params["duration_s"]),
-            fps=int(params["fps"]),
-            width=int(params["width"]),
-            height=int(params["height"]),
+            duration_s=params.duration_s,
+            fps=params.fps,
+            width=params.width,
+            height=params.height,
             cameos={cameo_id: decode_image(data) for cameo_id, data in job.cameo_images.items()},
             backend=name,
         )
-        outcome = render_to_blob(spec, self.store, self._backends[name])
-        payload: dict[str, Any] = outcome.to_payload()
-        return payload
+        return render_to_blob(spec, self.store, self._backends[name]).to_payload()
 
 
 class CredentialsStage:
@@ -75,7 +74,7 @@ class CredentialsStage:
         self.identity = SigningIdentity.from_directory(identity_dir)
         self.scratch = scratch
 
-    def sign(self, job: SigningJob) -> dict[str, Any]:
+    def sign(self, job: SigningJob) -> e.VideoSigned:
         from uuid import UUID
 
         from provenance.credentials.manifest import CameoUse, ClassifierRecord, ManifestInputs
@@ -84,16 +83,14 @@ class CredentialsStage:
         moderation = job.moderation
         inputs = ManifestInputs(
             video_id=UUID(job.video_id),
-            generator_name=job.generator["name"],
-            generator_version=job.generator["version"],
-            generator_model_sha256=job.generator["model_hash"],
+            generator_name=job.generator.name,
+            generator_version=job.generator.version,
+            generator_model_sha256=job.generator.model_hash,
             event_ids=tuple(job.event_ids),
-            moderation_verdict=moderation["verdict"],
-            classifiers=tuple(
-                ClassifierRecord(c["name"], c["version"], c["model_hash"]) for c in moderation["classifiers"]
-            ),
-            cameos=tuple(CameoUse(c["cameo_id"], c["grant_id"]) for c in job.cameos),
-            development_model=bool(moderation["development_model"]),
+            moderation_verdict=moderation.verdict,
+            classifiers=tuple(ClassifierRecord(c.name, c.version, c.model_hash) for c in moderation.classifiers),
+            cameos=tuple(CameoUse(c.cameo_id, c.grant_id) for c in job.cameos),
+            development_model=moderation.development_model,
             remix_of=UUID(job.remix_of) if job.remix_of else None,
         )
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -104,9 +101,7 @@ class CredentialsStage:
             )
         finally:
             output.unlink(missing_ok=True)  # the signed file now lives in the blob store
-        payload: dict[str, Any] = signed.to_payload()
-        payload["manifest_uri"] = f"blob:sha256:{payload['manifest_sha256']}"
-        return payload
+        return signed.to_payload()
 
 
 class ModelModerationStage:
@@ -118,23 +113,10 @@ class ModelModerationStage:
         self.config = config
         self.moderator = load_moderator(config)
 
-    def moderate(self, job: ModerationJob) -> dict[str, Any]:
+    def moderate(self, job: ModerationJob) -> e.ModerationDecided:
         from moderation.config import ModerationContext
         from moderation.likeness import CameoReference
 
         cameos = {cid: CameoReference.from_image(decode_image(data)) for cid, data in job.known_cameos.items()}
         context = ModerationContext(config=self.config, cameos=cameos, grants=job.granted_cameos)
-        payload: dict[str, Any] = self.moderator.moderate_video(job.video_path, context).to_payload()
-        return payload
-
-
-def moderator_config(settings: Any, policy: Path | None = None) -> Any:
-    """Production: the configured CLIP weights (fails closed without them). Development: the tiny devkit model."""
-    from moderation.backbone import BackboneConfig
-    from moderation.config import ModeratorConfig
-    from moderation.devkit import development_backbone_config
-
-    if settings.mode == "production":
-        backbone = BackboneConfig(model_name=settings.clip_model, weights=settings.clip_weights)
-        return ModeratorConfig(mode="production", backbone=backbone, policy=policy)
-    return ModeratorConfig(mode="development", backbone=development_backbone_config(), policy=policy)
+        return self.moderator.moderate_video(job.video_path, context).to_payload()

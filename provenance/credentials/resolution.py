@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from provenance.blobstore import BlobStore, sha256_file
+from kernel.blobstore import BlobStore, sha256_file
+from kernel.errors import InvalidInput, NotFound
 from provenance.credentials.errors import CredentialsError
 from provenance.credentials.pki import TrustConfig
 from provenance.credentials.verify import StatusLookup, VerificationReport, verify_file
 from provenance.credentials.watermark import ALG, decode_watermark, payload_from_value, soft_binding_value
-from provenance.errors import InvalidInput, NotFound
 
 MANIFEST_MEDIA_TYPE = "application/c2pa"
 _DEFAULT_MAX_RESULTS = 10

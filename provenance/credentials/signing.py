@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provenance.blobstore import BlobStore, sha256_file
+from kernel.blobstore import BlobStore, sha256_file
 from provenance.credentials.c2pa_context import reading_context, signing_context
 from provenance.credentials.errors import CredentialsError, SigningError
 from provenance.credentials.manifest import (
@@ -36,6 +36,7 @@ from provenance.credentials.watermark import (
     payload_for,
     soft_binding_value,
 )
+from schemas.events import SoftBinding, VideoSigned
 
 if TYPE_CHECKING:
     import c2pa
@@ -63,19 +64,20 @@ class SignedVideo:
     """What embedding the watermark cost (None when the frames were marked before signing)."""
     manifest_store_uri: str = ""
 
-    def to_payload(self) -> dict[str, Any]:
-        """Exactly the `VideoSigned` event payload."""
+    def to_payload(self) -> VideoSigned:
+        """The `VideoSigned` event payload (the URIs are empty when no blob store was given)."""
         alg, value = self.soft_binding
-        return {
-            "manifest_id": self.manifest_id,
-            "manifest_sha256": self.manifest_sha256,
-            "signed_sha256": self.signed_sha256,
-            "signed_uri": self.signed_uri,
-            "certificate_fingerprint": self.certificate_fingerprint,
-            "signer": self.signer,
-            "soft_binding": {"alg": alg, "value": value},
-            "development_pki": self.development_pki,
-        }
+        return VideoSigned(
+            manifest_id=self.manifest_id,
+            manifest_sha256=self.manifest_sha256,
+            manifest_uri=self.manifest_store_uri,
+            signed_sha256=self.signed_sha256,
+            signed_uri=self.signed_uri,
+            certificate_fingerprint=self.certificate_fingerprint,
+            signer=self.signer,
+            soft_binding=SoftBinding(alg=alg, value=value),
+            development_pki=self.development_pki,
+        )
 
     def with_uri(self, signed_uri: str) -> SignedVideo:
         return dataclasses.replace(self, signed_uri=signed_uri)

@@ -7,44 +7,15 @@ waiting for a read model to catch up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from kernel.errors import InvalidInput, NotPermitted, RuleViolation
+from provenance.domain.consent import Grant
 from provenance.domain.stream import EventStream
-from provenance.errors import ConsentError, InvalidInput, NotPermitted, RuleViolation
 from schemas import events as e
-
-OWNER_GRANT = "owner"
-"""The grant id recorded when the owner puts their own likeness in a video: no grant is needed for that."""
-
-
-@dataclass
-class Grant:
-    grant_id: str
-    audience: str
-    grantees: frozenset[str]
-    scope: frozenset[str]
-    expires_at: datetime | None
-    granted_at: datetime
-    revoked_at: datetime | None = None
-    revoke_reason: str | None = None
-    revocation_event_id: str | None = None
-
-    def reaches(self, person_id: str, is_mutual: Callable[[], bool]) -> bool:
-        """Whether the audience of this grant includes the person (live or not)."""
-        if self.audience == "everyone":
-            return True
-        if self.audience == "approved":
-            return person_id in self.grantees
-        if self.audience == "mutuals":
-            return is_mutual()
-        return False  # only_me: the owner, who needs no grant
-
-    def is_live(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
 @dataclass(frozen=True)
@@ -136,39 +107,6 @@ class Cameo(EventStream):
         return self._record("CameoErased", payload, actor=actor, command_id=command_id)
 
     # --- queries -------------------------------------------------------------------------------------
-
-    def consent_for(
-        self,
-        person_id: str,
-        purpose: str,
-        now: datetime,
-        is_mutual: Callable[[], bool],
-        exclude_grant: str | None = None,
-    ) -> str:
-        """The id of a live grant that lets the person use this likeness for the purpose.
-
-        Raises `ConsentError` saying why not: erased, revoked, expired, out of scope, or never granted.
-        """
-        if self.erased:
-            raise ConsentError(f"cameo {self.id} was erased by its owner")
-        if person_id == self.owner_id:
-            return OWNER_GRANT
-        reaching = [g for g in self.grants.values() if g.grant_id != exclude_grant and g.reaches(person_id, is_mutual)]
-        in_scope = [g for g in reaching if purpose in g.scope]
-        for grant in in_scope:
-            if grant.is_live(now):
-                return grant.grant_id
-        if not reaching:
-            raise ConsentError(f"the owner of cameo {self.id} has not granted consent to {person_id}")
-        if not in_scope:
-            raise ConsentError(f"consent for cameo {self.id} does not cover {purpose!r}")
-        latest = max(in_scope, key=lambda g: g.revoked_at or g.expires_at or g.granted_at)
-        if latest.revoked_at is not None:
-            raise ConsentError(
-                f"consent {latest.grant_id} for cameo {self.id} was revoked at {latest.revoked_at.isoformat()}"
-            )
-        assert latest.expires_at is not None
-        raise ConsentError(f"consent {latest.grant_id} for cameo {self.id} expired at {latest.expires_at.isoformat()}")
 
     def uses_under(self, grant_id: str) -> list[CameoUse]:
         return [use for use in self.uses if use.grant_id == grant_id]

@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 
-from provenance.errors import CommandConflict
+from kernel.errors import CommandConflict
 from schemas.catalogue import CURRENT_VERSION, STREAM_OF, upcast_payload, validate_payload
 from schemas.events import Payload
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from kernel.errors import InvalidTransition, RuleViolation
 from provenance.domain.stream import EventStream
-from provenance.errors import InvalidTransition, RuleViolation
 from schemas import events as e
 
 REQUESTED = "requested"
@@ -46,12 +46,12 @@ class Video(EventStream):
         self.prompt = ""
         self.parameters: dict[str, Any] = {}
         self.seed = 0
-        self.cameos: list[dict[str, str]] = []
+        self.cameos: list[e.CameoInVideo] = []
         self.remix_of: str | None = None
         self.children: list[str] = []
-        self.rendered: dict[str, Any] | None = None
-        self.moderation: dict[str, Any] | None = None
-        self.signature: dict[str, Any] | None = None
+        self.rendered: e.VideoRendered | None = None
+        self.moderation: e.ModerationDecided | None = None
+        self.signature: e.VideoSigned | None = None
         self.block_reasons: list[str] = []
         self.cases: dict[str, TakedownCase] = {}
         self.event_ids: list[str] = []
@@ -71,7 +71,7 @@ class Video(EventStream):
 
     @property
     def cameo_ids(self) -> list[str]:
-        return [c["cameo_id"] for c in self.cameos]
+        return [c.cameo_id for c in self.cameos]
 
     # --- gate results ------------------------------------------------------------------------------------
 
@@ -91,7 +91,7 @@ class Video(EventStream):
         return self._gate_result("ModerationDecided", decision, self._moderatable(), actor, command_id)
 
     def record_signature(self, signature: e.VideoSigned, actor: str, *, command_id: str | None) -> bool:
-        verdict = (self.moderation or {}).get("verdict")
+        verdict = self.moderation.verdict if self.moderation else None
         repeat = command_id is not None and self.handled(command_id)
         if self.state == MODERATED and verdict != "allow" and not repeat:
             raise InvalidTransition(f"video {self.id} cannot be signed: its moderation verdict is {verdict}")
@@ -105,7 +105,7 @@ class Video(EventStream):
 
     def _moderatable(self) -> tuple[str, ...]:
         # A decision of "review" holds the video at the moderation gate until a person decides again.
-        if self.state == MODERATED and (self.moderation or {}).get("verdict") == "review":
+        if self.state == MODERATED and self.moderation is not None and self.moderation.verdict == "review":
             return (MODERATED,)
         return (RENDERED,)
 
@@ -182,7 +182,7 @@ class Video(EventStream):
         self.prompt = p["prompt"]
         self.parameters = dict(p["parameters"])
         self.seed = p["seed"]
-        self.cameos = [dict(c) for c in p["cameos"]]
+        self.cameos = [e.CameoInVideo.model_validate(c) for c in p["cameos"]]
         self.remix_of = p["remix_of"]
 
     def _when_RemixRecorded(self, p: dict[str, Any], _: Any) -> None:
@@ -190,7 +190,7 @@ class Video(EventStream):
 
     def _when_VideoRendered(self, p: dict[str, Any], _: Any) -> None:
         self.state = RENDERED
-        self.rendered = p
+        self.rendered = e.VideoRendered.model_validate(p)
 
     def _when_RenderFailed(self, p: dict[str, Any], _: Any) -> None:
         self.state = RENDER_FAILED
@@ -198,11 +198,11 @@ class Video(EventStream):
 
     def _when_ModerationDecided(self, p: dict[str, Any], _: Any) -> None:
         self.state = MODERATED
-        self.moderation = p
+        self.moderation = e.ModerationDecided.model_validate(p)
 
     def _when_VideoSigned(self, p: dict[str, Any], _: Any) -> None:
         self.state = SIGNED
-        self.signature = p
+        self.signature = e.VideoSigned.model_validate(p)
 
     def _when_VideoPublished(self, p: dict[str, Any], _: Any) -> None:
         self.state = PUBLISHED

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from kernel.errors import require
 from provenance.config import Settings
-from provenance.errors import require
 from provenance.kafka.errors import KafkaNotConfigured
 
 

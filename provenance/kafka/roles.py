@@ -11,10 +11,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
+from kernel.errors import InvalidInput
 from projections.framework import ProjectionStore
-from provenance.application import ProvenanceApp
-from provenance.config import Settings
-from provenance.errors import InvalidInput
+from provenance.bootstrap import System
 from provenance.kafka.admin import TopicSpec, ensure_topic
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import bootstrap_of
@@ -29,7 +28,7 @@ from provenance.kafka.dead_letters import (
 from provenance.kafka.errors import TopicError
 from provenance.kafka.health import Heartbeat, heartbeat_path
 from provenance.kafka.lease import Lease
-from provenance.kafka.positions import Positions, open_engine, open_projections
+from provenance.kafka.positions import Positions, open_engine
 from provenance.kafka.relay import Relay, RelayOptions
 from provenance.kafka.sinks import PROJECTIONS, HandlerSink, ProjectionSink
 from schemas.envelope import EventEnvelope
@@ -58,32 +57,23 @@ def group_id(name: str) -> str:
     return f"{GROUP_PREFIX}-{name}"
 
 
-def run_relay(
-    settings: Settings,
-    stop: threading.Event,
-    options: RelayOptions | None = None,
-    *,
-    app: ProvenanceApp | None = None,
-) -> None:
-    """Publish the outbox to `settings.kafka_topic` until `stop` is set."""
+def run_relay(system: System, stop: threading.Event, options: RelayOptions | None = None) -> None:
+    """Publish the outbox to the configured topic until `stop` is set."""
+    settings = system.settings
     bootstrap = bootstrap_of(settings)
-    own_app = app is None
-    application = app or ProvenanceApp(settings)
     engine = open_engine(settings.projections_database)
     lease = Lease(engine, f"relay:{settings.kafka_topic}")
-    relay = Relay(application, Positions(engine), bootstrap, settings.kafka_topic, options, lease=lease)
+    relay = Relay(system.app, Positions(engine), bootstrap, settings.kafka_topic, options, lease=lease)
     log.info("relay: publishing to %s at %s", settings.kafka_topic, bootstrap)
     try:
         relay.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, "relay")))
     finally:
-        if own_app:
-            application.close()
         engine.dispose()
         log.info("relay: stopped after publishing %d events", relay.relayed)
 
 
 def run_projection_consumer(
-    settings: Settings,
+    system: System,
     stop: threading.Event,
     options: ConsumerOptions | None = None,
     *,
@@ -91,10 +81,11 @@ def run_projection_consumer(
     partitions: int = DEFAULT_PARTITIONS,
 ) -> None:
     """Build every projection from the topic, as one member of the projections consumer group."""
+    settings = system.settings
     bootstrap = bootstrap_of(settings)
     if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions), stop):
         return
-    projection_store = store or open_projections(settings.projections_database)
+    projection_store = store or system.store
     follower = TopicFollower(
         bootstrap,
         settings.kafka_topic,
@@ -105,13 +96,11 @@ def run_projection_consumer(
     try:
         follower.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, PROJECTIONS)))
     finally:
-        if store is None:
-            projection_store.engine.dispose()
         log.info("projections: stopped after %d events (%d parked)", follower.handled, follower.parked)
 
 
 def run_worker_consumer(
-    settings: Settings,
+    system: System,
     stop: threading.Event,
     name: str,
     handler: Callable[[EventEnvelope], None],
@@ -123,6 +112,7 @@ def run_worker_consumer(
 
     The position is stored per partition under consumer `name` after each batch: at-least-once.
     """
+    settings = system.settings
     bootstrap = bootstrap_of(settings)
     if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions), stop):
         return
@@ -140,18 +130,14 @@ def run_worker_consumer(
 
 
 def list_parked(
-    settings: Settings, consumer: str | None = None, *, include_replayed: bool = False, limit: int | None = None
+    system: System, consumer: str | None = None, *, include_replayed: bool = False, limit: int | None = None
 ) -> list[Parked]:
     """Parked events in the projections database (`provenance parked list`)."""
-    engine = open_engine(settings.projections_database)
-    try:
-        return DeadLetters(engine).entries(consumer, include_replayed=include_replayed, limit=limit)
-    finally:
-        engine.dispose()
+    return DeadLetters(system.store.engine).entries(consumer, include_replayed=include_replayed, limit=limit)
 
 
 def replay_parked(
-    settings: Settings,
+    system: System,
     consumer: str,
     *,
     ids: Iterable[int] | None = None,
@@ -159,16 +145,9 @@ def replay_parked(
 ) -> list[ReplayResult]:
     """Replay a consumer's parked events (`provenance parked replay`): the projections', or a worker's with
     the same handler its role runs."""
+    dead_letters = DeadLetters(system.store.engine)
     if consumer == PROJECTIONS:
-        store = open_projections(settings.projections_database)
-        try:
-            return DeadLetters(store.engine).replay(consumer, projection_replayer(store), ids)
-        finally:
-            store.engine.dispose()
+        return dead_letters.replay(consumer, projection_replayer(system.store), ids)
     if handler is None:
         raise InvalidInput(f"replaying the events {consumer} parked needs its handler")
-    engine = open_engine(settings.projections_database)
-    try:
-        return DeadLetters(engine).replay(consumer, handler_replayer(handler), ids)
-    finally:
-        engine.dispose()
+    return dead_letters.replay(consumer, handler_replayer(handler), ids)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
 from tests.core.support import AppFactory
 
@@ -18,7 +19,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[ProvenanceApp]:
     """The write side on the in-memory store: for unit tests of the rules."""
-    application = ProvenanceApp(Settings(home=tmp_path / "home", event_store="memory"))
+    application = System(Settings(home=tmp_path / "home", event_store="memory")).app
     yield application
     application.close()
 
@@ -36,9 +37,9 @@ def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
         nonlocal shared
         if kind == "memory":
             # The in-memory store lives inside one application object: "reopening" returns the same one.
-            shared = shared or ProvenanceApp(settings)
+            shared = shared or System(settings).app
             return shared
-        application = ProvenanceApp(settings)
+        application = System(settings).app
         opened.append(application)
         return application
 

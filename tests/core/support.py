@@ -7,68 +7,77 @@ from typing import Any
 from uuid import UUID
 
 from provenance.application import ProvenanceApp
+from provenance.domain.payloads import payload
+from schemas import events as e
 
 SHA = "ab" * 32
 
 AppFactory = Callable[[], ProvenanceApp]
 
 
-def rendered(**overrides: Any) -> dict[str, Any]:
-    return {
-        "content_sha256": SHA,
-        "blob_uri": f"blob:sha256:{SHA}",
-        "size_bytes": 1234,
-        "duration_s": 2.0,
-        "fps": 24,
-        "width": 144,
-        "height": 256,
-        "has_audio": True,
-        "generator": {"name": "reference", "version": "1", "model_hash": "cd" * 32},
-        "device": "cpu",
-        "frame_count": 48,
-        "video_codec": "h264",
-        "audio_codec": "aac",
-        "seed": 7,
-        "render_seconds": 0.5,
-        **overrides,
-    }
+def rendered(**overrides: Any) -> e.VideoRendered:
+    return payload(
+        e.VideoRendered,
+        **{
+            "content_sha256": SHA,
+            "blob_uri": f"blob:sha256:{SHA}",
+            "size_bytes": 1234,
+            "duration_s": 2.0,
+            "fps": 24,
+            "width": 144,
+            "height": 256,
+            "has_audio": True,
+            "generator": {"name": "reference", "version": "1", "model_hash": "cd" * 32},
+            "device": "cpu",
+            "frame_count": 48,
+            "video_codec": "h264",
+            "audio_codec": "aac",
+            "seed": 7,
+            "render_seconds": 0.5,
+            **overrides,
+        },
+    )
 
 
-def moderation(verdict: str = "allow") -> dict[str, Any]:
-    return {
-        "verdict": verdict,
-        "development_model": True,
-        "sampled_frames": 2,
-        "duration_s": 2.0,
-        "classifiers": [
-            {
-                "name": "policy.violence",
-                "version": "1",
-                "model_hash": "ef" * 32,
-                "label": "violence",
-                "score": 0.9 if verdict == "block" else 0.1,
-                "threshold": 0.5,
-                "outcome": verdict,
-                "segments": [{"start_s": 0.0, "end_s": 1.0, "score": 0.9}] if verdict == "block" else [],
-                "development_model": True,
-            }
-        ],
-        "reasons": ["policy.violence above threshold"] if verdict == "block" else [],
-    }
+def moderation(verdict: str = "allow") -> e.ModerationDecided:
+    return e.ModerationDecided.model_validate(
+        {
+            "verdict": verdict,
+            "development_model": True,
+            "sampled_frames": 2,
+            "duration_s": 2.0,
+            "classifiers": [
+                {
+                    "name": "policy.violence",
+                    "version": "1",
+                    "model_hash": "ef" * 32,
+                    "label": "violence",
+                    "score": 0.9 if verdict == "block" else 0.1,
+                    "threshold": 0.5,
+                    "outcome": verdict,
+                    "segments": [{"start_s": 0.0, "end_s": 1.0, "score": 0.9}] if verdict == "block" else [],
+                    "development_model": True,
+                }
+            ],
+            "reasons": ["policy.violence above threshold"] if verdict == "block" else [],
+        }
+    )
 
 
-def signature(video_id: UUID | str) -> dict[str, Any]:
-    return {
-        "manifest_id": f"urn:c2pa:{video_id}",
-        "manifest_sha256": "12" * 32,
-        "manifest_uri": "blob:sha256:" + "12" * 32,
-        "signed_sha256": "34" * 32,
-        "signed_uri": "blob:sha256:" + "34" * 32,
-        "certificate_fingerprint": "56" * 32,
-        "signer": "provenance development signer",
-        "soft_binding": {"alg": "org.provenance.dct-qim.v1", "value": str(video_id)[:16]},
-        "development_pki": True,
-    }
+def signature(video_id: UUID | str) -> e.VideoSigned:
+    return e.VideoSigned.model_validate(
+        {
+            "manifest_id": f"urn:c2pa:{video_id}",
+            "manifest_sha256": "12" * 32,
+            "manifest_uri": "blob:sha256:" + "12" * 32,
+            "signed_sha256": "34" * 32,
+            "signed_uri": "blob:sha256:" + "34" * 32,
+            "certificate_fingerprint": "56" * 32,
+            "signer": "provenance development signer",
+            "soft_binding": {"alg": "org.provenance.dct-qim.v1", "value": str(video_id)[:16]},
+            "development_pki": True,
+        }
+    )
 
 
 def pass_gates(app: ProvenanceApp, video_id: UUID | str, verdict: str = "allow") -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kernel.errors import ConsentError
 from provenance.domain.video import PUBLISHED
-from provenance.errors import ConsentError
 from tests.core.support import AppFactory, pass_gates, publish_new
 
 
@@ -20,7 +20,7 @@ def test_a_video_passes_every_gate_and_reads_back_after_reopening(backend_factor
     reopened = backend_factory()
     video = reopened.video(video_id)
     assert video.state == PUBLISHED
-    assert video.cameos == [{"cameo_id": str(cameo), "grant_id": grant}]
+    assert [c.model_dump() for c in video.cameos] == [{"cameo_id": str(cameo), "grant_id": grant}]
     assert reopened.cameo(cameo).uses[0].video_id == str(video_id)
     assert reopened.cameo_reference(cameo) == b"reference face bytes"
 

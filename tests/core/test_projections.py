@@ -15,6 +15,7 @@ from projections.feed import FeedProjection
 from projections.framework import table_of
 from projections.queries import ReadModels
 from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.log import read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
@@ -24,7 +25,7 @@ from tests.core.support import publish_new
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[ProvenanceApp, ProjectionStore, ReadModels]]:
-    app = ProvenanceApp(Settings(home=tmp_path / "home", event_store="sqlite"))
+    app = System(Settings(home=tmp_path / "home", event_store="sqlite")).app
     store = open_store(f"sqlite:///{tmp_path / 'projections.db'}")
     yield app, store, ReadModels(store.engine)
     app.close()

@@ -18,11 +18,11 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from kernel.errors import ProvenanceError
 from projections import ProjectionStore, all_projections, open_store
 from projections.queries import ReadModels
-from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.errors import ProvenanceError
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from tests.core.support import pass_gates
 from tests.core.test_projections import CrashingFeed, dump
@@ -35,7 +35,7 @@ class PlatformMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp())
         self.now = datetime.now(UTC)
-        self.app = ProvenanceApp(Settings(home=self.dir, event_store="memory"), clock=lambda: self.now)
+        self.app = System(Settings(home=self.dir, event_store="memory"), clock=lambda: self.now).app
         self.people = {
             h: self.app.register_person(h, roles=["trust_and_safety"] if h == "tess" else ["member"]) for h in HANDLES
         }
@@ -119,7 +119,7 @@ class PlatformMachine(RuleBasedStateMachine):
     def live_consent(self, video: Any) -> bool:
         cameo = self.app.cameo(self.cameo)
         for used in video.cameos:
-            grant = cameo.grants.get(used["grant_id"])
+            grant = cameo.grants.get(used.grant_id)
             if grant is not None and not grant.is_live(self.now):
                 return False
         return True
@@ -136,7 +136,7 @@ class PlatformMachine(RuleBasedStateMachine):
             if video.is_live and not self.live_consent(video):
                 # Revocation takes it down; only expiry can leave it published, and the feed hides it.
                 assert any(
-                    (g := self.app.cameo(self.cameo).grants.get(u["grant_id"])) and g.revoked_at is None
+                    (g := self.app.cameo(self.cameo).grants.get(u.grant_id)) and g.revoked_at is None
                     for u in video.cameos
                 )
         assert shown == expected
@@ -148,7 +148,7 @@ class PlatformMachine(RuleBasedStateMachine):
             video = self.app.video(video_id)
             if video.is_live:
                 for used in video.cameos:
-                    grant = cameo.grants.get(used["grant_id"])
+                    grant = cameo.grants.get(used.grant_id)
                     assert grant is None or grant.revoked_at is None
 
     def check_rebuild(self) -> None:

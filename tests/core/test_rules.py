@@ -7,8 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from provenance.application import ProvenanceApp
-from provenance.errors import (
+from kernel.errors import (
     CommandConflict,
     ConsentError,
     InvalidInput,
@@ -17,6 +16,7 @@ from provenance.errors import (
     NotPermitted,
     RuleViolation,
 )
+from provenance.application import ProvenanceApp
 from tests.core.support import moderation, pass_gates, publish_new, rendered, signature
 
 

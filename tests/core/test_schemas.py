@@ -12,7 +12,7 @@ import pytest
 
 from projections import open_store
 from projections.queries import ReadModels
-from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from schemas import export
@@ -27,7 +27,7 @@ def test_exported_json_schemas_are_up_to_date() -> None:
 
 
 def test_payloads_the_write_side_records_validate_against_the_exported_schema(tmp_path: Path) -> None:
-    app = ProvenanceApp(Settings(home=tmp_path, event_store="memory"))
+    app = System(Settings(home=tmp_path, event_store="memory")).app
     alice = app.register_person("alice")
     cameo = app.register_cameo(alice, b"face")
     app.grant_consent(alice, cameo, "everyone")
@@ -46,14 +46,14 @@ def test_payloads_the_write_side_records_validate_against_the_exported_schema(tm
 
 
 def _v1_rendered() -> dict[str, object]:
-    v2 = rendered()
+    v2 = rendered().model_dump(mode="json")
     return {k: v for k, v in v2.items() if k in MODELS[("VideoRendered", 1)].model_fields}
 
 
 def test_video_rendered_v1_events_written_before_v2_still_read(tmp_path: Path) -> None:
     """A store holding a v1 VideoRendered (recorded by an older release) loads and projects as v2."""
     settings = Settings(home=tmp_path, event_store="sqlite")
-    app = ProvenanceApp(settings)
+    app = System(settings).app
     creator = app.register_person("alice")
     video_id = app.request_generation(creator, "a ball")
     video = app.video(video_id)
@@ -69,11 +69,11 @@ def test_video_rendered_v1_events_written_before_v2_still_read(tmp_path: Path) -
     app.save(video)
     app.close()
 
-    reopened = ProvenanceApp(settings)
+    reopened = System(settings).app
     loaded = reopened.video(video_id)
     assert loaded.state == "rendered"
     assert loaded.rendered is not None
-    assert loaded.rendered["frame_count"] == 48 and loaded.rendered["seed"] is None
+    assert loaded.rendered.frame_count == 48 and loaded.rendered.seed is None
     store = open_store(settings.projections_database)
     EmbeddedRunner(reopened, [ProjectionConsumer(store)]).run_once()
     trace = ReadModels(store.engine).trace(str(video_id))

@@ -8,8 +8,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from devkit.sample_video import SampleClip, write_sample_video
 from provenance.credentials.pki import DevelopmentPki, create_development_pki
-from provenance.credentials.sample_video import SampleClip, write_sample_video
 from provenance.credentials.signing import SignedVideo, sign_video
 from tests.credentials.support import flip_media_byte, manifest_inputs
 

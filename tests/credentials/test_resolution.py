@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from provenance.blobstore import BlobStore
+from kernel.blobstore import BlobStore
+from kernel.errors import InvalidInput, NotFound
 from provenance.credentials.pki import DevelopmentPki
 from provenance.credentials.resolution import InMemoryManifestIndex, ManifestRecord, ManifestResolver
 from provenance.credentials.verify import read_manifest_store_json
 from provenance.credentials.watermark import ALG
-from provenance.errors import InvalidInput, NotFound
 from tests.credentials.conftest import Signed
 from tests.credentials.support import FakeStatusLookup, blank_manifest_box, reencode
 
@@ -20,7 +20,7 @@ def resolver(tmp_path: Path, signed: Signed, remix: Signed, pki: DevelopmentPki)
     index = InMemoryManifestIndex()
     for item in (signed, remix):
         blobs.put_bytes(item.result.manifest_store)
-        index.add(ManifestRecord.from_payload(item.result.to_payload()))
+        index.add(ManifestRecord.from_payload(item.result.to_payload().model_dump(mode="json")))
     return ManifestResolver(index, blobs, pki.trust())
 
 

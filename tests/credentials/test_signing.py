@@ -13,25 +13,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from provenance.blobstore import BlobStore
+from kernel.blobstore import BlobStore
 from provenance.credentials.errors import SigningError
 from provenance.credentials.manifest import LOG_ASSERTION, TRAINED_ALGORITHMIC_MEDIA
 from provenance.credentials.pki import DevelopmentPki, PkiValidity, SigningIdentity, create_development_pki
 from provenance.credentials.signing import sign_video
 from provenance.credentials.watermark import ALG, decode_watermark, payload_for, soft_binding_for
+from schemas.events import VideoSigned
 from tests.credentials.conftest import Signed
 from tests.credentials.support import manifest_inputs
 
-PAYLOAD_KEYS = {
-    "manifest_id",
-    "manifest_sha256",
-    "signed_sha256",
-    "signed_uri",
-    "certificate_fingerprint",
-    "signer",
-    "soft_binding",
-    "development_pki",
-}
+PAYLOAD_KEYS = set(VideoSigned.model_fields)
+"""The payload is the event's schema, field for field (the manifest URI included)."""
 
 
 def _store(path: Path, pki: DevelopmentPki) -> dict:
@@ -55,11 +48,11 @@ def test_signed_video_reads_back_trusted(signed: Signed, pki: DevelopmentPki) ->
 
 
 def test_payload_has_exactly_the_video_signed_keys(signed: Signed, pki: DevelopmentPki) -> None:
-    payload = signed.result.to_payload()
+    payload = signed.result.to_payload().model_dump(mode="json")
     assert set(payload) == PAYLOAD_KEYS
     assert payload["manifest_sha256"] == hashlib.sha256(signed.result.manifest_store).hexdigest()
     assert payload["signed_sha256"] == hashlib.sha256(signed.path.read_bytes()).hexdigest()
-    assert payload["signed_uri"] == ""
+    assert payload["signed_uri"] == payload["manifest_uri"] == ""  # no blob store was given
     leaf = x509.load_pem_x509_certificates(pki.chain_file.read_bytes())[0]
     assert (
         payload["certificate_fingerprint"] == hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -138,6 +131,7 @@ def test_blob_store_keeps_the_signed_file_and_the_manifest_store(
     assert blobs.read_bytes(result.signed_sha256) == (tmp_path / "out.mp4").read_bytes()
     assert blobs.read_bytes(result.manifest_sha256) == result.manifest_store
     assert result.manifest_store_uri == f"blob:sha256:{result.manifest_sha256}"
+    assert result.to_payload().manifest_uri == result.manifest_store_uri  # what the VideoSigned event records
 
 
 def test_callback_signer_signs_like_a_key_file(tmp_path: Path, clip: Path, pki: DevelopmentPki) -> None:

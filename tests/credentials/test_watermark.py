@@ -6,9 +6,9 @@ from uuid import UUID, uuid4
 import numpy as np
 import pytest
 
+from devkit.sample_video import SampleClip, render_frames
 from provenance.credentials import watermark as wm
 from provenance.credentials.errors import WatermarkError
-from provenance.credentials.sample_video import SampleClip, render_frames
 from tests.credentials.support import reencode, top_level_boxes
 
 PAYLOAD = bytes.fromhex("0123456789abcdef")

@@ -8,7 +8,7 @@ import pytest
 from generator.pipeline import RenderOutcome, render_to_blob
 from generator.reference import ReferenceBackend
 from generator.spec import RenderSpec
-from provenance.blobstore import BlobStore
+from kernel.blobstore import BlobStore
 
 
 def small(prompt: str, seed: int, duration_s: float = 1.0, fps: int = 24, backend: str = "reference") -> RenderSpec:

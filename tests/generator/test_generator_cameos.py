@@ -11,7 +11,7 @@ from generator.pipeline import render_to_blob
 from generator.reference import ReferenceBackend
 from generator.script import CameoAppearance
 from generator.spec import RenderSpec
-from provenance.blobstore import BlobStore
+from kernel.blobstore import BlobStore
 
 WIDTH, HEIGHT, FPS = 144, 256, 24
 

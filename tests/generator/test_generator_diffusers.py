@@ -22,8 +22,8 @@ from generator.backends import make_backend
 from generator.diffusers_backend import DiffusersBackend, DiffusersConfig, hash_weights_dir, resample_indices
 from generator.pipeline import render_to_blob
 from generator.spec import RenderSpec
-from provenance.blobstore import BlobStore
-from provenance.errors import InvalidInput, MissingDependency
+from kernel.blobstore import BlobStore
+from kernel.errors import InvalidInput, MissingDependency
 
 
 def weights_dir(root: Path) -> Path:
@@ -144,7 +144,7 @@ def test_render_through_a_stand_in_pipeline(tmp_path: Path, stand_in_diffusers: 
     assert call["num_frames"] == 8
     assert (call["height"], call["width"]) == (256, 144)
     assert call["generator"].initial_seed() == 5
-    payload = outcome.to_payload()
+    payload = outcome.to_payload().model_dump(mode="json")
     assert (payload["width"], payload["height"], payload["frame_count"]) == (140, 250, 12)
     assert payload["generator"]["name"] == "diffusers"
     assert payload["generator"]["model_hash"] == hash_weights_dir(root)

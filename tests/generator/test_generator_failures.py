@@ -21,8 +21,8 @@ from generator.pipeline import render_to_blob
 from generator.reference import ReferenceBackend
 from generator.script import SceneScript
 from generator.spec import RenderSpec
-from provenance.blobstore import BlobStore
-from provenance.errors import InvalidInput, ProvenanceError
+from kernel.blobstore import BlobStore
+from kernel.errors import InvalidInput, ProvenanceError
 
 SPEC = small("a ball", seed=1, duration_s=0.5)
 
@@ -60,7 +60,7 @@ def test_disk_full_while_storing(tmp_path: Path, backend: ReferenceBackend, monk
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("provenance.blobstore.os.fsync", no_space)
+    monkeypatch.setattr("kernel.blobstore.os.fsync", no_space)
     with pytest.raises(RenderError, match=r"could not store the rendered video.*No space left on device"):
         render_to_blob(SPEC, store, backend)
     assert files_under(store.root) == []

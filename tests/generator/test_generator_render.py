@@ -18,7 +18,7 @@ from generator_testkit import (
 from generator.pipeline import render_to_blob
 from generator.reference import ReferenceBackend, renderer_hash
 from generator.watermark import watermark_box, watermark_mask
-from provenance.blobstore import BlobStore
+from kernel.blobstore import BlobStore
 
 PAYLOAD_KEYS = {
     "content_sha256",
@@ -60,7 +60,7 @@ def test_same_seed_gives_identical_frames_and_file_and_another_seed_differs(
 
 
 def test_payload_has_exactly_the_event_fields(bouncing_clip: StoredClip) -> None:
-    payload = bouncing_clip.outcome.to_payload()
+    payload = bouncing_clip.outcome.to_payload().model_dump(mode="json")
     assert set(payload) == PAYLOAD_KEYS
     assert payload["blob_uri"] == f"blob:sha256:{payload['content_sha256']}"
     assert payload["size_bytes"] == bouncing_clip.path.stat().st_size

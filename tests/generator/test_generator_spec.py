@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from generator.spec import MAX_PROMPT_CHARS, RenderSpec
-from provenance.errors import InvalidInput
+from kernel.errors import InvalidInput
 
 
 def spec(**changes: Any) -> RenderSpec:

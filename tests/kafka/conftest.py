@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
 
 
@@ -18,7 +19,12 @@ def settings(tmp_path: Path, kafka_bootstrap: str, fresh_kafka_topic: str) -> Se
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[ProvenanceApp]:
-    application = ProvenanceApp(settings)
-    yield application
-    application.close()
+def system(settings: Settings) -> Iterator[System]:
+    built = System(settings)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def app(system: System) -> ProvenanceApp:
+    return system.app

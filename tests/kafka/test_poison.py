@@ -18,6 +18,7 @@ from projections.framework import Projection, ProjectionStore, table_of
 from projections.queries import ReadModels
 from projections.tables import AuditEntry, LineageVideo
 from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.kafka.client import topic_source
 from provenance.kafka.consumers import ConsumerOptions, TopicFollower
@@ -161,7 +162,7 @@ def test_a_worker_parks_what_its_handler_fails_on_and_resumes_from_its_stored_po
     creator = app.register_person("frank")
     videos = [app.request_generation(creator, "explode" if n == 1 else f"clip {n}") for n in range(4)]
     relay_all(relay)
-    worker_app = ProvenanceApp(settings)
+    worker_app = System(settings).app
     fixed = False
     seen: list[str] = []
 
@@ -176,7 +177,9 @@ def test_a_worker_parks_what_its_handler_fails_on_and_resumes_from_its_stored_po
 
     options = ConsumerOptions(group_id=f"{topic}-generator", poll_timeout_ms=200)
     dead = DeadLetters(open_engine(settings.projections_database))
-    with running(lambda stop: run_worker_consumer(settings, stop, "generator", render, options), "generator") as w:
+    with running(
+        lambda stop: run_worker_consumer(System(settings), stop, "generator", render, options), "generator"
+    ) as w:
         wait_for(lambda: w.check() or len(dead.entries("generator")) == 1, "the failing event to be parked")
         wait_for(lambda: len(rendered_videos(app)) == 3, "the other renders")
     [parked] = dead.entries("generator")
@@ -192,7 +195,9 @@ def test_a_worker_parks_what_its_handler_fails_on_and_resumes_from_its_stored_po
     seen.clear()
     extra = app.request_generation(creator, "after the restart")
     relay_all(relay)
-    with running(lambda stop: run_worker_consumer(settings, stop, "generator", render, options), "generator") as w:
+    with running(
+        lambda stop: run_worker_consumer(System(settings), stop, "generator", render, options), "generator"
+    ) as w:
         wait_for(lambda: w.check() or str(extra) in rendered_videos(app), "the new request to render")
     assert any(position is not None for position in stored.values())
     assert first_run.isdisjoint(seen)  # nothing before the stored positions was handled again

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from projections import all_projections, open_store
 from projections.framework import Projection, ProjectionStore
 from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.kafka.client import topic_source
 from provenance.kafka.consumers import ConsumerOptions, TopicFollower
@@ -106,7 +107,7 @@ def test_two_consumers_split_the_partitions_and_a_rebalance_loses_nothing(
     options = ConsumerOptions(group_id=f"{topic}-projections", max_poll_records=10, poll_timeout_ms=200)
     stores = [open_store(fresh_postgres_db), open_store(fresh_postgres_db)]
     followers = [TopicFollower(bootstrap, topic, ProjectionSink(s), options) for s in stores]
-    writer = ProvenanceApp(settings)
+    writer = System(settings).app
     relay = Relay(writer, Positions(open_engine(settings.projections_database)), bootstrap, topic)
 
     with running(followers[0].run, "consumer A") as a:
@@ -135,7 +136,7 @@ def test_two_consumers_split_the_partitions_and_a_rebalance_loses_nothing(
 
 
 def test_projections_rebuilt_from_the_topic_equal_the_embedded_ones(
-    settings: Settings, app: ProvenanceApp, tmp_path: Path
+    settings: Settings, system: System, app: ProvenanceApp, tmp_path: Path
 ) -> None:
     record_history(app, videos=5)
     more_videos(app, "carol", 4)
@@ -146,14 +147,14 @@ def test_projections_rebuilt_from_the_topic_equal_the_embedded_ones(
     from_topic = open_store(settings.projections_database)
     group = ConsumerOptions(group_id=f"{topic}-projections", poll_timeout_ms=200)
 
-    with running(lambda stop: run_relay(settings, stop, RelayOptions(partitions=3), app=app), "relay"):
-        with running(lambda stop: run_projection_consumer(settings, stop, group, store=from_topic), "projections"):
+    with running(lambda stop: run_relay(system, stop, RelayOptions(partitions=3)), "relay"):
+        with running(lambda stop: run_projection_consumer(system, stop, group, store=from_topic), "projections"):
             wait_for(lambda: caught_up(from_topic, bootstrap, topic) and dump(from_topic) == dump(live), "the consumer")
         assert dump(from_topic) == dump(live)
 
         # Dropped and rebuilt: the database holds the positions, so the same group reads the topic again.
         from_topic.reset(list(from_topic.projections))
         assert dump(from_topic) != dump(live)
-        with running(lambda stop: run_projection_consumer(settings, stop, group, store=from_topic), "rebuild"):
+        with running(lambda stop: run_projection_consumer(system, stop, group, store=from_topic), "rebuild"):
             wait_for(lambda: caught_up(from_topic, bootstrap, topic), "the rebuild")
     assert dump(from_topic) == dump(live)

@@ -11,6 +11,7 @@ import pytest
 
 from projections import open_store
 from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.kafka.admin import TopicSpec, ensure_topic, topic_configs, topic_partitions
 from provenance.kafka.client import topic_source
@@ -78,7 +79,7 @@ def test_every_event_is_published_once_in_stream_order(settings: Settings, app: 
     positions = Positions(open_engine(settings.projections_database))
     try:
         options = RelayOptions(partitions=4, batch_size=25)
-        with running(lambda stop: run_relay(relayed, stop, options), "relay") as relay:
+        with running(lambda stop: run_relay(System(relayed), stop, options), "relay") as relay:
             wait_for(lambda: relay.check() or (positions.get(RELAY, topic_source(topic)) or 0) >= total, "the relay")
         partitions = topic_partitions(bootstrap, topic)
         configs = topic_configs(bootstrap, topic)
@@ -157,10 +158,10 @@ def test_a_second_relay_stands_by_and_takes_over_when_the_first_stops(settings: 
     def relayed_up_to(position: int) -> Callable[[], bool]:
         return lambda: (positions.get(RELAY, topic_source(topic)) or 0) >= position
 
-    active = Background(lambda stop: run_relay(settings, stop, options), "relay-a").start()
+    active = Background(lambda stop: run_relay(System(settings), stop, options), "relay-a").start()
     try:
         wait_for(lambda: active.check() or relayed_up_to(last_position(app))(), "the first relay")
-        with running(lambda stop: run_relay(settings, stop, options), "relay-b") as standby:
+        with running(lambda stop: run_relay(System(settings), stop, options), "relay-b") as standby:
             for round_no in range(3):  # both run: every new event must still go out once
                 more_videos(app, f"both-{round_no}", 2)
                 wait_for(lambda: standby.check() or relayed_up_to(last_position(app))(), "the active relay")
@@ -185,8 +186,8 @@ def test_a_broker_restart_during_the_relay_loses_nothing(
         kafka_bootstrap=kafka_broker.bootstrap,
         kafka_topic=fresh_kafka_topic,
     )
-    app = ProvenanceApp(settings)
-    writer = ProvenanceApp(settings)
+    relaying = System(settings)
+    writer = System(settings).app
     positions = Positions(open_engine(settings.projections_database))
     source = topic_source(fresh_kafka_topic)
     # A short delivery timeout makes the restart fail whole batches, so the resend path is taken too.
@@ -211,7 +212,7 @@ def test_a_broker_restart_during_the_relay_loses_nothing(
             stop.wait(0.05)
 
     with (
-        running(lambda stop: run_relay(settings, stop, options, app=app), "relay") as relay,
+        running(lambda stop: run_relay(relaying, stop, options), "relay") as relay,
         running(keep_writing, "writer") as writes,
     ):
         record_history(writer)
@@ -239,7 +240,7 @@ def test_a_broker_restart_during_the_relay_loses_nothing(
         first_seen = list(dict.fromkeys(versions))
         assert first_seen == list(range(1, len(first_seen) + 1))
     writer.close()
-    app.close()
+    relaying.close()
 
 
 def test_an_existing_topic_is_kept_as_it_is(settings: Settings) -> None:

@@ -12,12 +12,13 @@ import sqlalchemy.exc as sa_exc
 from eventsourcing.persistence import OperationalError as StoreDown
 from sqlalchemy.engine import Connection
 
+from kernel.errors import InvalidInput
 from projections import all_projections, open_store
 from projections.framework import Projection, ProjectionStore
 from projections.queries import ReadModels
 from provenance.application import ProvenanceApp
+from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.errors import InvalidInput
 from provenance.kafka.dead_letters import DeadLetters, decode, handler_replayer, projection_replayer
 from provenance.kafka.errors import ParkedEventNotFound, TransientFailure, is_transient
 from provenance.kafka.positions import Positions
@@ -33,7 +34,7 @@ SOURCE = "kafka:events"
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[ProvenanceApp]:
-    application = ProvenanceApp(Settings(home=tmp_path / "home", event_store="memory"))
+    application = System(Settings(home=tmp_path / "home", event_store="memory")).app
     yield application
     application.close()
 
@@ -128,7 +129,7 @@ def test_decode_checks_the_envelope_and_payload_and_upcasts() -> None:
     with pytest.raises(InvalidEvent, match="invalid VideoPublished payload"):
         decode(raw_event("VideoPublished", 1, {"consent_checked": "not a list"}))
     v2_only = {"frame_count", "video_codec", "audio_codec", "seed", "render_seconds"}
-    v1 = {k: v for k, v in rendered().items() if k not in v2_only}
+    v1 = {k: v for k, v in rendered().model_dump(mode="json").items() if k not in v2_only}
     upcast = decode(raw_event("VideoRendered", 1, v1), position=5)
     assert (upcast.schema_version, upcast.position) == (2, 5)
     assert upcast.payload["frame_count"] == 48 and upcast.payload["seed"] is None
@@ -190,14 +191,14 @@ def test_embedded_batches_park_what_a_projection_fails_on_and_replay_through_the
     assert (result.handled, result.parked) == (len(events) - 1, 1)
     assert ProjectionSink(broken).resume_position("log", 0) == events[-1].position
     settings = Settings(home=tmp_path, projections_url=url)
-    [parked] = list_parked(settings, "projections")
+    [parked] = list_parked(System(settings), "projections")
     assert parked.event_id == next(e.event_id for e in events if e.event_type == "VideoPublished")
     assert EventEnvelope.from_json(parked.raw) == next(e for e in events if e.event_type == "VideoPublished")
     assert str(video) not in ReadModels(broken.engine).feed_ids()
 
-    [result_of_replay] = replay_parked(settings, "projections")  # the store the settings open has no bug
+    [result_of_replay] = replay_parked(System(settings), "projections")  # the store the settings open has no bug
     assert result_of_replay.status == "replayed"
     assert str(video) in ReadModels(broken.engine).feed_ids()
-    assert list_parked(settings) == []
+    assert list_parked(System(settings)) == []
     with pytest.raises(InvalidInput, match="needs its handler"):
-        replay_parked(settings, "signing")
+        replay_parked(System(settings), "signing")

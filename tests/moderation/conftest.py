@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from devkit.clip import development_backbone_config, synthesize_face
 from moderation.backbone import Backbone, BackboneConfig, load_backbone
 from moderation.config import ModeratorConfig
-from moderation.devkit import development_backbone_config, synthesize_face
 
 VideoWriter = Callable[..., Path]
 

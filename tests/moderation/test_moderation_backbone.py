@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devkit.clip import DEVKIT_MODEL_NAME, synthesize_face, synthesize_scene
 from moderation import onnx_encoder
 from moderation.backbone import Backbone, BackboneConfig, load_backbone, sha256_of_file
-from moderation.devkit import DEVKIT_MODEL_NAME, synthesize_face, synthesize_scene
 from moderation.errors import ModelLoadError
 from moderation.onnx_encoder import EXPORT_INFO_FILE, FP32_FILE, cosine_rows, select_providers
 
@@ -174,7 +174,7 @@ def test_copied_devkit_weights_keep_their_development_marker(
 def test_provider_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     import onnxruntime
 
-    from provenance.errors import MissingDependency
+    from kernel.errors import MissingDependency
 
     assert select_providers("cpu", required=True) == ["CPUExecutionProvider"]
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])

@@ -106,7 +106,7 @@ def test_granted_cameo_match_is_recorded_with_its_grant_and_allowed() -> None:
         detail={"cameo_id": "c1", "grant_id": "g9"},
     )
     decision = decide([track([0.95, 0.2], granted)], sampled_frames=2, duration_s=2.0, development_model=False)
-    entry = decision.to_payload()["classifiers"][0]
+    entry = decision.to_payload().model_dump(mode="json")["classifiers"][0]
     assert decision.verdict == "allow"
     assert entry["outcome"] == "allow"
     assert entry["detail"] == {"cameo_id": "c1", "grant_id": "g9"}
@@ -115,7 +115,7 @@ def test_granted_cameo_match_is_recorded_with_its_grant_and_allowed() -> None:
 
 def test_payload_has_exactly_the_moderation_decided_shape() -> None:
     decision = decide([track([0.1, 0.45, 0.2], duration=2.5)], sampled_frames=3, duration_s=2.5, development_model=True)
-    payload = decision.to_payload()
+    payload = decision.to_payload().model_dump(mode="json")
     assert set(payload) == {"verdict", "development_model", "sampled_frames", "duration_s", "classifiers", "reasons"}
     assert payload["verdict"] == "block"
     assert payload["development_model"] is True
@@ -153,4 +153,4 @@ def test_development_flag_of_any_scorer_marks_the_decision() -> None:
     )
     decision = decide([track([0.1], dev_spec)], sampled_frames=1, duration_s=1.0, development_model=False)
     assert decision.development_model is True
-    assert decision.to_payload()["classifiers"][0]["development_model"] is True
+    assert decision.to_payload().model_dump(mode="json")["classifiers"][0]["development_model"] is True

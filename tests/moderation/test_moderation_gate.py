@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from devkit.clip import build_devkit_checkpoint, synthesize_scene
 from moderation.backbone import BackboneConfig, sha256_of_file
 from moderation.config import ModerationContext, ModeratorConfig
 from moderation.decision import moderate_video
-from moderation.devkit import build_devkit_checkpoint, synthesize_scene
 from moderation.errors import ModelLoadError, ProductionModelRequired, UnreadableMedia
 from moderation.moderator import load_moderator
 
@@ -81,7 +81,7 @@ def test_development_decision_is_marked_and_carries_the_model_hashes(
     plain_video: Path, dev_config: ModeratorConfig
 ) -> None:
     decision = moderate_video(plain_video, ModerationContext(config=dev_config))
-    payload = decision.to_payload()
+    payload = decision.to_payload().model_dump(mode="json")
     moderator = load_moderator(dev_config)
     assert moderator.backbone.config.weights is not None
     weights_hash = sha256_of_file(moderator.backbone.config.weights)

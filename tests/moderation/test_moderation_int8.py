@@ -8,11 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from devkit.clip import calibration_images
 from moderation import int8_gate
 from moderation.backbone import Backbone, BackboneConfig, load_backbone
 from moderation.config import ModerationContext, ModeratorConfig
 from moderation.decision import moderate_video
-from moderation.devkit import calibration_images
 from moderation.int8_gate import INT8_FILE, REPORT_FILE
 from moderation.moderator import load_moderator
 
@@ -109,7 +109,7 @@ def test_moderator_measures_int8_on_the_policy_and_records_the_runtime(
 ) -> None:
     from pathlib import Path
 
-    from moderation.devkit import synthesize_scene
+    from devkit.clip import synthesize_scene
 
     config = replace(dev_config, backbone=replace(dev_config.backbone, quantize_int8=True, int8_min_cosine=0.9))
     moderator = load_moderator(config)
@@ -118,5 +118,5 @@ def test_moderator_measures_int8_on_the_policy_and_records_the_runtime(
     assert report.decision_id == f"{moderator.policy.sha256}:{moderator.backbone.model_hash}"
     assert report.decisions_compared == report.samples * len(moderator.policy.categories)
     video = h264(Path(str(tmp_path)) / "v.mp4", [synthesize_scene(1, 96, 64)] * 4, fps=4)  # type: ignore[operator]
-    payload = moderate_video(video, ModerationContext(config=config)).to_payload()
+    payload = moderate_video(video, ModerationContext(config=config)).to_payload().model_dump(mode="json")
     assert {c["detail"]["runtime"] for c in payload["classifiers"]} == {"onnxruntime-int8/CPUExecutionProvider"}

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from devkit.clip import synthesize_face, synthesize_scene
+from kernel.errors import InvalidInput
 from moderation.backbone import Backbone
 from moderation.config import ModerationContext, ModeratorConfig
 from moderation.decision import moderate_video
-from moderation.devkit import synthesize_face, synthesize_scene
 from moderation.errors import ModelLoadError
 from moderation.likeness import (
     CameoReference,
@@ -30,7 +31,6 @@ from moderation.likeness import (
     build_protected_people,
 )
 from moderation.sampling import SamplingConfig, VideoSampler
-from provenance.errors import InvalidInput
 
 VideoWriter = Callable[..., Path]
 IN_VIDEO, OTHER = 3, 1  # the face drawn into the video, and a different person
@@ -86,7 +86,7 @@ def test_cameo_without_a_grant_is_matched_and_blocks(cameo_video: Path, dev_conf
             "someone-else": CameoReference.from_image(synthesize_face(OTHER)),
         },
     )
-    payload = moderate_video(cameo_video, context).to_payload()
+    payload = moderate_video(cameo_video, context).to_payload().model_dump(mode="json")
     found = entries(payload, "likeness")
     matched, other = found["cameo:cameo-in-video"], found["cameo:someone-else"]
     assert payload["verdict"] == "block"
@@ -103,7 +103,7 @@ def test_cameo_under_a_live_grant_is_recorded_and_allowed(cameo_video: Path, dev
         cameos={"cameo-in-video": CameoReference.from_image(synthesize_face(IN_VIDEO))},
         grants={"cameo-in-video": "grant-42"},
     )
-    payload = moderate_video(cameo_video, context).to_payload()
+    payload = moderate_video(cameo_video, context).to_payload().model_dump(mode="json")
     entry = entries(payload, "likeness")["cameo:cameo-in-video"]
     assert entry["outcome"] == "allow"
     assert entry["detail"] == {
@@ -138,7 +138,7 @@ def test_protected_person_blocks(
         tmp_path / "protected.safetensors",
     )
     config = replace(dev_config, protected_people=people)
-    payload = moderate_video(cameo_video, ModerationContext(config=config)).to_payload()
+    payload = moderate_video(cameo_video, ModerationContext(config=config)).to_payload().model_dump(mode="json")
     found = entries(payload, "likeness")
     assert set(found) == {"protected:famous person"}
     assert found["protected:famous person"]["outcome"] == "block"
@@ -157,7 +157,11 @@ def test_protected_people_check_is_on_record_when_nobody_matches(
     )
     frames = [paste_face(synthesize_scene(5, 320, 240), IN_VIDEO)] * 8
     video = h264(tmp_path / "v.mp4", frames, fps=8)
-    payload = moderate_video(video, ModerationContext(config=replace(dev_config, protected_people=people))).to_payload()
+    payload = (
+        moderate_video(video, ModerationContext(config=replace(dev_config, protected_people=people)))
+        .to_payload()
+        .model_dump(mode="json")
+    )
     summary = entries(payload, "likeness")["protected_people"]
     assert summary["outcome"] == "allow"
     assert summary["detail"] == {

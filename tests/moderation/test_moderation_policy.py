@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devkit.clip import synthesize_scene
 from moderation.backbone import Backbone
-from moderation.devkit import synthesize_scene
 from moderation.errors import PolicyError
 from moderation.policy import PolicyScorer, default_policy_path, load_policy
 

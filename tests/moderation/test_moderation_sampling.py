@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moderation.devkit import synthesize_scene
+from devkit.clip import synthesize_scene
+from kernel.errors import InvalidInput
 from moderation.errors import UnreadableMedia
 from moderation.sampling import SamplingConfig, VideoSampler, load_image
-from provenance.errors import InvalidInput
 
 VideoWriter = Callable[..., Path]
 

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devkit.clip import synthesize_scene
+from kernel.errors import InvalidInput
 from moderation.backbone import Backbone
 from moderation.config import ModerationContext, ModeratorConfig
 from moderation.decision import moderate_video
-from moderation.devkit import synthesize_scene
 from moderation.errors import ModelLoadError
 from moderation.heads import head_paths, load_head, save_head
 from moderation.realness import RealnessConfig, RealnessProbe
 from moderation.training import evaluate, fit_logistic, threshold_for_precision, train_head
-from provenance.errors import InvalidInput
 
 VideoWriter = Callable[..., Path]
 Splatter = Callable[[np.ndarray, int], np.ndarray]
@@ -116,8 +116,16 @@ def test_policy_category_with_a_trained_head_blocks_in_the_gate(
     config = replace(dev_config, policy=policy)
     clean = [synthesize_scene(700, 128, 96)] * 16
     gory = clean[:8] + [splatter(clean[0], 700)] * 8
-    clean_payload = moderate_video(h264(tmp_path / "clean.mp4", clean), ModerationContext(config=config)).to_payload()
-    gory_payload = moderate_video(h264(tmp_path / "gory.mp4", gory), ModerationContext(config=config)).to_payload()
+    clean_payload = (
+        moderate_video(h264(tmp_path / "clean.mp4", clean), ModerationContext(config=config))
+        .to_payload()
+        .model_dump(mode="json")
+    )
+    gory_payload = (
+        moderate_video(h264(tmp_path / "gory.mp4", gory), ModerationContext(config=config))
+        .to_payload()
+        .model_dump(mode="json")
+    )
 
     assert clean_payload["verdict"] == "allow"
     assert gory_payload["verdict"] == "block"
@@ -171,7 +179,11 @@ def test_uploaded_camera_footage_is_caught_by_the_gate(
     source = h264(tmp_path / "source.mp4", [camera_like(400 + i // 4) for i in range(32)], fps=4)
     video = h264(tmp_path / "remix.mp4", [synthesize_scene(9, 128, 96)] * 8, fps=4)
     config = replace(dev_config, realness_head=report.head_path, realness_threshold=0.5, realness_review_band=0.0)
-    payload = moderate_video(video, ModerationContext(config=config, source_media=[source])).to_payload()
+    payload = (
+        moderate_video(video, ModerationContext(config=config, source_media=[source]))
+        .to_payload()
+        .model_dump(mode="json")
+    )
     (entry,) = [c for c in payload["classifiers"] if c["name"] == "realness_probe"]
     assert entry["outcome"] == "block" and payload["verdict"] == "block"
     assert entry["model_hash"] == load_head(report.head_path).sha256

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from provenance.blobstore import BlobStore
+from kernel.blobstore import BlobStore
+from kernel.errors import ProvenanceError
+from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.errors import ProvenanceError
 from provenance.gates import GateWorkers, ModerationJob, RenderJob, SigningJob
 from provenance.log import read_log
-from provenance.system import System
 from tests.core.support import moderation, rendered, signature
 
 

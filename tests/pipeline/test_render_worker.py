@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from kernel.errors import ConsentError
+from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.errors import ConsentError
 from provenance.gates import GateWorkers, RenderJob
 from provenance.log import read_log
 from provenance.runner import LOG_SOURCE
 from provenance.stages import GeneratorStage
-from provenance.system import System
 
 SMALL = {"duration_s": 1.0, "fps": 12, "width": 144, "height": 256}
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from provenance.errors import InvalidInput, NotFound, ProvenanceError
+from kernel.errors import InvalidInput, NotFound, ProvenanceError
 
 URI_PREFIX = "blob:sha256:"
 _CHUNK = 1 << 20

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from provenance.blobstore import export
+from kernel.blobstore import export
+from kernel.errors import ProvenanceError
+from provenance.bootstrap import System
+from provenance.cli.render import render_trace, render_verification
 from provenance.config import Settings
-from provenance.errors import ProvenanceError
-from provenance.gates import GateWorkers
-from provenance.system import System
 
 if TYPE_CHECKING:
     from generator import RenderSpec
@@ -91,7 +91,7 @@ class Demo:
         self.note("alice and bob follow each other (mutuals); carol follows alice, alice does not follow back")
 
         self.step("Cameos: likenesses registered from face images (stored encrypted, one key each)")
-        from moderation.devkit import synthesize_face
+        from devkit.clip import synthesize_face
         from provenance.stages import encode_png
 
         faces = self.out / "faces"
@@ -113,8 +113,7 @@ class Demo:
         except ProvenanceError as refused:
             self.note(f"carol asks for a video with alice: refused before rendering: {refused}")
 
-        workers = self._workers(system, policy)
-        runner = system.pipeline(workers)
+        runner = system.pipeline(system.gate_workers(render=True, moderate=True, sign=True, policy=policy))
 
         seeds = iter(range(1, 100))  # fixed seeds: the demo renders (and so decides) the same way every run
 
@@ -128,12 +127,12 @@ class Demo:
                 return None
             runner.run_until_idle()
             video = app.video(video_id)
-            verdict = (video.moderation or {}).get("verdict", "-")
+            verdict = video.moderation.verdict if video.moderation else "-"
             outcome = "PUBLISHED" if video.is_live else video.state.upper()
             reasons = f": {'; '.join(video.block_reasons)}" if video.block_reasons else ""
             self.note(f"{who}: {prompt!r} -> moderation {verdict}, {outcome}{reasons}")
             if video.signature is not None:
-                path = export(app.blobs, video.signature["signed_uri"], self.out / "videos" / f"{video_id}.mp4")
+                path = export(app.blobs, video.signature.signed_uri, self.out / "videos" / f"{video_id}.mp4")
                 self.note(f"   signed file: {path}")
             return video_id
 
@@ -174,8 +173,6 @@ class Demo:
         self.step("An auditor traces a clip from the file alone: verify, then trace to its origin")
         signed_file = self.out / "videos" / f"{remix_of_remix}.mp4"
         report = self._verify(system, signed_file)
-        from provenance.cli import render_trace
-
         video_id = report.get("video_id") or str(remix_of_remix)
         for line in render_trace(system.reads.trace(video_id)):
             self.say(f"     {line}")
@@ -187,22 +184,11 @@ class Demo:
 
     # --- helpers ---------------------------------------------------------------------------------------
 
-    def _workers(self, system: System, policy: Path) -> GateWorkers:
-        from provenance.stages import CredentialsStage, GeneratorStage, ModelModerationStage, moderator_config
-
-        return GateWorkers(
-            system.app,
-            render=GeneratorStage(system.app.blobs),
-            moderate=ModelModerationStage(moderator_config(system.settings, policy)),
-            sign=CredentialsStage(system.app.blobs, system.settings.pki_directory, system.settings.home / "work"),
-            known_cameos=system.reads.live_cameo_ids,
-        )
-
     def _train_policy(self, system: System) -> Path:
         """Train the development violence head on the story's scenes (at other seeds), and evaluate it."""
+        from devkit.clip import development_backbone_config, synthesize_face
         from generator import RenderSpec
         from moderation.backbone import load_backbone
-        from moderation.devkit import development_backbone_config, synthesize_face
         from moderation.sampling import SamplingConfig
         from moderation.training import evaluate, train_head
 
@@ -295,12 +281,11 @@ class Demo:
         return target
 
     def _verify(self, system: System, path: Path) -> dict[str, Any]:
-        from provenance.cli import _trust, render_verification
         from provenance.credentials.verify import verify_file
         from provenance.verification import ReadModelStatus
 
         system.catch_up()
-        trust = _trust(system)
+        trust = system.trust()
         report: dict[str, Any] = verify_file(path, trust, ReadModelStatus(system.reads)).to_json()
         self.note(f"provenance verify {path.name}")
         for line in render_verification(report, trusted_anchors=trust is not None):

@@ -20,9 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from moderation.backbone import DEVKIT_METADATA_KEY, BackboneConfig, default_cache_dir, register_model_configs
+from moderation.backbone import (
+    DEVKIT_METADATA_KEY,
+    DEVKIT_MODEL_NAME,
+    BackboneConfig,
+    default_cache_dir,
+    register_model_configs,
+)
 
-DEVKIT_MODEL_NAME = "provenance-devkit-tiny"
 DEVKIT_VERSION = 1
 
 _SKIN_TONES = (

@@ -1,0 +1,64 @@
+"""Commands on people: registration and the follow graph (which decides `mutuals` consent)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from kernel.errors import InvalidInput, RuleViolation
+from provenance.application.service import SYSTEM, Service
+from provenance.domain.ids import new_command_id
+from provenance.domain.person import Person, person_id_for
+from schemas.catalogue import InvalidEvent
+
+
+class PeopleCommands(Service):
+    def register_person(
+        self,
+        handle: str,
+        display_name: str = "",
+        roles: Sequence[str] = ("member",),
+        *,
+        command_id: str | None = None,
+    ) -> UUID:
+        command_id = command_id or new_command_id()
+        if not handle.strip() or not handle.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise InvalidInput(f"handle {handle!r} must be letters, digits, '_', '-' or '.'")
+        person_id = person_id_for(handle)
+
+        def run() -> UUID:
+            if self.exists(person_id):
+                if self.person(person_id).handled(command_id):
+                    return person_id
+                raise RuleViolation(f"handle {handle!r} is already taken")
+            try:
+                person = Person.register(
+                    handle, display_name or handle, list(roles), actor=SYSTEM, command_id=command_id
+                )
+            except InvalidEvent as exc:
+                raise InvalidInput(str(exc)) from exc
+            self.save(person)
+            return person_id
+
+        return self._retrying(run)
+
+    def follow(self, actor: UUID, whom: UUID, *, command_id: str | None = None) -> None:
+        self._follow(actor, whom, True, command_id)
+
+    def unfollow(self, actor: UUID, whom: UUID, *, command_id: str | None = None) -> None:
+        self._follow(actor, whom, False, command_id)
+
+    def _follow(self, actor: UUID, whom: UUID, start: bool, command_id: str | None) -> None:
+        command_id = command_id or new_command_id()
+        if actor == whom:
+            raise InvalidInput("a person cannot follow themselves")
+
+        def run() -> None:
+            person = self.person(actor)
+            self.person(whom)
+            if person.follows(whom) == start and not person.handled(command_id):
+                return
+            (person.follow if start else person.unfollow)(whom, command_id=command_id)
+            self.save(person)
+
+        self._retrying(run)

@@ -1,0 +1,187 @@
+"""What every command handler shares: its collaborators, loading aggregates, and retrying on conflicts.
+
+`save()` is the unit of work: a command that touches several aggregates (a remix records itself on its
+parent; a revocation takes down hundreds of videos) saves them in one call, so either all of it is recorded
+or none. Optimistic concurrency conflicts are retried with fresh aggregates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Protocol, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from kernel.blobstore import BlobStore
+from kernel.errors import NotFound, ProvenanceError
+from provenance.domain.cameo import Cameo
+from provenance.domain.consent import covering_grant
+from provenance.domain.person import Person, person_id_for
+from provenance.domain.stream import EventStream
+from provenance.domain.video import Video
+from provenance.keystore import LikenessKeys
+
+T = TypeVar("T")
+TStream = TypeVar("TStream", bound=EventStream)
+
+SYSTEM = "system"
+"""Actors that are not people are `system:<role>` (the gate workers)."""
+
+
+class BatchLoader(Protocol):
+    """Loads the current versions of many aggregates at once (an adapter over the event store)."""
+
+    def load(self, ids: list[UUID], known: Mapping[UUID, EventStream]) -> list[EventStream]: ...
+
+
+class Service(Application[UUID]):
+    """The application service's core; the command handlers (people, cameos, videos, takedowns) extend it.
+
+    Collaborators come from the composition root (`provenance.bootstrap`): the event store's configuration,
+    the likeness key store, the blob store and the clock; a batch loader where the store has one.
+    """
+
+    is_snapshotting_enabled = False
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        keystore: LikenessKeys,
+        blobs: BlobStore,
+        clock: Callable[[], datetime],
+    ) -> None:
+        cache = {"AGGREGATE_CACHE_MAXSIZE": "10000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}
+        super().__init__(env={**cache, **env})
+        self.keystore = keystore
+        self.blobs = blobs
+        self.clock = clock
+        self.batch_loader: BatchLoader | None = None
+        self._local = threading.local()
+
+    # --- loading -----------------------------------------------------------------------------------------
+
+    def _get(self, cls: type[TStream], stream_id: UUID | str, what: str) -> TStream:
+        try:
+            uid = stream_id if isinstance(stream_id, UUID) else UUID(str(stream_id))
+        except ValueError:
+            raise NotFound(f"{what} {stream_id!r} is not a valid id") from None
+        try:
+            prefetched: dict[UUID, EventStream] | None = getattr(self._local, "prefetched", None)
+            found = prefetched.get(uid) if prefetched else None
+            aggregate: EventStream = found if found is not None else self.repository.get(uid)
+            loaded = getattr(self._local, "loaded", None)
+            if loaded is not None:
+                loaded.append(uid)
+        except AggregateNotFoundError:
+            raise NotFound(f"no {what} with id {uid}") from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(f"{uid} is a {type(aggregate).__name__.lower()}, not a {what}")
+        return aggregate
+
+    def person(self, person_id: UUID | str) -> Person:
+        return self._get(Person, person_id, "person")
+
+    def person_by_handle(self, handle: str) -> Person:
+        try:
+            return self.person(person_id_for(handle))
+        except NotFound:
+            raise NotFound(f"no person with handle {handle!r}") from None
+
+    def cameo(self, cameo_id: UUID | str) -> Cameo:
+        return self._get(Cameo, cameo_id, "cameo")
+
+    def video(self, video_id: UUID | str) -> Video:
+        return self._get(Video, video_id, "video")
+
+    def exists(self, stream_id: UUID) -> bool:
+        try:
+            self.repository.get(stream_id)
+        except AggregateNotFoundError:
+            return False
+        return True
+
+    def is_trust_and_safety(self, actor: UUID | str) -> bool:
+        if str(actor).startswith(f"{SYSTEM}:"):
+            return False
+        try:
+            return self.person(actor).is_trust_and_safety
+        except NotFound:
+            return False
+
+    def are_mutuals(self, a: UUID | str, b: UUID | str) -> bool:
+        return self.person(a).follows(b) and self.person(b).follows(a)
+
+    def consent(self, cameo: Cameo, person_id: str, purpose: str, now: datetime) -> str:
+        """The live grant that covers this use of the cameo, or `ConsentError` saying why there is none."""
+        owner = cameo.owner_id
+        return covering_grant(cameo, person_id, purpose, now, lambda: self.are_mutuals(owner, person_id))
+
+    # --- running commands --------------------------------------------------------------------------------
+
+    def _retrying(self, command: Callable[[], T]) -> T:
+        """Run a command, again with fresh aggregates if another writer got there first.
+
+        Aggregates come from the repository's cache without a copy (copying dominated command cost), so a
+        command that fails after changing an aggregate evicts what it loaded: no half-applied change lives on.
+        """
+        for _ in range(5):
+            self._local.loaded = []
+            self._local.prefetched = {}
+            try:
+                return command()
+            except IntegrityError:
+                self._evict_loaded()
+                continue
+            except BaseException:
+                self._evict_loaded()
+                raise
+            finally:
+                self._local.prefetched = {}
+        raise ProvenanceError("the command kept conflicting with concurrent changes; try again")
+
+    def _prefetch_videos_and_remixes(self, video_ids: Iterable[str | UUID]) -> None:
+        """Bring the videos and every remix below them up to date, one batch per generation of remixes.
+
+        A revocation can touch thousands of videos; loading them one by one costs a query each. What this
+        loads is what `_get` would have loaded at this point; it stays valid until the command ends. Without
+        a batch loader (stores other than SQLite) `_get` loads each aggregate when asked.
+        """
+        prefetched: dict[UUID, EventStream] | None = getattr(self._local, "prefetched", None)
+        if self.batch_loader is None or prefetched is None:
+            return
+        level = list(dict.fromkeys(UUID(str(v)) for v in video_ids))
+        seen: set[UUID] = set()
+        while level:
+            seen.update(level)
+            loaded = self.batch_loader.load(level, prefetched)
+            prefetched.update((aggregate.id, aggregate) for aggregate in loaded)
+            level = [
+                child
+                for video in loaded
+                if isinstance(video, Video)
+                for child in dict.fromkeys(UUID(c) for c in video.children)
+                if child not in seen
+            ]
+
+    def _evict_loaded(self) -> None:
+        cache = self.repository.cache
+        for aggregate_id in getattr(self._local, "loaded", []):
+            if cache is not None:
+                with contextlib.suppress(KeyError):
+                    cache.get(aggregate_id, evict=True)
+
+    def _on_video(self, video_id: UUID | str, change: Callable[[Video], bool]) -> bool:
+        def run() -> bool:
+            video = self.video(video_id)
+            if change(video):
+                self.save(video)
+                return True
+            return False
+
+        return self._retrying(run)

@@ -1,0 +1,100 @@
+"""Commands on takedowns: taking a video down (with its remixes), appeals, and reinstatement."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from kernel.errors import InvalidInput, NotPermitted, RuleViolation
+from provenance.application.service import Service
+from provenance.domain.cascade import Takedown, TakedownRecord, take_down_tree
+from provenance.domain.consent import purpose_of
+from provenance.domain.ids import new_command_id
+from provenance.domain.payloads import payload
+from provenance.domain.video import Video
+from schemas import events as e
+
+
+class TakedownCommands(Service):
+    def take_down(
+        self,
+        video_id: UUID | str,
+        actor: UUID | str,
+        *,
+        reason_code: str,
+        statement_of_reasons: str,
+        policy_clause: str | None = None,
+        legal_ground: str | None = None,
+        source: str | None = None,
+        command_id: str | None = None,
+    ) -> list[TakedownRecord]:
+        """Take a published video down, and every remix below it, each with its own case on record.
+
+        Trust and safety may take down anything (source `notice` or `own_initiative`); the owner of a cameo
+        in the video may take that video down (source `cameo_owner`).
+        """
+        command_id = command_id or new_command_id()
+
+        def run() -> list[TakedownRecord]:
+            video = self.video(video_id)
+            if video.handled(command_id):
+                return []
+            if self.is_trust_and_safety(actor):
+                chosen = source or "own_initiative"
+                if chosen not in ("notice", "own_initiative"):
+                    raise InvalidInput(f"source must be notice or own_initiative, not {chosen!r}")
+            elif any(self.cameo(c).owner_id == str(actor) for c in video.cameo_ids):
+                chosen = "cameo_owner"
+            else:
+                raise NotPermitted(
+                    f"only trust and safety or the owner of a cameo in video {video.id} can take it down"
+                )
+            if not video.is_live:
+                raise RuleViolation(
+                    f"video {video.id} is not live (it is {video.state}{', taken down' if video.is_taken_down else ''})"
+                )
+            takedown = Takedown(
+                actor=str(actor),
+                command_id=command_id,
+                reason_code=reason_code,
+                statement=statement_of_reasons,
+                source=chosen,
+                automated=False,
+                caused_by=None,
+                policy_clause=policy_clause,
+                legal_ground=legal_ground,
+            )
+            changed: dict[UUID, Video] = {}
+            records = take_down_tree(video, takedown, self.video, changed)
+            self.save(*changed.values())
+            return records
+
+        return self._retrying(run)
+
+    def appeal(
+        self, video_id: UUID | str, case_id: str, actor: UUID | str, grounds: str, *, command_id: str | None = None
+    ) -> None:
+        command_id = command_id or new_command_id()
+        appeal = payload(e.TakedownAppealed, case_id=case_id, grounds=grounds)
+        self._on_video(video_id, lambda v: v.appeal(appeal, str(actor), command_id=command_id))
+
+    def reinstate(
+        self, video_id: UUID | str, case_id: str, actor: UUID | str, decision: str, *, command_id: str | None = None
+    ) -> None:
+        """Close a takedown case in the video's favour (trust and safety only).
+
+        A case caused by a consent revocation can only be closed while the consent is live again.
+        """
+        command_id = command_id or new_command_id()
+        if not self.is_trust_and_safety(actor):
+            raise NotPermitted("only trust and safety can reinstate a video")
+        reinstated = payload(e.VideoReinstated, case_id=case_id, decision=decision)
+
+        def change(video: Video) -> bool:
+            case = video.cases.get(case_id)
+            if case is not None and case.source == "consent_revocation" and not video.handled(command_id):
+                now = self.clock()
+                for used in video.cameos:
+                    self.consent(self.cameo(used.cameo_id), video.creator_id, purpose_of(video), now)
+            return video.reinstate(reinstated, str(actor), command_id=command_id)
+
+        self._on_video(video_id, change)

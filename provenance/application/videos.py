@@ -1,0 +1,176 @@
+"""Commands on videos: the request (with consent checked before anything is rendered), the gates' results,
+and publishing (with every cameo's consent checked again, now)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from kernel.errors import ConsentError, NotPermitted, RuleViolation
+from provenance.application.service import SYSTEM, Service
+from provenance.domain.cameo import Cameo
+from provenance.domain.consent import purpose_of
+from provenance.domain.ids import derived_id, new_command_id
+from provenance.domain.payloads import payload
+from provenance.domain.stream import EventStream
+from provenance.domain.video import PUBLISHED, Video
+from schemas import events as e
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    published: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+class VideoCommands(Service):
+    def request_generation(
+        self,
+        actor: UUID,
+        prompt: str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        seed: int | None = None,
+        cameo_ids: Iterable[UUID | str] = (),
+        remix_of: UUID | str | None = None,
+        command_id: str | None = None,
+    ) -> UUID:
+        """Record a generation request, refused before anything is rendered if any consent is missing."""
+        command_id = command_id or new_command_id()
+        video_id = derived_id("video", command_id)
+        default_seed = int.from_bytes(hashlib.sha256(command_id.encode()).digest()[:7])
+        requested_cameos = list(dict.fromkeys(str(c) for c in cameo_ids))
+
+        def run() -> UUID:
+            creator = self.person(actor)
+            if self.exists(video_id):
+                return video_id
+            now = self.clock()
+            params = dict(parameters or {})
+            chosen_seed = default_seed if seed is None else seed
+            parent: Video | None = None
+            inherited: list[str] = []
+            if remix_of is not None:
+                parent = self.video(remix_of)
+                if not parent.is_live:
+                    raise RuleViolation(f"video {parent.id} is not published (or was taken down): it cannot be remixed")
+                params = {**parent.parameters, **params}
+                inherited = parent.cameo_ids
+                # A remix keeps its parent's seed unless told otherwise, so what the prompts share moves alike.
+                chosen_seed = parent.seed if seed is None else chosen_seed
+            cameos: list[Cameo] = []
+            in_video: list[e.CameoInVideo] = []
+            for cameo_id in dict.fromkeys([*inherited, *requested_cameos]):
+                cameo = self.cameo(cameo_id)
+                purpose = "remix" if cameo_id in inherited else "generate"
+                grant_id = self.consent(cameo, str(creator.id), purpose, now)
+                cameos.append(cameo)
+                in_video.append(e.CameoInVideo(cameo_id=str(cameo.id), grant_id=grant_id))
+            request = payload(
+                e.GenerationRequested,
+                creator_id=str(creator.id),
+                prompt=prompt,
+                parameters=params,
+                seed=chosen_seed,
+                cameos=in_video,
+                remix_of=str(parent.id) if parent else None,
+            )
+            video = Video.request(video_id, request, command_id=command_id)
+            for cameo, used in zip(cameos, in_video, strict=True):
+                cameo.record_use(video_id, str(creator.id), used.grant_id, command_id=command_id)
+            touched: list[EventStream] = [video, *cameos]
+            if parent is not None:
+                parent.record_remix(video_id, str(creator.id), command_id=command_id)
+                touched.append(parent)
+            self.save(*touched)
+            return video_id
+
+        return self._retrying(run)
+
+    def record_render(
+        self, video_id: UUID | str, rendered: e.VideoRendered, *, command_id: str, actor: str = "system:generator"
+    ) -> bool:
+        return self._on_video(video_id, lambda v: v.record_render(rendered, actor, command_id=command_id))
+
+    def record_render_failure(
+        self,
+        video_id: UUID | str,
+        reason: str,
+        *,
+        retryable: bool = False,
+        command_id: str,
+        actor: str = "system:generator",
+    ) -> bool:
+        failure = payload(e.RenderFailed, reason=reason, retryable=retryable)
+        return self._on_video(video_id, lambda v: v.record_render_failure(failure, actor, command_id=command_id))
+
+    def record_moderation(
+        self,
+        video_id: UUID | str,
+        decided: e.ModerationDecided,
+        *,
+        command_id: str,
+        actor: str = "system:moderation",
+    ) -> bool:
+        """Record the decision; a `block` verdict also blocks the video at the moderation gate."""
+        if not actor.startswith(f"{SYSTEM}:") and not self.is_trust_and_safety(actor):
+            raise NotPermitted("only trust and safety can record a moderation decision by hand")
+
+        def apply(video: Video) -> bool:
+            recorded = video.record_moderation(decided, actor, command_id=command_id)
+            if decided.verdict == "block":
+                reasons = decided.reasons or ["a classifier blocked it"]
+                recorded |= video.block(
+                    e.VideoBlocked(gate="moderation", reasons=reasons), actor, command_id=command_id
+                )
+            return recorded
+
+        return self._on_video(video_id, apply)
+
+    def record_signature(
+        self, video_id: UUID | str, signed: e.VideoSigned, *, command_id: str, actor: str = "system:signing"
+    ) -> bool:
+        return self._on_video(video_id, lambda v: v.record_signature(signed, actor, command_id=command_id))
+
+    def block(
+        self, video_id: UUID | str, gate: str, reasons: list[str], *, command_id: str, actor: str = "system:gate"
+    ) -> bool:
+        blocked = payload(e.VideoBlocked, gate=gate, reasons=reasons)
+        return self._on_video(video_id, lambda v: v.block(blocked, actor, command_id=command_id))
+
+    def publish(
+        self, video_id: UUID | str, *, command_id: str | None = None, actor: str = "system:gate"
+    ) -> PublishOutcome:
+        """Publish a signed video, re-checking every cameo's consent now; a lapsed consent blocks it instead."""
+        command_id = command_id or new_command_id()
+
+        def run() -> PublishOutcome:
+            video = self.video(video_id)
+            if video.handled(command_id):
+                return PublishOutcome(video.state == PUBLISHED, list(video.block_reasons))
+            if not actor.startswith(f"{SYSTEM}:") and actor != video.creator_id:
+                raise NotPermitted(f"only the creator of video {video.id} can publish it")
+            now = self.clock()
+            problems: list[str] = []
+            checked: list[e.CameoInVideo] = []
+            for used in video.cameos:
+                cameo = self.cameo(used.cameo_id)
+                try:
+                    grant_id = self.consent(cameo, video.creator_id, purpose_of(video), now)
+                    checked.append(e.CameoInVideo(cameo_id=str(cameo.id), grant_id=grant_id))
+                except ConsentError as exc:
+                    problems.append(str(exc))
+            if video.remix_of is not None and not self.video(video.remix_of).is_live:
+                problems.append(f"the parent video {video.remix_of} is no longer published")
+            if problems:
+                video.block(e.VideoBlocked(gate="consent", reasons=problems), actor, command_id=command_id)
+                self.save(video)
+                return PublishOutcome(False, problems)
+            video.publish(e.VideoPublished(consent_checked=checked), actor, command_id=command_id)
+            self.save(video)
+            return PublishOutcome(True)
+
+        return self._retrying(run)

@@ -1,0 +1,202 @@
+"""The composition root: the only place where adapters are built and handed to whoever needs them.
+
+Settings go in; out come the application service (with its event store, key store, blob store, clock and
+batch loader), the projection store and read models, the gate stages, the trust configuration, the gate
+workers and the runners. The CLI, `serve`, the Kafka roles, the demo, the benchmarks and the tests all build
+the system through `System`; a test swaps an adapter for a fake by passing it in. Every adapter is built on
+first use, so a command pays only for what it touches and nothing does I/O before it is asked to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kernel.blobstore import BlobStore
+from provenance.application import ProvenanceApp
+from provenance.config import Settings
+from provenance.keystore import KeyStore, LikenessKeys
+
+if TYPE_CHECKING:
+    from projections import ProjectionStore
+    from projections.queries import ReadModels
+    from provenance.credentials.pki import TrustConfig
+    from provenance.gates import GateWorkers
+    from provenance.runner import Consumer, EmbeddedRunner
+    from schemas.envelope import EventEnvelope
+
+WORKER_STAGES: Mapping[str, tuple[str, ...]] = {
+    "generator": ("render",),
+    "moderation": ("moderation",),
+    "signing": ("signing", "publish"),
+}
+"""The gate workers each worker role of the distributed mode runs."""
+
+
+class System:
+    """Everything one process needs, built lazily from one `Settings` (and fakes where a test gives them)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        keystore: LikenessKeys | None = None,
+        blobs: BlobStore | None = None,
+        app_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._keystore = keystore
+        self._blobs = blobs
+        self._app_env = dict(app_env or {})
+
+    # --- the write side ------------------------------------------------------------------------------------
+
+    @cached_property
+    def keystore(self) -> LikenessKeys:
+        if self._keystore is not None:
+            return self._keystore
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        return KeyStore(self.settings.keys_database)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return self._blobs or BlobStore(self.settings.blob_root)
+
+    @cached_property
+    def app(self) -> ProvenanceApp:
+        env = {**event_store_env(self.settings), **self._app_env}
+        app = ProvenanceApp(env, keystore=self.keystore, blobs=self.blobs, clock=self.clock)
+        if self.settings.event_store == "sqlite" and "PERSISTENCE_MODULE" not in self._app_env:
+            from provenance.batch_loader import SQLiteBatchLoader
+
+            app.batch_loader = SQLiteBatchLoader(app)
+        return app
+
+    # --- the read side -------------------------------------------------------------------------------------
+
+    @cached_property
+    def store(self) -> ProjectionStore:
+        from projections import open_store
+        from provenance.kafka.positions import creating_tables
+
+        if self.settings.projections_database.startswith("sqlite"):
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+        # Several processes of the distributed mode may create the tables at once: `creating_tables` retries.
+        return creating_tables(lambda: open_store(self.settings.projections_database))
+
+    @cached_property
+    def reads(self) -> ReadModels:
+        from projections.queries import ReadModels
+
+        return ReadModels(self.store.engine)
+
+    def runner(self, consumers: Sequence[Consumer] | None = None, batch_size: int = 2000) -> EmbeddedRunner:
+        from provenance.runner import EmbeddedRunner, ProjectionConsumer
+
+        chosen = consumers if consumers is not None else [ProjectionConsumer(self.store)]
+        return EmbeddedRunner(self.app, chosen, batch_size=batch_size)
+
+    def pipeline(self, workers: GateWorkers) -> EmbeddedRunner:
+        """Projections and the given gate workers, fed from the log in this process."""
+        from provenance.runner import ProjectionConsumer
+
+        return self.runner([ProjectionConsumer(self.store), *workers.consumers(self.store.engine)])
+
+    def catch_up(self) -> int:
+        """Bring the projections up to the head of the log (the CLI does this after every command)."""
+        return self.runner().run_once()
+
+    # --- the gates -----------------------------------------------------------------------------------------
+
+    def trust(self) -> TrustConfig | None:
+        """The trust anchors verification uses: the configured file, or none (then nothing is `Trusted`)."""
+        from provenance.credentials.pki import TrustConfig
+
+        anchors = self.settings.trust_anchor_file
+        return TrustConfig(anchor_files=(anchors,)) if anchors.is_file() else None
+
+    def moderator_config(self, policy: Path | None = None) -> Any:
+        """Production: the configured CLIP weights (fails closed without them). Development: the devkit model."""
+        from moderation.backbone import BackboneConfig
+        from moderation.config import ModeratorConfig
+
+        settings = self.settings
+        if settings.mode == "production":
+            backbone = BackboneConfig(model_name=settings.clip_model, weights=settings.clip_weights)
+            return ModeratorConfig(mode="production", backbone=backbone, policy=policy)
+        from devkit.clip import development_backbone_config
+
+        return ModeratorConfig(mode="development", backbone=development_backbone_config(), policy=policy)
+
+    def gate_workers(
+        self, *, render: bool = False, moderate: bool = False, sign: bool = False, policy: Path | None = None
+    ) -> GateWorkers:
+        """The gate workers with the real stages asked for; publishing needs no stage and is always there."""
+        from provenance.gates import GateWorkers
+        from provenance.stages import CredentialsStage, GeneratorStage, ModelModerationStage
+
+        return GateWorkers(
+            self.app,
+            render=GeneratorStage(self.blobs) if render else None,
+            moderate=ModelModerationStage(self.moderator_config(policy)) if moderate else None,
+            sign=CredentialsStage(self.blobs, self.settings.pki_directory, self.work_dir) if sign else None,
+            known_cameos=lambda: self.reads.live_cameo_ids(),
+        )
+
+    def worker_handler(self, role: str) -> Callable[[EventEnvelope], None]:
+        """The handler a worker role runs: the generator renders, moderation scores, signing signs and publishes."""
+        if role not in WORKER_STAGES:
+            from kernel.errors import InvalidInput
+
+            raise InvalidInput(f"{role!r} is not a worker role (one of {', '.join(WORKER_STAGES)})")
+        names = WORKER_STAGES[role]
+        workers = self.gate_workers(render="render" in names, moderate="moderation" in names, sign="signing" in names)
+        handlers = [workers.handlers()[name] for name in names]
+
+        def handle(event: EventEnvelope) -> None:
+            for handler in handlers:
+                handler(event)
+
+        return handle
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for stages (signing writes its output here before it goes into the blob store)."""
+        return self.settings.home / "work"
+
+    def close(self) -> None:
+        if "app" in self.__dict__:
+            self.app.close()
+        if "store" in self.__dict__:
+            self.store.engine.dispose()
+        keystore = self.__dict__.get("keystore")
+        if keystore is not None and self._keystore is None:
+            keystore.close()
+
+
+def event_store_env(settings: Settings) -> dict[str, str]:
+    """`eventsourcing`'s own configuration, derived from ours."""
+    if settings.event_store == "memory":
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    if settings.event_store == "sqlite":
+        settings.home.mkdir(parents=True, exist_ok=True)
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(settings.events_path)}
+    from urllib.parse import unquote, urlparse
+
+    from kernel.errors import require
+
+    require("psycopg", "postgres")
+    dsn = urlparse(settings.postgres_dsn or "")
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": dsn.path.lstrip("/") or "provenance",
+        "POSTGRES_HOST": dsn.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(dsn.port or 5432),
+        "POSTGRES_USER": unquote(dsn.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(dsn.password or ""),
+    }

@@ -1,0 +1,60 @@
+"""Content Credentials: `pki init`, `verify FILE`, `resolve`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kernel.errors import InvalidInput
+from provenance.cli import render
+from provenance.cli.handlers.common import emit
+
+if TYPE_CHECKING:
+    from provenance.bootstrap import System
+
+
+def pki_init(system: System, args: argparse.Namespace) -> int:
+    from provenance.credentials.pki import create_development_pki
+
+    directory = Path(args.dir) if args.dir else system.settings.pki_directory
+    create_development_pki(directory, overwrite=args.force)
+    emit(render.render_development_pki(directory))
+    return 0
+
+
+def verify(system: System, args: argparse.Namespace) -> int:
+    """Exit 0 only when the whole chain is `Trusted`."""
+    from provenance.credentials.verify import verify_file
+    from provenance.verification import ReadModelStatus
+
+    system.catch_up()
+    trust = system.trust()
+    report = verify_file(Path(args.file), trust, ReadModelStatus(system.reads)).to_json()
+    if args.json:
+        render.print_json(report)
+    else:
+        emit(render.render_verification(report, trusted_anchors=trust is not None))
+    return 0 if report["chain_state"] == "Trusted" else 1
+
+
+def resolve(system: System, args: argparse.Namespace) -> int:
+    from provenance.credentials.resolution import ManifestResolver
+    from provenance.verification import ReadModelManifestIndex
+
+    system.catch_up()
+    resolver = ManifestResolver(ReadModelManifestIndex(system.reads), system.blobs, system.trust())
+    if args.manifest:
+        out = Path(args.output or f"{args.manifest.replace(':', '_')}.c2pa")
+        out.write_bytes(resolver.manifest(args.manifest))
+        print(out)
+        return 0
+    if args.binding:
+        alg, _, value = args.binding.partition(":")
+        matches = resolver.matches_by_binding(alg, value)
+    elif args.file:
+        matches = resolver.matches_by_content(Path(args.file))
+    else:
+        raise InvalidInput("give a FILE, --binding ALG:VALUE or --manifest ID")
+    render.print_json(matches.to_json())
+    return 0

@@ -1,0 +1,64 @@
+"""Running and repairing the system: `serve`, `parked list|replay`, `rebuild`, `demo`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kernel.errors import InvalidInput
+from provenance.cli import render
+from provenance.cli.handlers.common import emit
+
+if TYPE_CHECKING:
+    from provenance.bootstrap import System
+
+
+def serve(system: System, args: argparse.Namespace) -> int:
+    import logging
+
+    from provenance.serve import serve as serve_roles
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
+    return serve_roles(system, args.role)
+
+
+def parked_list(system: System, args: argparse.Namespace) -> int:
+    from provenance.kafka.roles import list_parked
+
+    entries = list_parked(system, args.consumer, include_replayed=args.all)
+    if args.json:
+        render.print_json(render.parked_json(entries))
+    else:
+        emit(render.render_parked(entries))
+    return 0
+
+
+def parked_replay(system: System, args: argparse.Namespace) -> int:
+    """Exit 1 when any replay failed (it stays parked)."""
+    from provenance.kafka.roles import replay_parked
+
+    handler = None if args.consumer == "projections" else system.worker_handler(args.consumer)
+    results = replay_parked(system, args.consumer, ids=args.id or None, handler=handler)
+    emit(render.render_replay(results))
+    return 0 if all(r.status != "failed" for r in results) else 1
+
+
+def rebuild(system: System, args: argparse.Namespace) -> int:
+    from provenance.rebuild import rebuild as rebuild_projections
+
+    known = list(system.store.projections)
+    names = args.projection or known
+    unknown = set(names) - set(known)
+    if unknown:
+        raise InvalidInput(f"unknown projection(s): {', '.join(sorted(unknown))} (known: {', '.join(known)})")
+    count, seconds = rebuild_projections(system, names, progress=not args.quiet)
+    print(f"rebuilt {', '.join(names)} from {count} events in {seconds:.2f} s")
+    return 0
+
+
+def demo(system: System, args: argparse.Namespace) -> int:
+    """The demo builds its own system in its output directory; this one is not touched."""
+    from devkit.demo import run_demo
+
+    return run_demo(Path(args.out))

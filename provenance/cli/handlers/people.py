@@ -1,0 +1,76 @@
+"""People and cameos: `person`, `follow`, `cameo register|grant|revoke|erase|videos`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from provenance.cli import render
+from provenance.cli.handlers.common import emit, parse_expiry, person_id, read_file
+
+if TYPE_CHECKING:
+    from provenance.bootstrap import System
+
+
+def person_add(system: System, args: argparse.Namespace) -> int:
+    roles = ["member", *(["trust_and_safety"] if args.trust_and_safety else [])]
+    print(system.app.register_person(args.handle, args.name or "", roles, command_id=args.command_id))
+    return 0
+
+
+def follow(system: System, args: argparse.Namespace) -> int:
+    actor, whom = person_id(system, args.actor), person_id(system, args.whom)
+    (system.app.unfollow if args.stop else system.app.follow)(actor, whom, command_id=args.command_id)
+    return 0
+
+
+def cameo_register(system: System, args: argparse.Namespace) -> int:
+    cameo_id = system.app.register_cameo(
+        person_id(system, args.actor), read_file(args.image), command_id=args.command_id
+    )
+    system.catch_up()
+    print(cameo_id)
+    return 0
+
+
+def cameo_grant(system: System, args: argparse.Namespace) -> int:
+    grant_id = system.app.grant_consent(
+        person_id(system, args.actor),
+        args.cameo,
+        args.audience,
+        grantees=[person_id(system, h) for h in args.to or []],
+        scope=args.scope or ["generate", "remix"],
+        expires_at=parse_expiry(args.expires),
+        command_id=args.command_id,
+    )
+    system.catch_up()
+    print(grant_id)
+    return 0
+
+
+def cameo_revoke(system: System, args: argparse.Namespace) -> int:
+    outcome = system.app.revoke_consent(
+        person_id(system, args.actor), args.cameo, args.grant, args.reason, command_id=args.command_id
+    )
+    system.catch_up()
+    if args.json:
+        render.print_json(render.revocation_json(outcome))
+    else:
+        emit(render.render_revocation(outcome))
+    return 0
+
+
+def cameo_erase(system: System, args: argparse.Namespace) -> int:
+    system.app.erase_cameo(person_id(system, args.actor), args.cameo, args.reason, command_id=args.command_id)
+    system.catch_up()
+    print(f"erased the likeness data of cameo {args.cameo} (its key was destroyed)")
+    return 0
+
+
+def cameo_videos(system: System, args: argparse.Namespace) -> int:
+    rows = render.cameo_video_rows(system.app.videos_with_cameo(person_id(system, args.actor), args.cameo))
+    if args.json:
+        render.print_json(rows)
+    else:
+        emit(render.render_cameo_videos(rows))
+    return 0

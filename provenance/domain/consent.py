@@ -1,0 +1,80 @@
+"""The consent rules: who may put a likeness on screen, for what, and until when.
+
+Pure functions over the cameo aggregate and the clock, so every rule can be tested without a store. The
+application service asks them at request, publish and reinstatement time and on every revocation; the
+follow graph is passed in as a question (`is_mutual`) because it lives in other aggregates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from kernel.errors import ConsentError
+
+if TYPE_CHECKING:
+    from provenance.domain.cameo import Cameo
+    from provenance.domain.video import Video
+
+OWNER_GRANT = "owner"
+"""The grant id recorded when the owner puts their own likeness in a video: no grant is needed for that."""
+
+
+@dataclass
+class Grant:
+    grant_id: str
+    audience: str
+    grantees: frozenset[str]
+    scope: frozenset[str]
+    expires_at: datetime | None
+    granted_at: datetime
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+    revocation_event_id: str | None = None
+
+    def reaches(self, person_id: str, is_mutual: Callable[[], bool]) -> bool:
+        """Whether the audience of this grant includes the person (live or not)."""
+        if self.audience == "everyone":
+            return True
+        if self.audience == "approved":
+            return person_id in self.grantees
+        if self.audience == "mutuals":
+            return is_mutual()
+        return False  # only_me: the owner, who needs no grant
+
+    def is_live(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+def purpose_of(video: Video) -> str:
+    """A remix uses the likenesses it inherits under the `remix` scope of consent."""
+    return "remix" if video.remix_of else "generate"
+
+
+def covering_grant(cameo: Cameo, person_id: str, purpose: str, now: datetime, is_mutual: Callable[[], bool]) -> str:
+    """The id of a live grant that lets the person use this likeness for the purpose.
+
+    Raises `ConsentError` saying why not: erased, revoked, expired, out of scope, or never granted.
+    """
+    if cameo.erased:
+        raise ConsentError(f"cameo {cameo.id} was erased by its owner")
+    if person_id == cameo.owner_id:
+        return OWNER_GRANT
+    reaching = [g for g in cameo.grants.values() if g.reaches(person_id, is_mutual)]
+    in_scope = [g for g in reaching if purpose in g.scope]
+    for grant in in_scope:
+        if grant.is_live(now):
+            return grant.grant_id
+    if not reaching:
+        raise ConsentError(f"the owner of cameo {cameo.id} has not granted consent to {person_id}")
+    if not in_scope:
+        raise ConsentError(f"consent for cameo {cameo.id} does not cover {purpose!r}")
+    latest = max(in_scope, key=lambda g: g.revoked_at or g.expires_at or g.granted_at)
+    if latest.revoked_at is not None:
+        raise ConsentError(
+            f"consent {latest.grant_id} for cameo {cameo.id} was revoked at {latest.revoked_at.isoformat()}"
+        )
+    assert latest.expires_at is not None
+    raise ConsentError(f"consent {latest.grant_id} for cameo {cameo.id} expired at {latest.expires_at.isoformat()}")
