@@ -23,6 +23,7 @@ from provenance.keystore import KeyStore, LikenessKeys
 if TYPE_CHECKING:
     from projections import ProjectionStore
     from projections.queries import ReadModels
+    from provenance.consent_watch import ConsentWatch
     from provenance.credentials.pki import TrustConfig
     from provenance.gates import GateWorkers
     from provenance.runner import Consumer, EmbeddedRunner
@@ -101,15 +102,31 @@ class System:
         chosen = consumers if consumers is not None else [ProjectionConsumer(self.store)]
         return EmbeddedRunner(self.app, chosen, batch_size=batch_size)
 
+    @cached_property
+    def consent_watch(self) -> ConsentWatch:
+        from provenance.consent_watch import ConsentWatch
+
+        return ConsentWatch(self.app, self.store.engine)
+
     def pipeline(self, workers: GateWorkers) -> EmbeddedRunner:
-        """Projections and the given gate workers, fed from the log in this process."""
+        """Projections, the consent watch and the given gate workers, fed from the log in this process."""
         from provenance.runner import ProjectionConsumer
 
-        return self.runner([ProjectionConsumer(self.store), *workers.consumers(self.store.engine)])
+        consumers: list[Consumer] = [ProjectionConsumer(self.store), self.consent_watch.consumer()]
+        consumers += workers.consumers(self.store.engine)
+        return self.runner(consumers)
 
     def catch_up(self) -> int:
-        """Bring the projections up to the head of the log (the CLI does this after every command)."""
-        return self.runner().run_once()
+        """Bring the read models up to the head of the log, after the consent watch did its part.
+
+        The CLI does this after every command: it is also the embedded mode's expiry timer.
+        """
+        from provenance.runner import ProjectionConsumer
+
+        runner = self.runner([ProjectionConsumer(self.store), self.consent_watch.consumer()])
+        read = runner.run_once()
+        self.consent_watch.sweep_expiries(self.clock())
+        return read + runner.run_until_idle()
 
     # --- the gates -----------------------------------------------------------------------------------------
 

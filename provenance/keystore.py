@@ -54,6 +54,9 @@ class KeyStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_secure_delete)
         _metadata.create_all(self.engine)
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+            os.chmod(database, 0o600)  # the keys are readable by their owner only
 
     def create_key(self) -> str:
         key_id = str(uuid.uuid4())

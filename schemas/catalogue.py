@@ -21,7 +21,14 @@ class InvalidEvent(ValueError):
 
 STREAM_TYPES: dict[str, tuple[str, ...]] = {
     "person": ("PersonRegistered", "Followed", "Unfollowed"),
-    "cameo": ("CameoRegistered", "ConsentGranted", "ConsentRevoked", "CameoUseRecorded", "CameoErased"),
+    "cameo": (
+        "CameoRegistered",
+        "ConsentGranted",
+        "ConsentRevoked",
+        "ConsentExpired",
+        "CameoUseRecorded",
+        "CameoErased",
+    ),
     "video": (
         "GenerationRequested",
         "RemixRecorded",
@@ -45,6 +52,7 @@ MODELS: dict[tuple[str, int], type[e.Payload]] = {
     ("CameoRegistered", 1): e.CameoRegistered,
     ("ConsentGranted", 1): e.ConsentGranted,
     ("ConsentRevoked", 1): e.ConsentRevoked,
+    ("ConsentExpired", 1): e.ConsentExpired,
     ("CameoUseRecorded", 1): e.CameoUseRecorded,
     ("CameoErased", 1): e.CameoErased,
     ("GenerationRequested", 1): e.GenerationRequested,

@@ -73,6 +73,13 @@ class ConsentRevoked(Payload):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class ConsentExpired(Payload):
+    """A grant's expiry time passed; recorded by the expiry timer so that the end of consent is on record."""
+
+    grant_id: str
+    expired_at: datetime
+
+
 class CameoUseRecorded(Payload):
     video_id: str
     creator_id: str

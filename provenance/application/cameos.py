@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from kernel.errors import ConsentError, InvalidInput, NotPermitted
-from provenance.application.likeness import open_reference, seal_reference
-from provenance.application.service import Service
+from kernel.errors import CommandConflict, ConsentError, InvalidInput, NotPermitted
+from provenance.application.coverage import CoverageCommands, Withdrawal, WithdrawalOutcome
+from provenance.application.likeness import open_reference, reference_blob, seal_reference
 from provenance.domain.cameo import Cameo
-from provenance.domain.cascade import Takedown, TakedownRecord, take_down_tree
-from provenance.domain.consent import purpose_of
+from provenance.domain.cascade import TakedownRecord
 from provenance.domain.ids import derived_id, new_command_id
 from provenance.domain.payloads import payload
-from provenance.domain.video import IN_FLIGHT, Video
+from provenance.domain.video import Video
+from provenance.keystore import KeyDestroyed
 from schemas import events as e
 
 
@@ -27,23 +27,27 @@ class RevocationOutcome:
     blocked: list[str]
 
 
-class CameoCommands(Service):
+class CameoCommands(CoverageCommands):
     def register_cameo(self, owner: UUID, reference_image: bytes, *, command_id: str | None = None) -> UUID:
         """Register a likeness; the reference image is stored encrypted under a key of its own."""
         command_id = command_id or new_command_id()
         if not reference_image:
             raise InvalidInput("the reference image is empty")
         cameo_id = derived_id("cameo", command_id)
+        sha256 = hashlib.sha256(reference_image).hexdigest()
 
         def run() -> UUID:
             self.person(owner)
             if self.exists(cameo_id):
+                earlier = self.cameo(cameo_id)
+                if earlier.owner_id != str(owner) or earlier.reference_media_sha256 != sha256:
+                    raise CommandConflict(f"command id {command_id} was already used for a different command")
                 return cameo_id
             key_id, sealed = seal_reference(self.keystore, self.blobs, cameo_id, reference_image)
             cameo = Cameo.register(
                 cameo_id,
                 owner,
-                hashlib.sha256(reference_image).hexdigest(),
+                sha256,
                 sealed,
                 key_id,
                 e.Verification(method="self-attested", status="unverified"),
@@ -99,9 +103,10 @@ class CameoCommands(Service):
     ) -> RevocationOutcome:
         """Revoke a grant and take down, in the same transaction, every video that loses its consent.
 
-        Each published video whose creator has no other live grant covering it gets a takedown pointing at
-        the revocation, and every remix below it one pointing at its parent's takedown; videos still in
-        flight are blocked at the consent gate.
+        Every video that used the cameo is held against the consent rule again (not only those made under
+        this grant: another grant may have been what covered them): each published one that no grant covers
+        any more gets a takedown pointing at the revocation, every remix below it one pointing at its parent's
+        takedown, and videos still in flight are blocked at the consent gate.
         """
         command_id = command_id or new_command_id()
 
@@ -110,63 +115,90 @@ class CameoCommands(Service):
             actor_ts = self.is_trust_and_safety(actor)
             if not cameo.revoke(str(actor), grant_id, reason, is_trust_and_safety=actor_ts, command_id=command_id):
                 return RevocationOutcome(grant_id, [], [])
-            grant = cameo.grants[grant_id]
-            cause = e.EventRef(event_id=grant.revocation_event_id or "", stream_id=str(cameo.id))
-            now = self.clock()
+            cause = e.EventRef(event_id=cameo.grants[grant_id].revocation_event_id or "", stream_id=str(cameo.id))
+            because = f"Consent for cameo {cameo.id} was revoked by {actor}: {reason}."
+            withdrawal = Withdrawal(str(actor), command_id, "consent_revoked", "consent_revocation", cause, because)
             changed: dict[UUID, Video] = {}
-            takedowns: list[TakedownRecord] = []
-            blocked: list[str] = []
-            uses = list(cameo.uses_under(grant_id))
-            self._prefetch_videos_and_remixes(use.video_id for use in uses)
-            # The cameo and the clock stand still during the command: one answer per creator and purpose.
-            answers: dict[tuple[str, str], ConsentError | None] = {}
-            for use in uses:
-                video = self.video(use.video_id)
-                asked = (use.creator_id, purpose_of(video))
-                if asked not in answers:
-                    try:
-                        self.consent(cameo, use.creator_id, asked[1], now)
-                        answers[asked] = None
-                    except ConsentError as refused:
-                        answers[asked] = refused
-                why = answers[asked]
-                if why is None:
-                    continue  # still covered by another live grant
-                statement = f"Consent for cameo {cameo.id} was revoked by {actor}: {reason}. {why}"
-                if video.state in IN_FLIGHT:
-                    blocked_event = payload(e.VideoBlocked, gate="consent", reasons=[statement])
-                    if video.block(blocked_event, str(actor), command_id=command_id):
-                        changed[video.id] = video
-                        blocked.append(str(video.id))
-                elif video.is_live:
-                    takedown = Takedown(
-                        actor=str(actor),
-                        command_id=command_id,
-                        reason_code="consent_revoked",
-                        statement=statement,
-                        source="consent_revocation",
-                        automated=True,
-                        caused_by=cause,
-                        policy_clause="likeness-consent",
-                        legal_ground=None,
-                    )
-                    takedowns += take_down_tree(video, takedown, self.video, changed)
+            outcome = self._withdraw_uncovered(_used_in(cameo), withdrawal, changed, {str(cameo.id): cameo})
             self.save(cameo, *changed.values())
-            return RevocationOutcome(grant_id, takedowns, blocked)
+            return RevocationOutcome(grant_id, outcome.takedowns, outcome.blocked)
 
         return self._retrying(run)
 
-    def erase_cameo(self, actor: UUID, cameo_id: UUID | str, reason: str, *, command_id: str | None = None) -> None:
-        """Crypto-shred the likeness: destroy its key and its encrypted blob, and record that it was done."""
+    def expire_consent(
+        self, cameo_id: UUID | str, grant_id: str, *, command_id: str | None = None
+    ) -> RevocationOutcome:
+        """Record that a grant expired (the expiry timer calls this) and take down what it alone covered."""
+        command_id = command_id or f"expire:{grant_id}"
+
+        def run() -> RevocationOutcome:
+            cameo = self.cameo(cameo_id)
+            if not cameo.record_expiry(grant_id, self.clock(), command_id=command_id):
+                return RevocationOutcome(grant_id, [], [])
+            grant = cameo.grants[grant_id]
+            cause = e.EventRef(event_id=grant.expiry_event_id or "", stream_id=str(cameo.id))
+            assert grant.expires_at is not None
+            because = f"Consent {grant_id} for cameo {cameo.id} expired at {grant.expires_at.isoformat()}."
+            withdrawal = Withdrawal("system:expiry", command_id, "consent_expired", "consent_expiry", cause, because)
+            changed: dict[UUID, Video] = {}
+            outcome = self._withdraw_uncovered(_used_in(cameo), withdrawal, changed, {str(cameo.id): cameo})
+            self.save(cameo, *changed.values())
+            return RevocationOutcome(grant_id, outcome.takedowns, outcome.blocked)
+
+        return self._retrying(run)
+
+    def recheck_consent(
+        self, cameo_id: UUID | str, *, because: str, cause: e.EventRef | None, command_id: str
+    ) -> RevocationOutcome:
+        """Hold every video with the cameo against the consent rule after something outside the cameo changed
+        (an unfollow that ends a mutual): what no grant covers any more comes down, naming the cause."""
+
+        def run() -> RevocationOutcome:
+            cameo = self.cameo(cameo_id)
+            withdrawal = Withdrawal("system:consent", command_id, "consent_lost", "consent_revocation", cause, because)
+            changed: dict[UUID, Video] = {}
+            outcome = self._withdraw_uncovered(_used_in(cameo), withdrawal, changed, {str(cameo.id): cameo})
+            if changed:
+                self.save(*changed.values())
+            return RevocationOutcome("", outcome.takedowns, outcome.blocked)
+
+        return self._retrying(run)
+
+    def erase_cameo(
+        self, actor: UUID, cameo_id: UUID | str, reason: str, *, command_id: str | None = None
+    ) -> RevocationOutcome:
+        """Erase a likeness: every video with it comes down (each with a case), then its data is destroyed.
+
+        The erasure and the takedowns are recorded in one transaction; then the encrypted reference blob is
+        deleted and the key destroyed (crypto-shredding: any copy of the ciphertext is unreadable). Running the
+        command again finishes a clean-up that a crash interrupted.
+        """
         command_id = command_id or new_command_id()
 
-        def run() -> None:
+        def run() -> RevocationOutcome:
             cameo = self.cameo(cameo_id)
+            blob = self._reference_blob(cameo)
+            outcome = WithdrawalOutcome([], [])
             if cameo.erase(str(actor), reason, command_id=command_id):
-                self.keystore.destroy(cameo.key_id)
-                self.save(cameo)
+                cause = e.EventRef(event_id=cameo.erasure_event_id or "", stream_id=str(cameo.id))
+                because = f"Cameo {cameo.id} was erased by its owner: {reason}."
+                withdrawal = Withdrawal(str(actor), command_id, "cameo_erased", "consent_revocation", cause, because)
+                changed: dict[UUID, Video] = {}
+                outcome = self._withdraw_uncovered(_used_in(cameo), withdrawal, changed, {str(cameo.id): cameo})
+                self.save(cameo, *changed.values())
+            if blob is not None:
+                self.blobs.delete(blob)
+            self.keystore.destroy(cameo.key_id)
+            return RevocationOutcome("", outcome.takedowns, outcome.blocked)
 
-        self._retrying(run)
+        return self._retrying(run)
+
+    def _reference_blob(self, cameo: Cameo) -> str | None:
+        """The sha256 of the encrypted reference image, while the key that names it still exists."""
+        try:
+            return reference_blob(self.keystore, cameo.id, cameo.key_id, cameo.encrypted_reference)
+        except KeyDestroyed:
+            return None
 
     def videos_with_cameo(self, actor: UUID | str, cameo_id: UUID | str) -> list[Video]:
         """Every video that uses the cameo: its owner (and trust and safety) can see all of them."""
@@ -174,3 +206,7 @@ class CameoCommands(Service):
         if str(actor) != cameo.owner_id and not self.is_trust_and_safety(actor):
             raise NotPermitted(f"only the owner of cameo {cameo.id} can list the videos that use it")
         return [self.video(use.video_id) for use in cameo.uses]
+
+
+def _used_in(cameo: Cameo) -> list[str]:
+    return [use.video_id for use in cameo.uses]

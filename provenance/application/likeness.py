@@ -27,7 +27,11 @@ def seal_reference(keys: LikenessKeys, blobs: BlobStore, cameo_id: UUID, image: 
 
 def open_reference(keys: LikenessKeys, blobs: BlobStore, cameo_id: UUID, key_id: str, sealed: str) -> bytes:
     """The reference image; `KeyDestroyed` once the cameo was erased."""
-    context = str(cameo_id).encode()
-    reference = orjson.loads(keys.decrypt(key_id, base64.b64decode(sealed), context))
-    sha = reference["blob"].rsplit(":", 1)[1]
-    return keys.decrypt(key_id, blobs.read_bytes(sha), context)
+    sha = reference_blob(keys, cameo_id, key_id, sealed)
+    return keys.decrypt(key_id, blobs.read_bytes(sha), str(cameo_id).encode())
+
+
+def reference_blob(keys: LikenessKeys, cameo_id: UUID, key_id: str, sealed: str) -> str:
+    """The sha256 of the blob holding the encrypted image; `KeyDestroyed` once the cameo was erased."""
+    reference = orjson.loads(keys.decrypt(key_id, base64.b64decode(sealed), str(cameo_id).encode()))
+    return str(reference["blob"]).rsplit(":", 1)[1]

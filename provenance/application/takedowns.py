@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from kernel.errors import InvalidInput, NotPermitted, RuleViolation
+from kernel.errors import ConsentError, InvalidInput, NotPermitted, RuleViolation
 from provenance.application.service import Service
 from provenance.domain.cascade import Takedown, TakedownRecord, take_down_tree
-from provenance.domain.consent import purpose_of
 from provenance.domain.ids import new_command_id
 from provenance.domain.payloads import payload
 from provenance.domain.video import Video
@@ -82,7 +81,8 @@ class TakedownCommands(Service):
     ) -> None:
         """Close a takedown case in the video's favour (trust and safety only).
 
-        A case caused by a consent revocation can only be closed while the consent is live again.
+        Refused, whatever the case's source, while the consent rule would not let the video be live: every
+        cameo in it under live consent and the video it remixes live.
         """
         command_id = command_id or new_command_id()
         if not self.is_trust_and_safety(actor):
@@ -90,11 +90,10 @@ class TakedownCommands(Service):
         reinstated = payload(e.VideoReinstated, case_id=case_id, decision=decision)
 
         def change(video: Video) -> bool:
-            case = video.cases.get(case_id)
-            if case is not None and case.source == "consent_revocation" and not video.handled(command_id):
-                now = self.clock()
-                for used in video.cameos:
-                    self.consent(self.cameo(used.cameo_id), video.creator_id, purpose_of(video), now)
+            if not video.handled(command_id):
+                reasons = self.why_not_live(video, self.clock())
+                if reasons:
+                    raise ConsentError(f"video {video.id} cannot be reinstated: {'; '.join(reasons)}")
             return video.reinstate(reinstated, str(actor), command_id=command_id)
 
         self._on_video(video_id, change)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from kernel.errors import ConsentError, NotPermitted, RuleViolation
+from kernel.errors import CommandConflict, NotPermitted, RuleViolation
 from provenance.application.service import SYSTEM, Service
 from provenance.domain.cameo import Cameo
 from provenance.domain.consent import purpose_of
@@ -47,6 +47,17 @@ class VideoCommands(Service):
         def run() -> UUID:
             creator = self.person(actor)
             if self.exists(video_id):
+                earlier = self.video(video_id)
+                same = (
+                    earlier.creator_id == str(creator.id)
+                    and earlier.prompt == prompt
+                    and earlier.remix_of == (str(remix_of) if remix_of is not None else None)
+                    and (seed is None or earlier.seed == seed)
+                    and set(requested_cameos) <= set(earlier.cameo_ids)
+                    and all(earlier.parameters.get(k) == v for k, v in (parameters or {}).items())
+                )
+                if not same:
+                    raise CommandConflict(f"command id {command_id} was already used for a different command")
                 return video_id
             now = self.clock()
             params = dict(parameters or {})
@@ -154,21 +165,17 @@ class VideoCommands(Service):
             if not actor.startswith(f"{SYSTEM}:") and actor != video.creator_id:
                 raise NotPermitted(f"only the creator of video {video.id} can publish it")
             now = self.clock()
-            problems: list[str] = []
-            checked: list[e.CameoInVideo] = []
-            for used in video.cameos:
-                cameo = self.cameo(used.cameo_id)
-                try:
-                    grant_id = self.consent(cameo, video.creator_id, purpose_of(video), now)
-                    checked.append(e.CameoInVideo(cameo_id=str(cameo.id), grant_id=grant_id))
-                except ConsentError as exc:
-                    problems.append(str(exc))
-            if video.remix_of is not None and not self.video(video.remix_of).is_live:
-                problems.append(f"the parent video {video.remix_of} is no longer published")
+            problems = self.why_not_live(video, now)
             if problems:
                 video.block(e.VideoBlocked(gate="consent", reasons=problems), actor, command_id=command_id)
                 self.save(video)
                 return PublishOutcome(False, problems)
+            checked = [
+                e.CameoInVideo(
+                    cameo_id=c, grant_id=self.consent(self.cameo(c), video.creator_id, purpose_of(video), now)
+                )
+                for c in video.cameo_ids
+            ]
             video.publish(e.VideoPublished(consent_checked=checked), actor, command_id=command_id)
             self.save(video)
             return PublishOutcome(True)

@@ -35,6 +35,7 @@ class Cameo(EventStream):
         self.encrypted_reference = ""
         self.key_id = ""
         self.erased = False
+        self.erasure_event_id: str | None = None
         self.grants: dict[str, Grant] = {}
         self.uses: list[CameoUse] = []
 
@@ -93,6 +94,16 @@ class Cameo(EventStream):
             raise RuleViolation(f"grant {grant_id} on cameo {self.id} was already revoked")
         return self._record("ConsentRevoked", payload, actor=actor, command_id=command_id)
 
+    def record_expiry(self, grant_id: str, now: datetime, *, command_id: str | None) -> bool:
+        """Record that a grant's expiry time has passed (once; a no-op before the time or after a revocation)."""
+        grant = self.grants.get(grant_id)
+        if grant is None:
+            raise InvalidInput(f"cameo {self.id} has no grant {grant_id}")
+        if grant.expires_at is None or now < grant.expires_at or grant.expiry_event_id or grant.revoked_at:
+            return False
+        payload = e.ConsentExpired(grant_id=grant_id, expired_at=grant.expires_at)
+        return self._record("ConsentExpired", payload, actor="system:expiry", command_id=command_id)
+
     def record_use(self, video_id: UUID, creator_id: str, grant_id: str, *, command_id: str | None) -> bool:
         payload = e.CameoUseRecorded(video_id=str(video_id), creator_id=creator_id, grant_id=grant_id)
         return self._record("CameoUseRecorded", payload, actor=creator_id, command_id=command_id)
@@ -144,8 +155,12 @@ class Cameo(EventStream):
         grant.revoke_reason = p["reason"]
         grant.revocation_event_id = event.event_id
 
+    def _when_ConsentExpired(self, p: dict[str, Any], event: Any) -> None:
+        self.grants[p["grant_id"]].expiry_event_id = event.event_id
+
     def _when_CameoUseRecorded(self, p: dict[str, Any], _: Any) -> None:
         self.uses.append(CameoUse(p["video_id"], p["creator_id"], p["grant_id"]))
 
-    def _when_CameoErased(self, p: dict[str, Any], _: Any) -> None:
+    def _when_CameoErased(self, p: dict[str, Any], event: Any) -> None:
         self.erased = True
+        self.erasure_event_id = event.event_id

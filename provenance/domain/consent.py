@@ -7,7 +7,7 @@ follow graph is passed in as a question (`is_mutual`) because it lives in other 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -33,6 +33,8 @@ class Grant:
     revoked_at: datetime | None = None
     revoke_reason: str | None = None
     revocation_event_id: str | None = None
+    expiry_event_id: str | None = None
+    """Set once the expiry timer recorded that the grant expired."""
 
     def reaches(self, person_id: str, is_mutual: Callable[[], bool]) -> bool:
         """Whether the audience of this grant includes the person (live or not)."""
@@ -78,3 +80,27 @@ def covering_grant(cameo: Cameo, person_id: str, purpose: str, now: datetime, is
         )
     assert latest.expires_at is not None
     raise ConsentError(f"consent {latest.grant_id} for cameo {cameo.id} expired at {latest.expires_at.isoformat()}")
+
+
+def uncovered_cameos(
+    video: Video, cameos: Mapping[str, Cameo], now: datetime, is_mutual: Callable[[str, str], bool]
+) -> list[str]:
+    """Why the video's likenesses are not all under live consent now: one reason per uncovered cameo.
+
+    The rule the product exists for: a video with cameos is live only while, for every cameo in it, its
+    creator is the cameo's owner or is reached by a live grant of the owner for the video's purpose
+    (audience, scope, expiry, the approved list, the follow graph as it is now). Empty when it holds.
+    """
+    purpose = purpose_of(video)
+    reasons: list[str] = []
+    for used in video.cameos:
+        cameo = cameos[used.cameo_id]
+        try:
+            covering_grant(cameo, video.creator_id, purpose, now, _asking(is_mutual, cameo.owner_id, video.creator_id))
+        except ConsentError as refused:
+            reasons.append(str(refused))
+    return reasons
+
+
+def _asking(is_mutual: Callable[[str, str], bool], owner: str, person: str) -> Callable[[], bool]:
+    return lambda: is_mutual(owner, person)

@@ -24,6 +24,15 @@ def app(tmp_path: Path) -> Iterator[ProvenanceApp]:
     application.close()
 
 
+@pytest.fixture
+def people(app: ProvenanceApp) -> dict[str, object]:
+    """Three members and tess, of trust and safety."""
+    return {
+        h: app.register_person(h, roles=["member", "trust_and_safety"] if h == "tess" else ["member"])
+        for h in ("alice", "bob", "carol", "tess")
+    }
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AppFactory]:
     """Makes applications over one store, so contract tests can reopen it and see what was recorded."""

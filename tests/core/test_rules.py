@@ -20,14 +20,6 @@ from provenance.application import ProvenanceApp
 from tests.core.support import moderation, pass_gates, publish_new, rendered, signature
 
 
-@pytest.fixture
-def people(app: ProvenanceApp) -> dict[str, object]:
-    return {
-        h: app.register_person(h, roles=["member", "trust_and_safety"] if h == "tess" else ["member"])
-        for h in ("alice", "bob", "carol", "tess")
-    }
-
-
 def recorded(app: ProvenanceApp) -> int:
     return app.recorder.max_notification_id() or 0
 

@@ -1,0 +1,101 @@
+"""Holding the consent rule: every video that loses the consent of a likeness in it comes down.
+
+Whatever ends coverage (a revocation of any grant, an expiry, an erasure, an unfollow that ends a mutual) the
+videos that used the cameo are re-evaluated against `provenance.domain.consent.uncovered_cameos`, the rule in
+one place; each published one that no longer passes is taken down with its own case naming the cause (and its
+remixes with cascade cases), and each still in flight is blocked at the consent gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from uuid import UUID
+
+from provenance.application.service import Service
+from provenance.domain.cameo import Cameo
+from provenance.domain.cascade import Takedown, TakedownRecord, take_down_tree
+from provenance.domain.consent import purpose_of, uncovered_cameos
+from provenance.domain.payloads import payload
+from provenance.domain.video import IN_FLIGHT, Video
+from schemas import events as e
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """Why videos lose their consent, as their takedown cases and blocks will say it."""
+
+    actor: str
+    command_id: str
+    reason_code: str
+    source: str
+    cause: e.EventRef | None
+    because: str
+
+
+@dataclass(frozen=True)
+class WithdrawalOutcome:
+    takedowns: list[TakedownRecord]
+    blocked: list[str]
+
+
+class CoverageCommands(Service):
+    def _withdraw_uncovered(
+        self,
+        video_ids: Iterable[str],
+        withdrawal: Withdrawal,
+        changed: dict[UUID, Video],
+        known_cameos: Mapping[str, Cameo] = {},
+    ) -> WithdrawalOutcome:
+        """Take down (or block) each of the videos, and the remixes below them, that the rule no longer allows.
+
+        `changed` collects every aggregate changed, for the caller to save in one transaction with its own.
+        """
+        ids = list(dict.fromkeys(video_ids))
+        self._prefetch_videos_and_remixes(ids)
+        now = self.clock()
+        cameos = dict(known_cameos)
+        mutuals: dict[tuple[str, str], bool] = {}
+
+        def is_mutual(owner: str, person: str) -> bool:
+            if (owner, person) not in mutuals:
+                mutuals[(owner, person)] = self.are_mutuals(owner, person)
+            return mutuals[(owner, person)]
+
+        # Cameos, follow graph and clock stand still during the command: one verdict per creator, purpose, cameos.
+        verdicts: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+        takedowns: list[TakedownRecord] = []
+        blocked: list[str] = []
+        for video_id in ids:
+            video = changed.get(UUID(video_id)) or self.video(video_id)
+            if not video.is_live and video.state not in IN_FLIGHT:
+                continue
+            key = (video.creator_id, purpose_of(video), tuple(video.cameo_ids))
+            if key not in verdicts:
+                for cameo_id in video.cameo_ids:
+                    if cameo_id not in cameos:
+                        cameos[cameo_id] = self.cameo(cameo_id)
+                verdicts[key] = uncovered_cameos(video, cameos, now, is_mutual)
+            reasons = verdicts[key]
+            if not reasons:
+                continue
+            statement = f"{withdrawal.because} {' '.join(reasons)}"[:5000]
+            if video.state in IN_FLIGHT:
+                blocked_event = payload(e.VideoBlocked, gate="consent", reasons=[statement])
+                if video.block(blocked_event, withdrawal.actor, command_id=withdrawal.command_id):
+                    changed[video.id] = video
+                    blocked.append(str(video.id))
+                continue
+            takedown = Takedown(
+                actor=withdrawal.actor,
+                command_id=withdrawal.command_id,
+                reason_code=withdrawal.reason_code,
+                statement=statement,
+                source=withdrawal.source,
+                automated=True,
+                caused_by=withdrawal.cause,
+                policy_clause="likeness-consent",
+                legal_ground=None,
+            )
+            takedowns += take_down_tree(video, takedown, self.video, changed)
+        return WithdrawalOutcome(takedowns, blocked)
