@@ -27,7 +27,7 @@ from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
-from tests.core.support import moderation, rendered, signature
+from tests.core.support import face, moderation, rendered, signature
 
 
 def make_settings(home: Path, backend: str, dsn: str | None) -> Settings:
@@ -99,7 +99,7 @@ def bench_cascade(home: Path, roots: int, depth: int) -> dict[str, float]:
     reads = ReadModels(store.engine)
     alice = app.register_person("alice")
     bob = app.register_person("bob")
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     app.grant_consent(alice, cameo, "everyone", scope=["remix"])
     n = 0

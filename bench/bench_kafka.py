@@ -55,6 +55,7 @@ from provenance.kafka.relay import Relay, RelayOptions
 from provenance.kafka.sinks import ProjectionSink
 from provenance.log import last_position, read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
+from tests.core.support import face
 
 PARTITIONS = 6
 DEADLINE_S = 900.0
@@ -293,7 +294,7 @@ def bench_revocation(home: Path, base: Settings, videos: int) -> Revocation:
     tag = uuid.uuid4().hex[:6]
     owner = app.register_person(f"owner{tag}")
     grantee = app.register_person(f"grantee{tag}")
-    cameo = app.register_cameo(owner, b"a face")
+    cameo = app.register_cameo(owner, face())
     grant = app.grant_consent(owner, cameo, "approved", grantees=[grantee])
     made = {str(lifecycle(app, grantee, n, cameo=cameo)) for n in range(videos)}
     embedded = open_store(f"sqlite:///{home / 'embedded.db'}")

@@ -19,6 +19,7 @@ from kernel.blobstore import BlobStore
 from provenance.application import ProvenanceApp
 from provenance.config import Settings
 from provenance.keystore import KeyStore, LikenessKeys
+from provenance.reference_check import OneFaceCheck, ReferenceCheck
 
 if TYPE_CHECKING:
     from projections import ProjectionStore
@@ -48,12 +49,14 @@ class System:
         keystore: LikenessKeys | None = None,
         blobs: BlobStore | None = None,
         app_env: Mapping[str, str] | None = None,
+        reference_check: ReferenceCheck | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.clock = clock or (lambda: datetime.now(UTC))
         self._keystore = keystore
         self._blobs = blobs
         self._app_env = dict(app_env or {})
+        self._reference_check = reference_check
 
     # --- the write side ------------------------------------------------------------------------------------
 
@@ -71,7 +74,8 @@ class System:
     @cached_property
     def app(self) -> ProvenanceApp:
         env = {**event_store_env(self.settings), **self._app_env}
-        app = ProvenanceApp(env, keystore=self.keystore, blobs=self.blobs, clock=self.clock)
+        check = self._reference_check or OneFaceCheck()
+        app = ProvenanceApp(env, keystore=self.keystore, blobs=self.blobs, clock=self.clock, reference_check=check)
         if self.settings.event_store == "sqlite" and "PERSISTENCE_MODULE" not in self._app_env:
             from provenance.batch_loader import SQLiteBatchLoader
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from kernel.errors import CommandConflict, ConsentError, InvalidInput, NotPermitted
+from kernel.errors import CommandConflict, ConsentError, NotPermitted
 from provenance.application.coverage import CoverageCommands, Withdrawal, WithdrawalOutcome
 from provenance.application.likeness import open_reference, reference_blob, seal_reference
 from provenance.domain.cameo import Cameo
@@ -31,8 +31,7 @@ class CameoCommands(CoverageCommands):
     def register_cameo(self, owner: UUID, reference_image: bytes, *, command_id: str | None = None) -> UUID:
         """Register a likeness; the reference image is stored encrypted under a key of its own."""
         command_id = command_id or new_command_id()
-        if not reference_image:
-            raise InvalidInput("the reference image is empty")
+        self.reference_check.check(reference_image)
         cameo_id = derived_id("cameo", command_id)
         sha256 = hashlib.sha256(reference_image).hexdigest()
 
@@ -209,4 +208,6 @@ class CameoCommands(CoverageCommands):
 
 
 def _used_in(cameo: Cameo) -> list[str]:
-    return [use.video_id for use in cameo.uses]
+    """The videos a change of consent can affect: those made by anyone but the owner, who needs no grant
+    (after an erasure, every one)."""
+    return [use.video_id for use in cameo.uses if cameo.erased or use.creator_id != cameo.owner_id]

@@ -25,6 +25,7 @@ from provenance.domain.person import Person, person_id_for
 from provenance.domain.stream import EventStream
 from provenance.domain.video import Video
 from provenance.keystore import LikenessKeys
+from provenance.reference_check import ReferenceCheck
 
 T = TypeVar("T")
 TStream = TypeVar("TStream", bound=EventStream)
@@ -43,7 +44,8 @@ class Service(Application[UUID]):
     """The application service's core; the command handlers (people, cameos, videos, takedowns) extend it.
 
     Collaborators come from the composition root (`provenance.bootstrap`): the event store's configuration,
-    the likeness key store, the blob store and the clock; a batch loader where the store has one.
+    the likeness key store, the blob store, the clock and the check a cameo's reference must pass; a batch
+    loader where the store has one.
     """
 
     is_snapshotting_enabled = False
@@ -55,12 +57,14 @@ class Service(Application[UUID]):
         keystore: LikenessKeys,
         blobs: BlobStore,
         clock: Callable[[], datetime],
+        reference_check: ReferenceCheck,
     ) -> None:
         cache = {"AGGREGATE_CACHE_MAXSIZE": "10000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}
         super().__init__(env={**cache, **env})
         self.keystore = keystore
         self.blobs = blobs
         self.clock = clock
+        self.reference_check = reference_check
         self.batch_loader: BatchLoader | None = None
         self._local = threading.local()
 

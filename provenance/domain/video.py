@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from kernel.errors import InvalidTransition, RuleViolation
+from provenance.domain.payloads import TPayload
 from provenance.domain.stream import EventStream
 from schemas import events as e
 
@@ -49,9 +50,9 @@ class Video(EventStream):
         self.cameos: list[e.CameoInVideo] = []
         self.remix_of: str | None = None
         self.children: list[str] = []
-        self.rendered: e.VideoRendered | None = None
-        self.moderation: e.ModerationDecided | None = None
-        self.signature: e.VideoSigned | None = None
+        # Gate results, typed on first read: loading thousands of videos (a cascade) never pays for them.
+        self._results: dict[str, dict[str, Any]] = {}
+        self._typed: dict[str, e.Payload] = {}
         self.block_reasons: list[str] = []
         self.cases: dict[str, TakedownCase] = {}
         self.event_ids: list[str] = []
@@ -68,6 +69,31 @@ class Video(EventStream):
     def is_live(self) -> bool:
         """Published and not under a takedown: what the feed shows."""
         return self.state == PUBLISHED and not self.is_taken_down
+
+    @property
+    def rendered(self) -> e.VideoRendered | None:
+        return self._result("VideoRendered", e.VideoRendered)
+
+    @property
+    def moderation(self) -> e.ModerationDecided | None:
+        return self._result("ModerationDecided", e.ModerationDecided)
+
+    @property
+    def signature(self) -> e.VideoSigned | None:
+        return self._result("VideoSigned", e.VideoSigned)
+
+    def _keep(self, event_type: str, payload: dict[str, Any]) -> None:
+        self._results[event_type] = payload
+        self._typed.pop(event_type, None)
+
+    def _result(self, event_type: str, model: type[TPayload]) -> TPayload | None:
+        raw = self._results.get(event_type)
+        if raw is None:
+            return None
+        typed = self._typed.get(event_type)
+        if not isinstance(typed, model):
+            typed = self._typed[event_type] = model.model_validate(raw)
+        return typed
 
     @property
     def cameo_ids(self) -> list[str]:
@@ -190,7 +216,7 @@ class Video(EventStream):
 
     def _when_VideoRendered(self, p: dict[str, Any], _: Any) -> None:
         self.state = RENDERED
-        self.rendered = e.VideoRendered.model_validate(p)
+        self._keep("VideoRendered", p)
 
     def _when_RenderFailed(self, p: dict[str, Any], _: Any) -> None:
         self.state = RENDER_FAILED
@@ -198,11 +224,11 @@ class Video(EventStream):
 
     def _when_ModerationDecided(self, p: dict[str, Any], _: Any) -> None:
         self.state = MODERATED
-        self.moderation = e.ModerationDecided.model_validate(p)
+        self._keep("ModerationDecided", p)
 
     def _when_VideoSigned(self, p: dict[str, Any], _: Any) -> None:
         self.state = SIGNED
-        self.signature = e.VideoSigned.model_validate(p)
+        self._keep("VideoSigned", p)
 
     def _when_VideoPublished(self, p: dict[str, Any], _: Any) -> None:
         self.state = PUBLISHED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -11,6 +12,16 @@ from provenance.domain.payloads import payload
 from schemas import events as e
 
 SHA = "ab" * 32
+
+
+@functools.cache
+def face(identity: int = 0) -> bytes:
+    """A PNG of a synthetic face that the reference check accepts (one face, found by OpenCV's cascade)."""
+    from devkit.clip import synthesize_face
+    from provenance.stages import encode_png
+
+    return encode_png(synthesize_face(identity, 256))
+
 
 AppFactory = Callable[[], ProvenanceApp]
 

@@ -6,14 +6,14 @@ import pytest
 
 from kernel.errors import ConsentError
 from provenance.domain.video import PUBLISHED
-from tests.core.support import AppFactory, pass_gates, publish_new
+from tests.core.support import AppFactory, face, pass_gates, publish_new
 
 
 def test_a_video_passes_every_gate_and_reads_back_after_reopening(backend_factory: AppFactory) -> None:
     app = backend_factory()
     alice = app.register_person("alice")
     bob = app.register_person("bob")
-    cameo = app.register_cameo(alice, b"reference face bytes")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     video_id = publish_new(app, bob, "two balls", cameo_ids=[cameo])
 
@@ -22,7 +22,7 @@ def test_a_video_passes_every_gate_and_reads_back_after_reopening(backend_factor
     assert video.state == PUBLISHED
     assert [c.model_dump() for c in video.cameos] == [{"cameo_id": str(cameo), "grant_id": grant}]
     assert reopened.cameo(cameo).uses[0].video_id == str(video_id)
-    assert reopened.cameo_reference(cameo) == b"reference face bytes"
+    assert reopened.cameo_reference(cameo) == face()
 
 
 def test_the_same_command_twice_records_nothing_the_second_time(backend_factory: AppFactory) -> None:
@@ -42,7 +42,7 @@ def test_the_same_command_twice_records_nothing_the_second_time(backend_factory:
 def test_revocation_takes_down_the_tree_in_one_transaction(backend_factory: AppFactory) -> None:
     app = backend_factory()
     alice, bob, carol = (app.register_person(h) for h in ("alice", "bob", "carol"))
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     app.grant_consent(alice, cameo, "everyone", scope=["remix"])
     root = publish_new(app, bob, cameo_ids=[cameo])

@@ -24,7 +24,7 @@ from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.log import read_log
 from provenance.runner import LOG_SOURCE, EmbeddedRunner, ProjectionConsumer
-from tests.core.support import AppFactory, publish_new
+from tests.core.support import AppFactory, face, publish_new
 
 
 class Crash(RuntimeError):
@@ -119,7 +119,7 @@ FAIL_AT = 3
 def revocation_world(app: ProvenanceApp) -> tuple[UUID, UUID, str, list[UUID]]:
     """Alice's cameo, the grant bob published under, and bob's video with two generations of remixes."""
     alice, bob, carol = (app.register_person(h) for h in ("alice", "bob", "carol"))
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     app.grant_consent(alice, cameo, "everyone", scope=["remix"])
     root = publish_new(app, bob, cameo_ids=[cameo])

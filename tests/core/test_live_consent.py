@@ -15,12 +15,12 @@ from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.domain.consent import uncovered_cameos
-from tests.core.support import publish_new
+from tests.core.support import face, publish_new
 
 
 def test_revoking_the_last_of_two_everyone_grants_takes_the_video_down(app: ProvenanceApp, people: dict) -> None:
     alice, bob = people["alice"], people["bob"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     first = app.grant_consent(alice, cameo, "everyone")
     second = app.grant_consent(alice, cameo, "everyone")
     video = publish_new(app, bob, cameo_ids=[cameo])
@@ -35,7 +35,7 @@ def test_revoking_the_grant_that_a_reinstatement_relied_on_takes_it_down_again(
     app: ProvenanceApp, people: dict
 ) -> None:
     alice, bob, tess = people["alice"], people["bob"], people["tess"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     video = publish_new(app, bob, cameo_ids=[cameo])
     [record] = app.revoke_consent(alice, cameo, grant, "no").takedowns
@@ -50,7 +50,7 @@ def test_revoking_the_grant_that_a_reinstatement_relied_on_takes_it_down_again(
 def test_no_case_is_reinstated_while_the_rule_does_not_hold(app: ProvenanceApp, people: dict) -> None:
     """A cascade or owner case used to skip the consent check that a revocation case got."""
     alice, bob, carol, tess = people["alice"], people["bob"], people["carol"], people["tess"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "everyone")
     parent = publish_new(app, bob, cameo_ids=[cameo])
     remix = publish_new(app, carol, "remix", remix_of=parent)
@@ -73,7 +73,7 @@ def test_an_unfollow_that_ends_a_mutual_takes_the_videos_down(tmp_path: Path) ->
     alice, bob = app.register_person("alice"), app.register_person("bob")
     app.follow(alice, bob)
     app.follow(bob, alice)
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     app.grant_consent(alice, cameo, "mutuals")
     video = publish_new(app, bob, cameo_ids=[cameo])
     system.catch_up()
@@ -93,7 +93,7 @@ def test_erasing_a_cameo_takes_down_every_video_and_deletes_the_encrypted_refere
     app: ProvenanceApp, people: dict
 ) -> None:
     alice, bob, carol = people["alice"], people["bob"], people["carol"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     app.grant_consent(alice, cameo, "everyone")
     by_bob = publish_new(app, bob, cameo_ids=[cameo])
     by_alice = publish_new(app, alice, "alice herself", cameo_ids=[cameo])
@@ -114,7 +114,7 @@ def test_an_expiry_is_recorded_by_the_timer_and_takes_the_video_down(tmp_path: P
     system = System(Settings(home=tmp_path / "home", event_store="sqlite"), clock=lambda: now[0])
     app = system.app
     alice, bob = app.register_person("alice"), app.register_person("bob")
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "everyone", expires_at=now[0] + timedelta(days=1))
     video = publish_new(app, bob, cameo_ids=[cameo])
     system.catch_up()
@@ -139,15 +139,15 @@ def test_a_command_id_reused_for_a_different_request_or_cameo_is_refused(app: Pr
     assert app.request_generation(bob, "a ball", command_id="req-1") == video  # same command: a no-op
     with pytest.raises(CommandConflict, match="already used for a different command"):
         app.request_generation(bob, "a cat", command_id="req-1")
-    cameo = app.register_cameo(alice, b"face", command_id="cameo-1")
-    assert app.register_cameo(alice, b"face", command_id="cameo-1") == cameo
+    cameo = app.register_cameo(alice, face(), command_id="cameo-1")
+    assert app.register_cameo(alice, face(), command_id="cameo-1") == cameo
     with pytest.raises(CommandConflict, match="already used for a different command"):
-        app.register_cameo(alice, b"another face", command_id="cameo-1")
+        app.register_cameo(alice, face(1), command_id="cameo-1")
 
 
 def test_the_rule_is_one_function_of_the_state(app: ProvenanceApp, people: dict) -> None:
     alice, bob = people["alice"], people["bob"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     video = publish_new(app, bob, cameo_ids=[cameo])
     now = datetime.now(UTC)

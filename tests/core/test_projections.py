@@ -20,7 +20,7 @@ from provenance.config import Settings
 from provenance.log import read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from schemas.envelope import EventEnvelope
-from tests.core.support import publish_new
+from tests.core.support import face, publish_new
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_lineage_cameos_consent_audit_and_takedowns(world: Any) -> None:
         app.register_person("bob"),
         app.register_person("tess", roles=["trust_and_safety"]),
     )
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "everyone")
     root = publish_new(app, bob, cameo_ids=[cameo])
     child = publish_new(app, alice, "remix", remix_of=root)
@@ -150,7 +150,7 @@ def test_a_crash_mid_batch_loses_and_duplicates_nothing(world: Any, tmp_path: Pa
 def test_rebuild_from_scratch_equals_incremental(world: Any, tmp_path: Path) -> None:
     app, store, _ = world
     alice, bob = app.register_person("alice"), app.register_person("bob")
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     app.grant_consent(alice, cameo, "everyone", scope=["remix"])
     for i in range(3):
@@ -172,7 +172,7 @@ def test_projections_on_postgresql_equal_those_on_sqlite(world: Any, fresh_postg
     app, store, _ = world
     alice, bob = app.register_person("alice"), app.register_person("bob")
     tess = app.register_person("tess", roles=["member", "trust_and_safety"])
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     root = publish_new(app, bob, cameo_ids=[cameo])
     publish_new(app, alice, "remix", remix_of=root)

@@ -17,7 +17,7 @@ from kernel.errors import (
     RuleViolation,
 )
 from provenance.application import ProvenanceApp
-from tests.core.support import moderation, pass_gates, publish_new, rendered, signature
+from tests.core.support import face, moderation, pass_gates, publish_new, rendered, signature
 
 
 def recorded(app: ProvenanceApp) -> int:
@@ -64,7 +64,7 @@ def test_malformed_input_is_refused(app: ProvenanceApp, people: dict) -> None:
 
 def test_consent_is_needed_at_request_and_checked_again_at_publish(app: ProvenanceApp, people: dict) -> None:
     alice, bob, carol = people["alice"], people["bob"], people["carol"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     with pytest.raises(ConsentError, match="has not granted"):
         app.request_generation(bob, "me and alice", cameo_ids=[cameo])
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
@@ -79,7 +79,7 @@ def test_consent_is_needed_at_request_and_checked_again_at_publish(app: Provenan
 
 def test_consent_revoked_between_signing_and_publish_blocks_the_publish(app: ProvenanceApp, people: dict) -> None:
     alice, bob = people["alice"], people["bob"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     app.grant_consent(alice, cameo, "everyone", expires_at=datetime.now(UTC) + timedelta(hours=1))
     video = app.request_generation(bob, "with alice", cameo_ids=[cameo])
     pass_gates(app, video)
@@ -92,7 +92,7 @@ def test_consent_revoked_between_signing_and_publish_blocks_the_publish(app: Pro
 
 def test_mutuals_audience_follows_the_social_graph(app: ProvenanceApp, people: dict) -> None:
     alice, bob = people["alice"], people["bob"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     app.grant_consent(alice, cameo, "mutuals")
     app.follow(bob, alice)
     with pytest.raises(ConsentError):
@@ -106,7 +106,7 @@ def test_mutuals_audience_follows_the_social_graph(app: ProvenanceApp, people: d
 
 def test_scope_separates_generation_from_remixing(app: ProvenanceApp, people: dict) -> None:
     alice, bob, carol = people["alice"], people["bob"], people["carol"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     app.grant_consent(alice, cameo, "approved", grantees=[bob], scope=["generate"])
     original = publish_new(app, bob, cameo_ids=[cameo])
     with pytest.raises(ConsentError, match="does not cover 'remix'"):
@@ -119,7 +119,7 @@ def test_scope_separates_generation_from_remixing(app: ProvenanceApp, people: di
 
 def test_acting_on_someone_elses_cameo_is_refused(app: ProvenanceApp, people: dict) -> None:
     alice, bob = people["alice"], people["bob"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "everyone")
     with pytest.raises(NotPermitted):
         app.grant_consent(bob, cameo, "everyone")
@@ -170,7 +170,7 @@ def test_a_command_id_reused_for_something_else_is_an_error(app: ProvenanceApp, 
 
 def test_takedown_rights_appeal_and_reinstatement(app: ProvenanceApp, people: dict) -> None:
     alice, bob, carol, tess = people["alice"], people["bob"], people["carol"], people["tess"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     app.grant_consent(alice, cameo, "everyone")
     video = publish_new(app, bob, cameo_ids=[cameo])
     with pytest.raises(NotPermitted):
@@ -192,7 +192,7 @@ def test_takedown_rights_appeal_and_reinstatement(app: ProvenanceApp, people: di
 
 def test_reinstating_a_revocation_takedown_needs_live_consent(app: ProvenanceApp, people: dict) -> None:
     alice, bob, tess = people["alice"], people["bob"], people["tess"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     video = publish_new(app, bob, cameo_ids=[cameo])
     [record] = app.revoke_consent(alice, cameo, grant, "no").takedowns
@@ -205,7 +205,7 @@ def test_reinstating_a_revocation_takedown_needs_live_consent(app: ProvenanceApp
 
 def test_erasure_destroys_the_key_and_blocks_further_use(app: ProvenanceApp, people: dict) -> None:
     alice, bob = people["alice"], people["bob"]
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     app.grant_consent(alice, cameo, "everyone")
     key_id = app.cameo(cameo).key_id
     app.erase_cameo(alice, cameo, "delete my likeness")
@@ -218,7 +218,7 @@ def test_erasure_destroys_the_key_and_blocks_further_use(app: ProvenanceApp, peo
     with pytest.raises(KeyDestroyed):
         app.keystore.decrypt(key_id, b"\0" * 40, b"")
     stored = b"".join(n.state for n in app.recorder.select_notifications(start=1, limit=100))
-    assert b"face" not in stored  # the likeness was only ever recorded encrypted
+    assert face()[-64:] not in stored  # the likeness was only ever recorded encrypted
 
 
 def test_remixing_a_taken_down_video_is_refused(app: ProvenanceApp, people: dict) -> None:

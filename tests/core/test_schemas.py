@@ -18,7 +18,7 @@ from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from schemas import export
 from schemas.catalogue import CURRENT_VERSION, MODELS, InvalidEvent, check, upcast_payload
 from schemas.envelope import EventEnvelope
-from tests.core.support import rendered
+from tests.core.support import face, rendered
 
 
 def test_exported_json_schemas_are_up_to_date() -> None:
@@ -29,7 +29,7 @@ def test_exported_json_schemas_are_up_to_date() -> None:
 def test_payloads_the_write_side_records_validate_against_the_exported_schema(tmp_path: Path) -> None:
     app = System(Settings(home=tmp_path, event_store="memory")).app
     alice = app.register_person("alice")
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     app.grant_consent(alice, cameo, "everyone")
     video = app.request_generation(alice, "a ball", cameo_ids=[cameo])
     app.record_render(video, rendered(), command_id="r")

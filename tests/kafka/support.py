@@ -19,7 +19,7 @@ from projections.framework import ProjectionStore, table_of, utc
 from provenance.application import ProvenanceApp
 from provenance.kafka.relay import Relay
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
-from tests.core.support import publish_new
+from tests.core.support import face, publish_new
 
 DEADLINE_S = 60.0
 
@@ -33,7 +33,7 @@ def record_history(app: ProvenanceApp, videos: int = 6, tag: str = "") -> list[U
     bob = app.register_person(f"bob{tag}")
     ts = app.register_person(f"safety{tag}", roles=["member", "trust_and_safety"])
     app.follow(alice, bob)
-    cameo = app.register_cameo(alice, b"alice's face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     app.grant_consent(alice, cameo, "everyone", scope=["remix"])
     made: list[UUID] = []

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from provenance.cli import main
+from tests.core.support import face
 
 
 @pytest.fixture
@@ -25,9 +26,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_errors_are_one_line_with_a_meaningful_exit_code(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "person", "alice")[0] == 0
     assert run(capsys, "person", "bob")[0] == 0
-    face = home.parent / "face.png"
-    face.write_bytes(b"some image bytes")
-    code, cameo, _ = run(capsys, "cameo", "register", str(face), "--as", "alice")
+    not_a_face = home.parent / "notes.txt"
+    not_a_face.write_bytes(b"some text, not an image")
+    assert run(capsys, "cameo", "register", str(not_a_face), "--as", "alice")[:2] == (2, "")
+    face_png = home.parent / "face.png"
+    face_png.write_bytes(face())
+    code, cameo, _ = run(capsys, "cameo", "register", str(face_png), "--as", "alice")
     assert code == 0
     cases = [
         (("trace", "no-such-video"), 3, "no video"),

@@ -14,7 +14,7 @@ from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.gates import GateWorkers, ModerationJob, RenderJob, SigningJob
 from provenance.log import read_log
-from tests.core.support import moderation, rendered, signature
+from tests.core.support import face, moderation, rendered, signature
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_a_video_goes_through_every_gate_once_even_when_events_are_redelivered(s
 def test_consent_revoked_while_in_flight_is_never_published(system: System, stage: str) -> None:
     app = system.app
     alice, bob = app.register_person("alice"), app.register_person("bob")
-    cameo = app.register_cameo(alice, b"face")
+    cameo = app.register_cameo(alice, face())
     grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
     video = app.request_generation(bob, "bob and alice", cameo_ids=[cameo])
     stages = Stages(during={stage: lambda: app.revoke_consent(alice, cameo, grant, "not any more")})

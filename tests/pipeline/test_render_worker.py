@@ -15,6 +15,7 @@ from provenance.gates import GateWorkers, RenderJob
 from provenance.log import read_log
 from provenance.runner import LOG_SOURCE
 from provenance.stages import GeneratorStage
+from tests.core.support import face
 
 SMALL = {"duration_s": 1.0, "fps": 12, "width": 144, "height": 256}
 
@@ -78,7 +79,7 @@ def test_a_failing_render_is_recorded_with_its_reason(system: System) -> None:
 def test_missing_consent_is_refused_before_any_rendering(system: System) -> None:
     alice = system.app.register_person("alice")
     bob = system.app.register_person("bob")
-    cameo = system.app.register_cameo(alice, b"face")
+    cameo = system.app.register_cameo(alice, face())
     with pytest.raises(ConsentError):
         system.app.request_generation(bob, "bob with alice", cameo_ids=[cameo], parameters=SMALL)
     system.pipeline(GateWorkers(system.app, render=GeneratorStage(system.app.blobs))).run_until_idle()

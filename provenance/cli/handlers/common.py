@@ -35,11 +35,16 @@ def parse_expiry(text: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def read_file(path: str) -> bytes:
+def read_file(path: str, limit: int) -> bytes:
+    """The file's bytes; refused (before reading) when it is larger than `limit` bytes."""
     file = Path(path)
     if not file.is_file():
         raise InvalidInput(f"no such file: {path}")
-    return file.read_bytes()
+    with file.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput(f"{path} is larger than {limit} bytes")
+    return data
 
 
 def emit(lines: Iterable[str]) -> None:

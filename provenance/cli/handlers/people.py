@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from provenance.cli import render
 from provenance.cli.handlers.common import emit, parse_expiry, person_id, read_file
+from provenance.reference_check import MAX_REFERENCE_BYTES
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
@@ -26,7 +27,7 @@ def follow(system: System, args: argparse.Namespace) -> int:
 
 def cameo_register(system: System, args: argparse.Namespace) -> int:
     cameo_id = system.app.register_cameo(
-        person_id(system, args.actor), read_file(args.image), command_id=args.command_id
+        person_id(system, args.actor), read_file(args.image, MAX_REFERENCE_BYTES), command_id=args.command_id
     )
     system.catch_up()
     print(cameo_id)

@@ -1,0 +1,85 @@
+"""What a cameo's reference must be before anything is recorded: one face, in an image of bounded size.
+
+A reference that is not a decodable image, or shows no face or several, would make the likeness classifier
+fail (or match the wrong person) for every video on the platform, so registration refuses it with a clear
+error. Sizes are checked from the file's header before it is decoded, so a small file that claims a huge
+picture (a decompression bomb) is refused without allocating it.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Protocol
+
+from kernel.errors import InvalidInput
+
+MAX_REFERENCE_BYTES = 10 * 1024 * 1024
+MAX_REFERENCE_SIDE = 4096
+MIN_REFERENCE_SIDE = 64
+
+
+class ReferenceCheck(Protocol):
+    def check(self, image: bytes) -> None:
+        """Raise `InvalidInput` saying what is wrong with the reference; return when it is acceptable."""
+        ...
+
+
+class OneFaceCheck:
+    """PNG or JPEG, at most 10 MiB and 4096 pixels a side, with exactly one face OpenCV's cascade finds."""
+
+    def __init__(self) -> None:
+        self._detector: Any = None
+
+    def check(self, image: bytes) -> None:
+        if not image:
+            raise InvalidInput("the reference image is empty")
+        if len(image) > MAX_REFERENCE_BYTES:
+            raise InvalidInput(f"the reference image is {len(image)} bytes; at most {MAX_REFERENCE_BYTES} are accepted")
+        width, height = image_size(image)
+        if max(width, height) > MAX_REFERENCE_SIDE or min(width, height) < MIN_REFERENCE_SIDE:
+            raise InvalidInput(
+                f"the reference image is {width}x{height}; each side must be {MIN_REFERENCE_SIDE} to "
+                f"{MAX_REFERENCE_SIDE} pixels"
+            )
+        from provenance.stages import decode_image
+
+        faces = len(self.detector().boxes(decode_image(image)))
+        if faces != 1:
+            raise InvalidInput(
+                f"the reference image must show exactly one face, clearly and from the front; found {faces}"
+            )
+
+    def detector(self) -> Any:
+        if self._detector is None:
+            from moderation.likeness import FaceDetector, LikenessConfig
+
+            self._detector = FaceDetector(LikenessConfig())
+        return self._detector
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG or JPEG header; `InvalidInput` for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_size(data)
+    raise InvalidInput("the reference is not a PNG or JPEG image")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            break
+        marker = data[at + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            at += 2
+            continue
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        # Start-of-frame markers (baseline, progressive, ...) carry the size; C4, C8 and CC are not frames.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and at + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
+            return int(width), int(height)
+        at += 2 + length
+    raise InvalidInput("the reference JPEG has no readable frame header")

@@ -1,0 +1,58 @@
+"""A cameo's reference is one face in an image of bounded size; anything else is refused, nothing recorded."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from devkit.clip import synthesize_face, synthesize_scene
+from kernel.errors import InvalidInput
+from provenance.application import ProvenanceApp
+from provenance.reference_check import MAX_REFERENCE_BYTES, OneFaceCheck, image_size
+from provenance.stages import encode_png
+from tests.core.support import face
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + header
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (b"", "empty"),
+        (b"just some text", "not a PNG or JPEG"),
+        (_png_header_claiming(100_000, 100_000), "100000x100000"),
+        (_png_header_claiming(16, 16), "16x16"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * (MAX_REFERENCE_BYTES + 1), "at most"),
+        (encode_png(synthesize_scene(3, 320, 240)), "found 0"),
+        (encode_png(np.concatenate([synthesize_face(0, 256), synthesize_face(4, 256)], axis=1)), "found 2"),
+    ],
+    ids=["empty", "text", "bomb", "tiny", "too-large", "no-face", "two-faces"],
+)
+def test_what_is_not_one_face_is_refused(image: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        OneFaceCheck().check(image)
+
+
+def test_a_jpeg_face_is_accepted_and_its_size_read_from_the_header() -> None:
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", synthesize_face(2, 256)[:, :, ::-1])
+    assert ok
+    assert image_size(bytes(jpeg)) == (256, 256)
+    OneFaceCheck().check(bytes(jpeg))
+
+
+def test_a_refused_reference_records_nothing(app: ProvenanceApp, people: dict) -> None:
+    before = app.recorder.max_notification_id() or 0
+    with pytest.raises(InvalidInput, match="not a PNG or JPEG"):
+        app.register_cameo(people["alice"], b"a text file, not a face")
+    assert (app.recorder.max_notification_id() or 0) == before
+    assert not any(p.is_file() for p in app.blobs.root.rglob("*"))  # no encrypted blob, no orphan
+    assert app.register_cameo(people["alice"], face())  # a face goes through
