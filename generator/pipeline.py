@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import queue
+import socket
 import tempfile
 import threading
 import time
@@ -142,10 +143,42 @@ def _prefetched(chunks: Iterator[np.ndarray], depth: int = 2) -> Generator[np.nd
         worker.join()
 
 
+TEMP_PREFIX = ".render-"
+
+
+def clean_stale_renders(root: Path) -> list[Path]:
+    """Delete half-written renders that a killed worker on this host left in the blob store; returns them.
+
+    A render's temporary file is named after its host and process, so only files of processes of this host
+    that no longer run are removed: other workers' renders in progress, here or elsewhere, are left alone.
+    """
+    host = socket.gethostname()
+    removed: list[Path] = []
+    for path in Path(root).glob(f"{TEMP_PREFIX}*.mp4"):
+        owner_host, _, rest = path.name[len(TEMP_PREFIX) :].rpartition("-")[0].rpartition("-")
+        if owner_host != host or not rest.isdigit() or _running(int(rest)):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _temp_video(root: Path) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".render-", suffix=".mp4", dir=root)
+        fd, name = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-", suffix=".mp4", dir=root
+        )
     except OSError as exc:
         raise RenderError(f"cannot write in the blob store directory {root}: {exc.strerror or exc}") from exc
     os.close(fd)

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 
 class ProvenanceError(Exception):
-    """Base class for errors whose message is fit to show a user as it is."""
+    """Base class for errors whose message is fit to show a user as it is.
 
-    exit_code = 1
+    Exit codes: 2 bad input, 3 unknown id, 4 a rule refused it, 5 a missing optional dependency, 6 an
+    operation failed (a stage, a store write, signing), 7 a database or broker cannot be reached. A command
+    that ends with 1 met a bug.
+    """
+
+    exit_code = 6
 
 
 class NotFound(ProvenanceError):
@@ -45,6 +50,12 @@ class InvalidTransition(RuleViolation):
 
 class CommandConflict(RuleViolation):
     """A command id was reused with different arguments."""
+
+
+class StageFailed(ProvenanceError):
+    """A stage or a service role could not do its work (render, moderation, signing, a Kafka role)."""
+
+    exit_code = 6
 
 
 class MissingDependency(ProvenanceError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -91,9 +92,27 @@ class ReadModels:
             if cursor is None:
                 return ids
 
+    def awaiting_review(self) -> list[dict[str, Any]]:
+        """Videos the classifiers held for a person's decision, oldest first."""
+        query = sa.select(_videos).where(_videos.c.state == "moderated").order_by(_videos.c.updated_at)
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+        return [
+            {
+                "video_id": row["video_id"],
+                "creator_id": row["creator_id"],
+                "prompt": row["prompt"],
+                "held_since": _json_safe({"t": row["updated_at"]})["t"],
+                "reasons": (row["moderation"] or {}).get("reasons", []),
+            }
+            for row in rows
+            if (row["moderation"] or {}).get("verdict") == "review"
+        ]
+
     # --- lineage and trace -------------------------------------------------------------------------------
 
     def video(self, video_id: str) -> dict[str, Any]:
+        video_id = stream_id_of(video_id, "video")
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(_videos).where(_videos.c.video_id == video_id)).mappings().first()
         if row is None:
@@ -217,6 +236,7 @@ class ReadModels:
             return [_json_safe(r) for r in conn.execute(query).mappings()]
 
     def audit_trail(self, stream_id: str) -> list[dict[str, Any]]:
+        stream_id = stream_id_of(stream_id, "stream")
         query = sa.select(_audit).where(_audit.c.stream_id == stream_id).order_by(_audit.c.stream_version)
         with self.engine.connect() as conn:
             rows = [_json_safe(r) for r in conn.execute(query).mappings()]
@@ -291,3 +311,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(published_at), video_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"invalid feed cursor {cursor!r}") from exc
+
+
+def stream_id_of(text: str, what: str) -> str:
+    """A stream id in its canonical form; a malformed one is bad input, not an unknown id."""
+    try:
+        return str(UUID(str(text).strip()))
+    except ValueError:
+        raise InvalidInput(f"{what} id {text!r} is not a valid id (a UUID)") from None

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from kernel.blobstore import BlobStore
 from provenance.application import ProvenanceApp
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from projections.queries import ReadModels
     from provenance.consent_watch import ConsentWatch
     from provenance.credentials.pki import TrustConfig
+    from provenance.domain.video import Video
     from provenance.gates import GateWorkers
     from provenance.runner import Consumer, EmbeddedRunner
     from schemas.envelope import EventEnvelope
@@ -75,7 +77,14 @@ class System:
     def app(self) -> ProvenanceApp:
         env = {**event_store_env(self.settings), **self._app_env}
         check = self._reference_check or OneFaceCheck()
-        app = ProvenanceApp(env, keystore=self.keystore, blobs=self.blobs, clock=self.clock, reference_check=check)
+        app = ProvenanceApp(
+            env,
+            keystore=self.keystore,
+            blobs=self.blobs,
+            clock=self.clock,
+            reference_check=check,
+            max_render_cost=self.settings.max_render_cost,
+        )
         if self.settings.event_store == "sqlite" and "PERSISTENCE_MODULE" not in self._app_env:
             from provenance.batch_loader import SQLiteBatchLoader
 
@@ -119,6 +128,24 @@ class System:
         consumers: list[Consumer] = [ProjectionConsumer(self.store), self.consent_watch.consumer()]
         consumers += workers.consumers(self.store.engine)
         return self.runner(consumers)
+
+    def drive(self, video_id: UUID, workers: GateWorkers) -> Video:
+        """Take one video through the given gates in this process, then bring the read models up to date.
+
+        Only this video's own events are fed to the workers (no shared worker position moves), so several
+        commands driving their own videos on one home never step on each other.
+        """
+        from provenance.log import stream_log
+
+        handlers = list(workers.handlers().values())
+        seen = 0
+        while events := stream_log(self.app, video_id, "video", seen):
+            for event in events:
+                for handle in handlers:
+                    handle(event)
+            seen = events[-1].stream_version
+        self.catch_up()
+        return self.app.video(video_id)
 
     def catch_up(self) -> int:
         """Bring the read models up to the head of the log, after the consent watch did its part.
@@ -220,4 +247,5 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_PORT": str(dsn.port or 5432),
         "POSTGRES_USER": unquote(dsn.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(dsn.password or ""),
+        "POSTGRES_CONNECT_TIMEOUT": "5",  # an unreachable server is said in seconds, not half a minute
     }

@@ -36,6 +36,8 @@ class Settings:
     trust_anchors: Path | None = None
     clip_weights: Path | None = None
     clip_model: str = "ViT-B-32"
+    max_render_cost: int = 576 * 1024 * 24 * 30
+    """The most pixels x frames one request may ask the renderer for (576x1024, 24 fps, 30 s by default)."""
 
     @property
     def pki_directory(self) -> Path:
@@ -78,9 +80,11 @@ class Settings:
         mode = get("MODE") or "development"
         if mode not in ("development", "production"):
             raise InvalidInput(f"PROVENANCE_MODE must be development or production, not {mode!r}")
-        home = get("HOME")
+        home = Path(get("HOME") or default_home()).expanduser()
+        if home.exists() and not home.is_dir():
+            raise InvalidInput(f"PROVENANCE_HOME names {home}, which is not a directory")
         return cls(
-            home=Path(home).expanduser() if home else default_home(),
+            home=home,
             event_store=store,  # type: ignore[arg-type]
             postgres_dsn=get("POSTGRES_DSN"),
             projections_url=get("PROJECTIONS_URL"),
@@ -92,8 +96,17 @@ class Settings:
             trust_anchors=_path(get("TRUST_ANCHORS")),
             clip_weights=_path(get("CLIP_WEIGHTS")),
             clip_model=get("CLIP_MODEL") or "ViT-B-32",
+            max_render_cost=_positive_int("MAX_RENDER_COST", get("MAX_RENDER_COST"), cls.max_render_cost),
         )
 
 
 def _path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
+
+
+def _positive_int(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) <= 0:
+        raise InvalidInput(f"PROVENANCE_{name} must be a positive whole number, not {value!r}")
+    return int(value)

@@ -55,6 +55,12 @@ def read_log(app: ProvenanceApp, after: int, limit: int) -> list[EventEnvelope]:
     return to_envelopes(app, notifications)
 
 
+def stream_log(app: ProvenanceApp, stream_id: UUID, stream_type: str, after_version: int = 0) -> list[EventEnvelope]:
+    """One stream's events after a version, as envelopes (without log positions)."""
+    events = app.repository.event_store.get(stream_id, gt=after_version or None)
+    return [envelope_of(event, stream_type) for event in events]
+
+
 def last_position(app: ProvenanceApp) -> int:
     return app.recorder.max_notification_id() or 0
 

@@ -28,12 +28,20 @@ class Consumer(Protocol):
 
 
 class ProjectionConsumer:
-    """All projections of a store as one consumer; each projection still keeps its own checkpoint."""
+    """All projections of a store as one consumer; each projection still keeps its own checkpoint.
+
+    An event a projection cannot apply is parked with the reason (`provenance parked list`) and the log goes
+    on, as in the distributed mode: one bad event never takes the read side away.
+    """
 
     name = "projections"
 
     def __init__(self, store: ProjectionStore) -> None:
+        from provenance.kafka.sinks import ProjectionSink
+
         self.store = store
+        # The notification log delivers each event once, in order: the store can trust that (see `process`).
+        self.sink = ProjectionSink(store, ordered=True)
 
     def checkpoint(self, source: str, partition: int) -> int | None:
         positions = [self.store.checkpoint(name, source, partition) for name in self.store.projections]
@@ -42,8 +50,7 @@ class ProjectionConsumer:
         return min(p for p in positions if p is not None)
 
     def handle(self, batch: Sequence[EventEnvelope], source: str, partition: int) -> None:
-        # The notification log delivers each event once, in order: the store can trust that (see `process`).
-        self.store.process(batch, source, partition, ordered=source == LOG_SOURCE)
+        self.sink.apply_envelopes(batch, source, partition)
 
 
 class EmbeddedRunner:

@@ -11,14 +11,17 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 
+from kernel.errors import ProvenanceError, StageFailed
 from provenance.bootstrap import System
 
 log = logging.getLogger(__name__)
 
 
 def serve(system: System, roles: Sequence[str], stop: threading.Event | None = None) -> int:
+    from provenance.kafka.client import bootstrap_of
     from provenance.kafka.roles import run_projection_consumer, run_relay, run_worker_consumer
 
+    bootstrap_of(system.settings)  # refuse to start, with one line, when no broker is configured
     stop = stop or threading.Event()
     targets: list[tuple[str, Callable[[], None]]] = []
     for role in dict.fromkeys(roles):
@@ -32,7 +35,20 @@ def serve(system: System, roles: Sequence[str], stop: threading.Event | None = N
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    threads = [threading.Thread(target=run, name=role, daemon=True) for role, run in targets]
+    failures: list[str] = []
+
+    def guarded(role: str, run: Callable[[], None]) -> Callable[[], None]:
+        def target() -> None:
+            try:
+                run()
+            except Exception as exc:
+                log.error("role %s stopped: %s", role, exc, exc_info=not isinstance(exc, ProvenanceError))
+                failures.append(role)
+                stop.set()
+
+        return target
+
+    threads = [threading.Thread(target=guarded(role, run), name=role, daemon=True) for role, run in targets]
     for thread in threads:
         thread.start()
     log.info("serving %s", ", ".join(role for role, _ in targets))
@@ -41,4 +57,6 @@ def serve(system: System, roles: Sequence[str], stop: threading.Event | None = N
             thread.join(timeout=0.5)
         if not all(t.is_alive() for t in threads):
             stop.set()  # one role died: stop the others so the supervisor restarts the process
+    if failures:
+        raise StageFailed(f"role(s) {', '.join(failures)} stopped with an error (see the log)")
     return 0

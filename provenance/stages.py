@@ -6,6 +6,7 @@ into the event payload. Heavy libraries are imported when a stage is built, not 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from kernel.blobstore import BlobStore
 from kernel.errors import InvalidInput
 from provenance.gates import ModerationJob, RenderJob, SigningJob
 from schemas import events as e
+
+log = logging.getLogger(__name__)
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -40,9 +43,13 @@ class GeneratorStage:
     """Renders with the generator's backends into the blob store."""
 
     def __init__(self, store: BlobStore, weights_dir: Path | None = None) -> None:
+        from generator.pipeline import clean_stale_renders
+
         self.store = store
         self.weights_dir = weights_dir
         self._backends: dict[str, Any] = {}
+        for path in clean_stale_renders(store.root):
+            log.info("removed %s, a render a stopped worker left half-written", path.name)
 
     def render(self, job: RenderJob) -> e.VideoRendered:
         from generator import RenderSpec, make_backend, render_to_blob
@@ -68,10 +75,18 @@ class CredentialsStage:
     """Watermarks and signs with C2PA; the signed file and its manifest store go into the blob store."""
 
     def __init__(self, store: BlobStore, identity_dir: Path, scratch: Path) -> None:
+        from provenance.credentials.errors import PkiError
         from provenance.credentials.pki import SigningIdentity
 
         self.store = store
         self.identity = SigningIdentity.from_directory(identity_dir)
+        try:
+            self.identity.check()  # a signer without an identity refuses to start instead of blocking every video
+        except PkiError as exc:
+            raise PkiError(
+                f"no usable signing identity in {identity_dir} ({exc}): run `provenance pki init` for a development "
+                "one, or set PROVENANCE_SIGNING_DIR"
+            ) from exc
         self.scratch = scratch
 
     def sign(self, job: SigningJob) -> e.VideoSigned:

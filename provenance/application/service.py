@@ -18,7 +18,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from kernel.blobstore import BlobStore
-from kernel.errors import NotFound, ProvenanceError
+from kernel.errors import InvalidInput, NotFound, ProvenanceError
 from provenance.domain.cameo import Cameo
 from provenance.domain.consent import covering_grant, uncovered_cameos
 from provenance.domain.person import Person, person_id_for
@@ -58,6 +58,7 @@ class Service(Application[UUID]):
         blobs: BlobStore,
         clock: Callable[[], datetime],
         reference_check: ReferenceCheck,
+        max_render_cost: int,
     ) -> None:
         cache = {"AGGREGATE_CACHE_MAXSIZE": "10000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}
         super().__init__(env={**cache, **env})
@@ -65,6 +66,7 @@ class Service(Application[UUID]):
         self.blobs = blobs
         self.clock = clock
         self.reference_check = reference_check
+        self.max_render_cost = max_render_cost
         self.batch_loader: BatchLoader | None = None
         self._local = threading.local()
 
@@ -74,7 +76,7 @@ class Service(Application[UUID]):
         try:
             uid = stream_id if isinstance(stream_id, UUID) else UUID(str(stream_id))
         except ValueError:
-            raise NotFound(f"{what} {stream_id!r} is not a valid id") from None
+            raise InvalidInput(f"{what} id {stream_id!r} is not a valid id (a UUID)") from None
         try:
             prefetched: dict[UUID, EventStream] | None = getattr(self._local, "prefetched", None)
             found = prefetched.get(uid) if prefetched else None

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from kernel.errors import CommandConflict, NotPermitted, RuleViolation
+from kernel.errors import CommandConflict, InvalidInput, NotPermitted, RuleViolation
 from provenance.application.service import SYSTEM, Service
 from provenance.domain.cameo import Cameo
 from provenance.domain.consent import purpose_of
 from provenance.domain.ids import derived_id, new_command_id
 from provenance.domain.payloads import payload
 from provenance.domain.stream import EventStream
-from provenance.domain.video import PUBLISHED, Video
+from provenance.domain.video import MODERATED, PUBLISHED, Video
 from schemas import events as e
 
 
@@ -89,6 +89,13 @@ class VideoCommands(Service):
                 cameos=in_video,
                 remix_of=str(parent.id) if parent else None,
             )
+            spec = request.parameters
+            cost = spec.width * spec.height * spec.fps * spec.duration_s
+            if cost > self.max_render_cost:
+                raise InvalidInput(
+                    f"the request asks for {cost:,.0f} pixel-frames ({spec.width}x{spec.height}, {spec.fps} fps, "
+                    f"{spec.duration_s:g} s); at most {self.max_render_cost:,} are rendered per request"
+                )
             video = Video.request(video_id, request, command_id=command_id)
             for cameo, used in zip(cameos, in_video, strict=True):
                 cameo.record_use(video_id, str(creator.id), used.grant_id, command_id=command_id)
@@ -140,6 +147,34 @@ class VideoCommands(Service):
             return recorded
 
         return self._on_video(video_id, apply)
+
+    def decide_review(
+        self,
+        video_id: UUID | str,
+        actor: UUID | str,
+        verdict: str,
+        statement: str,
+        *,
+        command_id: str | None = None,
+    ) -> bool:
+        """A person's decision on a video the classifiers held for review: `allow` lets it go on to signing,
+        `block` blocks it; either is recorded as a new moderation decision with the statement as its reason."""
+        command_id = command_id or new_command_id()
+        if verdict not in ("allow", "block"):
+            raise InvalidInput(f"a review decides allow or block, not {verdict!r}")
+        if not statement.strip() or len(statement) > 5000:
+            raise InvalidInput("a review needs a statement of reasons of 1 to 5000 characters")
+        if not self.is_trust_and_safety(actor):
+            raise NotPermitted("only trust and safety can decide a review")
+        video = self.video(video_id)
+        held = video.moderation
+        if not video.handled(command_id) and (video.state != MODERATED or held is None or held.verdict != "review"):
+            raise RuleViolation(f"video {video.id} is not held for review (it is {video.state})")
+        assert held is not None
+        handle = self.person(actor).handle
+        reasons = [f"reviewed by {handle}: {statement}"]
+        decided = payload(e.ModerationDecided, **{**held.model_dump(), "verdict": verdict, "reasons": reasons})
+        return self.record_moderation(video.id, decided, command_id=command_id, actor=str(actor))
 
     def record_signature(
         self, video_id: UUID | str, signed: e.VideoSigned, *, command_id: str, actor: str = "system:signing"

@@ -1,8 +1,9 @@
 """`provenance`: the command line of the system.
 
-Errors a user can act on are printed as one line on stderr with a non-zero exit status (2: bad input,
-3: unknown id, 4: a rule refused the command, 5: a missing optional dependency); anything else is a bug
-and keeps its traceback.
+Every error is one line on stderr (and, with `--json`, a JSON object on stdout) with a documented exit
+status: 2 bad input (a file that cannot be used included), 3 unknown id, 4 a rule refused the command, 5 a
+missing optional dependency, 6 a stage failed, 7 a database or broker cannot be reached; 1 is a bug (its
+traceback with PROVENANCE_DEBUG=1).
 
 `parser` declares the subcommands and binds each to its handler, `handlers/` holds the handlers by area
 (thin: arguments in, a call on the `System`, a renderer out), and `render` turns what the system returns
@@ -11,12 +12,18 @@ into the lines it prints.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from kernel.errors import ProvenanceError
 from provenance.bootstrap import System
 from provenance.cli.parser import build_parser
+from provenance.cli.render import safe, to_json
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,14 +38,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(system, args)
         return status
     except ProvenanceError as exc:
-        print(f"provenance: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(args, str(exc), exc.exit_code)
     except KeyboardInterrupt:
         print("provenance: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message, code = _describe(exc)
+        if os.environ.get("PROVENANCE_DEBUG"):
+            traceback.print_exc()
+        return _fail(args, message, code)
     finally:
         if system is not None:
-            system.close()
+            with contextlib.suppress(Exception):
+                system.close()
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """One line on stderr (control characters escaped); with `--json`, the same as a JSON object on stdout."""
+    print(f"provenance: error: {safe(message)}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(to_json({"error": message, "exit_code": code}))
+    return code
+
+
+def _describe(exc: Exception) -> tuple[str, int]:
+    """What an error from outside the domain means for the user, and its exit status."""
+    if _is_unreachable_store(exc):
+        return f"a database cannot be reached ({one_line(exc)}); check PROVENANCE_POSTGRES_DSN and the server", 7
+    if type(exc).__name__ == "ValidationError":  # a value that does not fit the event catalogue
+        errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "input"
+        return f"{where}: {errors[0]['msg'] if errors else one_line(exc)}", 2
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot use{where}: {exc.strerror or exc}", 2
+    return f"internal error ({type(exc).__name__}: {one_line(exc)}); set PROVENANCE_DEBUG=1 for the traceback", 1
+
+
+def _is_unreachable_store(exc: Exception) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"OperationalError", "InterfaceError"}) and "sqlite" not in type(exc).__module__
+
+
+def one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 __all__ = ["build_parser", "main"]

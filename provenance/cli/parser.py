@@ -112,8 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("request", videos.request, "record a generation request (consent is checked now)")
     with_request_options(p)
 
-    p = add("generate", videos.generate, "request a video and render it here; prints the path of the file")
+    p = add(
+        "generate",
+        videos.generate,
+        "request a video and take it through every gate here; prints the signed file (non-zero unless published)",
+    )
     with_request_options(p)
+
+    review = group("review", "videos the classifiers held for a person's decision")
+    p = add("list", videos.review_list, "videos held for review, oldest first", review)
+    p.add_argument("--json", action="store_true")
+    p = add(
+        "decide", videos.review_decide, "release (allow) or block a held video, with reasons (trust and safety)", review
+    )
+    p.add_argument("video")
+    p.add_argument("verdict", choices=["allow", "block"])
+    p.add_argument("--statement", required=True, help="the statement of reasons, kept on record")
+    with_actor(p)
+    with_command_id(p)
 
     p = add("publish", videos.publish, "publish a signed video (consent is re-checked)")
     p.add_argument("video")

@@ -12,6 +12,16 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+_CONTROL |= {c: f"\\u{c:04x}" for c in [*range(0x80, 0xA0), 0x2028, 0x2029, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E]}
+_CONTROL |= {c: f"\\u{c:04x}" for c in range(0x2066, 0x206A)}
+
+
+def safe(text: str) -> str:
+    """Text fit for a terminal: control characters, line breaks and bidirectional overrides escaped, so a
+    statement of reasons or a handle cannot forge lines, colour the screen or reorder what is shown."""
+    return text.translate(_CONTROL)
+
 
 def to_json(data: Any) -> str:
     """What `--json` prints: indented, in the order the system gave, anything unknown as its `str`."""
@@ -209,3 +219,11 @@ def render_verification(report: dict[str, Any], trusted_anchors: bool) -> list[s
             line += "; consent for a likeness in it was revoked"
         lines.append(line)
     return lines
+
+
+def review_lines(held: list[dict[str, Any]]) -> list[str]:
+    if not held:
+        return ["no video is held for review"]
+    return [
+        f"{row['held_since']}  {row['video_id']}  {row['prompt'][:60]!r}  {'; '.join(row['reasons'])}" for row in held
+    ]

@@ -12,6 +12,8 @@ class CredentialsError(ProvenanceError):
 class PkiError(CredentialsError):
     """A certificate, key or trust-anchor file is missing, unreadable or unfit for C2PA signing."""
 
+    exit_code = 2
+
 
 class SigningError(CredentialsError):
     """The video could not be signed; no signed-looking file was left behind."""
@@ -19,3 +21,5 @@ class SigningError(CredentialsError):
 
 class WatermarkError(CredentialsError):
     """The watermark could not be embedded in, or read from, a file that is not a decodable video."""
+
+    exit_code = 2

@@ -290,7 +290,7 @@ def create_development_pki(
     """
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()) and not overwrite:
-        raise PkiError(f"{directory} already holds files; pass overwrite to replace the development PKI")
+        raise PkiError(f"{directory} already holds files; pass --force to replace the development PKI")
     now = dt.datetime.now(dt.UTC)
     org = f"{organisation} Development"
 

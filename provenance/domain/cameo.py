@@ -8,12 +8,13 @@ waiting for a read model to catch up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from kernel.errors import InvalidInput, NotPermitted, RuleViolation
 from provenance.domain.consent import Grant
+from provenance.domain.payloads import payload as build
 from provenance.domain.stream import EventStream
 from schemas import events as e
 
@@ -65,8 +66,8 @@ class Cameo(EventStream):
     def grant(self, actor: str, grant: e.ConsentGranted, now: datetime, *, command_id: str | None) -> bool:
         self._require_owner(actor, "grant consent for")
         self._require_not_erased()
-        if grant.expires_at is not None and grant.expires_at <= now:
-            raise InvalidInput(f"the expiry {grant.expires_at.isoformat()} is in the past")
+        if grant.expires_at is not None:
+            _check_expiry(grant.expires_at, now)
         if grant.audience == "approved" and not grant.grantees:
             raise InvalidInput("audience 'approved' needs at least one grantee")
         if grant.audience != "approved" and grant.grantees:
@@ -85,7 +86,7 @@ class Cameo(EventStream):
         grant = self.grants.get(grant_id)
         if grant is None:
             raise InvalidInput(f"cameo {self.id} has no grant {grant_id}")
-        payload = e.ConsentRevoked(grant_id=grant_id, reason=reason)
+        payload = build(e.ConsentRevoked, grant_id=grant_id, reason=reason)
         if grant.revoked_at is not None:
             if command_id is not None and self.already_handled(
                 command_id, "ConsentRevoked", payload.model_dump(mode="json")
@@ -110,7 +111,7 @@ class Cameo(EventStream):
 
     def erase(self, actor: str, reason: str, *, command_id: str | None) -> bool:
         self._require_owner(actor, "erase")
-        payload = e.CameoErased(key_id=self.key_id, reason=reason)
+        payload = build(e.CameoErased, key_id=self.key_id, reason=reason)
         if self.erased:
             if command_id is not None and self.already_handled(command_id, "CameoErased", payload.model_dump()):
                 return False
@@ -164,3 +165,18 @@ class Cameo(EventStream):
     def _when_CameoErased(self, p: dict[str, Any], event: Any) -> None:
         self.erased = True
         self.erasure_event_id = event.event_id
+
+
+MAX_GRANT_YEARS = 100
+
+
+def _check_expiry(expires_at: datetime, now: datetime) -> None:
+    """An expiry in the future that every store and read model can hold (at most 100 years ahead, in UTC)."""
+    try:
+        in_utc = expires_at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"the expiry {expires_at.isoformat()} is out of range") from None
+    if in_utc <= now:
+        raise InvalidInput(f"the expiry {expires_at.isoformat()} is in the past")
+    if in_utc > now + timedelta(days=365 * MAX_GRANT_YEARS):
+        raise InvalidInput(f"the expiry {expires_at.isoformat()} is more than {MAX_GRANT_YEARS} years away")

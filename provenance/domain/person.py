@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+from provenance.domain.payloads import payload as build
 from provenance.domain.stream import EventStream
 from schemas import events as e
 
@@ -12,8 +14,24 @@ PERSON_NAMESPACE = uuid5(NAMESPACE_URL, "provenance:person")
 
 
 def person_id_for(handle: str) -> UUID:
-    """People are addressed by handle; the stream id is derived from it, so no lookup table is needed."""
-    return uuid5(PERSON_NAMESPACE, handle.strip().lower())
+    """People are addressed by handle; the stream id is derived from it, so no lookup table is needed.
+
+    The id comes from the handle's skeleton (NFKC, case-folded, look-alike letters of other scripts mapped to
+    Latin), so `Alice`, `alice` in full-width letters and `alice` with a Cyrillic a all name one person:
+    a confusable handle is refused as taken, and a look-up finds the person whoever typed it how.
+    """
+    return uuid5(PERSON_NAMESPACE, handle_skeleton(handle))
+
+
+# Letters of other scripts that look like Latin ones (a subset of Unicode's confusables, for handles).
+_LOOKALIKES = str.maketrans(
+    "аеорсухіјѕԁһԛԝӏɡοαρνκτιυхʏ",
+    "aeopcyxijsdhqwlgoapvktiuxy",
+)
+
+
+def handle_skeleton(handle: str) -> str:
+    return unicodedata.normalize("NFKC", handle).strip().casefold().translate(_LOOKALIKES)
 
 
 class Person(EventStream):
@@ -30,7 +48,7 @@ class Person(EventStream):
     def register(
         cls, handle: str, display_name: str, roles: list[str], *, actor: str, command_id: str | None
     ) -> Person:
-        payload = e.PersonRegistered(handle=handle, display_name=display_name, roles=roles)  # type: ignore[arg-type]
+        payload = build(e.PersonRegistered, handle=handle, display_name=display_name, roles=roles)
         return cls._start(person_id_for(handle), "PersonRegistered", payload, actor=actor, command_id=command_id)
 
     @property

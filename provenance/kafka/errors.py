@@ -14,9 +14,13 @@ class KafkaNotConfigured(ProvenanceError):
 class RelayError(ProvenanceError):
     """A batch was not acknowledged by the broker; the relay will send it again from its stored position."""
 
+    exit_code = 7
+
 
 class TopicError(ProvenanceError):
     """The event topic could not be created or does not look as the relay needs it."""
+
+    exit_code = 7
 
 
 class ParkedEventNotFound(ProvenanceError):
@@ -27,6 +31,8 @@ class ParkedEventNotFound(ProvenanceError):
 
 class TransientFailure(ProvenanceError):
     """A store was unreachable while handling a batch: retry the batch later, do not park its events."""
+
+    exit_code = 7
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -70,9 +70,13 @@ class ProjectionSink:
 
     name = PROJECTIONS
 
-    def __init__(self, store: ProjectionStore, dead_letters: DeadLetters | None = None) -> None:
+    def __init__(
+        self, store: ProjectionStore, dead_letters: DeadLetters | None = None, *, ordered: bool = False
+    ) -> None:
         self.store = store
         self.dead_letters = dead_letters or DeadLetters(store.engine)
+        self.ordered = ordered
+        """The source delivers each event once and in order (the embedded log): see `ProjectionStore.process`."""
 
     def resume_position(self, source: str, partition: int) -> int | None:
         positions = [self.store.checkpoint(name, source, partition) for name in self.store.projections]
@@ -139,7 +143,7 @@ class ProjectionSink:
         if not envelopes:
             return 0, None
         try:
-            self.store.process(envelopes, source, partition)
+            self.store.process(envelopes, source, partition, ordered=self.ordered)
             return len(envelopes), envelopes[-1].position
         except Exception as exc:
             if is_transient(exc):
@@ -151,7 +155,7 @@ class ProjectionSink:
         last_applied: int | None = None
         for envelope in envelopes:
             try:
-                self.store.process([envelope], source, partition)
+                self.store.process([envelope], source, partition, ordered=self.ordered)
                 handled += 1
                 last_applied = envelope.position
             except Exception as exc:

@@ -14,6 +14,10 @@ from schemas import events as e
 SHA = "ab" * 32
 
 
+class ProcessDied(BaseException):
+    """The process dying at the worst moment: no handler catches it, as none would catch a kill."""
+
+
 @functools.cache
 def face(identity: int = 0) -> bytes:
     """A PNG of a synthetic face that the reference check accepts (one face, found by OpenCV's cascade)."""

@@ -24,11 +24,11 @@ from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.log import read_log
 from provenance.runner import LOG_SOURCE, EmbeddedRunner, ProjectionConsumer
-from tests.core.support import AppFactory, face, publish_new
+from tests.core.support import AppFactory, ProcessDied, face, publish_new
 
 
-class Crash(RuntimeError):
-    """The process dying at the worst moment."""
+class Crash(ProcessDied):
+    """The process dying between two writes."""
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from provenance.config import Settings
 from provenance.log import read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from schemas.envelope import EventEnvelope
-from tests.core.support import face, publish_new
+from tests.core.support import ProcessDied, face, publish_new
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ class CrashingFeed(FeedProjection):
         self.batches += 1
         super().apply(events, conn)
         if self.batches == self.crash_on_batch:
-            raise RuntimeError("crash after writing rows, before commit")
+            raise ProcessDied("crash after writing rows, before commit")
 
 
 @pytest.mark.parametrize("crash_on_batch", [1, 2, 4])
@@ -139,7 +139,7 @@ def test_a_crash_mid_batch_loses_and_duplicates_nothing(world: Any, tmp_path: Pa
     url = f"sqlite:///{tmp_path / 'crashing.db'}"
     others = [p for p in all_projections() if p.name != "feed"]
     crashing = ProjectionStore(url, [CrashingFeed(crash_on_batch), *others])
-    with pytest.raises(RuntimeError, match="crash"):
+    with pytest.raises(ProcessDied, match="crash"):
         catch_up(app, crashing, batch_size=4)
     restarted = open_store(url)  # a new process: stores resume from their checkpoints
     catch_up(app, restarted, batch_size=4)

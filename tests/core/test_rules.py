@@ -34,7 +34,7 @@ def test_unknown_ids_are_refused(app: ProvenanceApp, people: dict) -> None:
         app.request_generation(people["bob"], "a ball", remix_of=uuid4())
     with pytest.raises(NotFound):
         app.record_render(uuid4(), rendered(), command_id="x")
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput, match="not a valid id"):  # malformed: bad input, not an unknown id
         app.grant_consent(people["alice"], "not-a-uuid", "everyone")
     with pytest.raises(NotFound, match="is a person, not a video"):
         app.publish(people["alice"])

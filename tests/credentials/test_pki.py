@@ -66,7 +66,7 @@ def test_identity_from_directory_checks_out(pki: DevelopmentPki) -> None:
 
 def test_existing_pki_is_not_overwritten_unless_asked(tmp_path: Path) -> None:
     first = create_development_pki(tmp_path / "pki")
-    with pytest.raises(PkiError, match="overwrite"):
+    with pytest.raises(PkiError, match="--force"):
         create_development_pki(tmp_path / "pki")
     second = create_development_pki(tmp_path / "pki", overwrite=True)
     assert second.certificate_fingerprint != first.certificate_fingerprint

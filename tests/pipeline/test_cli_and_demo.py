@@ -34,7 +34,8 @@ def test_errors_are_one_line_with_a_meaningful_exit_code(home: Path, capsys: pyt
     code, cameo, _ = run(capsys, "cameo", "register", str(face_png), "--as", "alice")
     assert code == 0
     cases = [
-        (("trace", "no-such-video"), 3, "no video"),
+        (("trace", "no-such-video"), 2, "not a valid id"),
+        (("trace", "00000000-0000-0000-0000-000000000000"), 3, "no video"),
         (("request", "--prompt", "", "--as", "bob"), 2, "prompt"),
         (("request", "--prompt", "x", "--size", "100x101", "--as", "bob"), 2, "multiple of 2"),
         (("request", "--prompt", "x", "--cameo", cameo, "--as", "bob"), 4, "has not granted consent"),

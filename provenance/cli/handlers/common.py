@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from kernel.errors import InvalidInput
+from provenance.cli.render import safe
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
@@ -27,7 +28,10 @@ def parse_expiry(text: str | None) -> datetime | None:
     if match:
         amount, unit = int(match.group(1)), match.group(2)
         seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-        return datetime.now(UTC) + timedelta(seconds=seconds)
+        try:
+            return datetime.now(UTC) + timedelta(seconds=seconds)
+        except OverflowError:
+            raise InvalidInput(f"--expires {text} is out of range") from None
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
@@ -50,4 +54,4 @@ def read_file(path: str, limit: int) -> bytes:
 def emit(lines: Iterable[str]) -> None:
     """Print rendered lines, one each (nothing at all for none)."""
     for line in lines:
-        print(line)
+        print(safe(line))

@@ -28,9 +28,12 @@ def verify(system: System, args: argparse.Namespace) -> int:
     from provenance.credentials.verify import verify_file
     from provenance.verification import ReadModelStatus
 
+    file = Path(args.file)
+    if not file.is_file():
+        raise InvalidInput(f"no such file: {args.file!r}")
     system.catch_up()
     trust = system.trust()
-    report = verify_file(Path(args.file), trust, ReadModelStatus(system.reads)).to_json()
+    report = verify_file(file, trust, ReadModelStatus(system.reads)).to_json()
     if args.json:
         render.print_json(report)
     else:

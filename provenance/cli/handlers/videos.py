@@ -7,9 +7,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from kernel.errors import ProvenanceError
+from kernel.errors import RuleViolation, StageFailed
 from provenance.cli import render
 from provenance.cli.handlers.common import emit, person_id
+from provenance.domain.video import MODERATED, PUBLISHED, RENDER_FAILED, Video
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
@@ -42,23 +43,53 @@ def request(system: System, args: argparse.Namespace) -> int:
 
 
 def generate(system: System, args: argparse.Namespace) -> int:
+    """Request, render, moderate, watermark and sign, publish: the whole way, here; non-zero unless published."""
+    workers = system.gate_workers(render=True, moderate=True, sign=True)  # refuses before recording, e.g. no PKI
     video_id = _request_video(system, args)
-    print(f"requested {video_id}; rendering…", file=sys.stderr)
-    system.pipeline(system.gate_workers(render=True)).run_until_idle()
-    video = system.app.video(video_id)
-    if video.rendered is None:
-        raise ProvenanceError(f"video {video_id} was not rendered: {'; '.join(video.block_reasons) or video.state}")
-    from kernel.blobstore import export
+    print(f"requested {video_id}; rendering, moderating, signing…", file=sys.stderr)
+    return _outcome(system, system.drive(video_id, workers))
 
-    print(export(system.blobs, video.rendered.blob_uri, system.settings.home / "videos" / f"{video_id}.mp4"))
+
+def review_list(system: System, args: argparse.Namespace) -> int:
+    system.catch_up()
+    held = system.reads.awaiting_review()
+    if args.json:
+        render.print_json(held)
+    else:
+        emit(render.review_lines(held))
     return 0
+
+
+def review_decide(system: System, args: argparse.Namespace) -> int:
+    """Trust and safety releases (`allow`: signed and published here) or blocks a video held for review."""
+    workers = system.gate_workers(sign=True) if args.verdict == "allow" else system.gate_workers()
+    video = system.app.video(args.video)
+    actor = person_id(system, args.actor)
+    system.app.decide_review(video.id, actor, args.verdict, args.statement, command_id=args.command_id)
+    return _outcome(system, system.drive(video.id, workers))
+
+
+def _outcome(system: System, video: Video) -> int:
+    """Print where a video ended up: the signed file when published; why not, with a non-zero status."""
+    if video.state == PUBLISHED and video.signature is not None:
+        from kernel.blobstore import export
+
+        print(export(system.blobs, video.signature.signed_uri, system.settings.home / "videos" / f"{video.id}.mp4"))
+        print(f"published {video.id}", file=sys.stderr)
+        return 0
+    if video.state == MODERATED and video.moderation is not None and video.moderation.verdict == "review":
+        reasons = "; ".join(video.moderation.reasons) or "a classifier asked for a person's decision"
+        raise RuleViolation(f"video {video.id} is held for review ({reasons}): see `provenance review list`")
+    if video.state == RENDER_FAILED:
+        raise StageFailed(f"video {video.id} could not be rendered: {'; '.join(video.block_reasons)}")
+    raise RuleViolation(f"video {video.id} was {video.state}: {'; '.join(video.block_reasons) or 'no reason given'}")
 
 
 def publish(system: System, args: argparse.Namespace) -> int:
     outcome = system.app.publish(args.video, actor=str(person_id(system, args.actor)), command_id=args.command_id)
     system.catch_up()
     if not outcome.published:
-        raise ProvenanceError(f"video {args.video} was blocked at publish: {'; '.join(outcome.reasons)}")
+        raise RuleViolation(f"video {args.video} was blocked at publish: {'; '.join(outcome.reasons)}")
     print(f"published {args.video}")
     return 0
 

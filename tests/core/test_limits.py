@@ -1,0 +1,45 @@
+"""Requests are bounded by what the system can hold and render: a clear refusal, nothing recorded."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generator.pipeline import clean_stale_renders
+from kernel.errors import InvalidInput
+from provenance.application import ProvenanceApp
+from provenance.config import Settings
+
+
+def test_a_request_above_the_render_budget_is_refused(app: ProvenanceApp, people: dict) -> None:
+    before = app.recorder.max_notification_id()
+    huge = {"width": 2160, "height": 2160, "fps": 60, "duration_s": 60}
+    with pytest.raises(InvalidInput, match="pixel-frames"):
+        app.request_generation(people["bob"], "everything, everywhere", parameters=huge)
+    assert app.recorder.max_notification_id() == before
+    app.request_generation(
+        people["bob"], "a ball", parameters={"width": 576, "height": 1024, "fps": 24, "duration_s": 30}
+    )
+
+
+def test_the_render_budget_is_configuration() -> None:
+    assert Settings.from_env({"PROVENANCE_MAX_RENDER_COST": "1000"}).max_render_cost == 1000
+    with pytest.raises(InvalidInput, match="positive whole number"):
+        Settings.from_env({"PROVENANCE_MAX_RENDER_COST": "-5"})
+
+
+def test_a_worker_removes_only_the_renders_its_host_left_behind(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    left = tmp_path / f".render-{host}-{dead.stdout.strip()}-abc123.mp4"
+    running = tmp_path / f".render-{host}-{os.getpid()}-def456.mp4"
+    elsewhere = tmp_path / ".render-another-host-1-ghi789.mp4"
+    for path in (left, running, elsewhere):
+        path.write_bytes(b"half a video")
+    assert clean_stale_renders(tmp_path) == [left]
+    assert not left.exists() and running.exists() and elsewhere.exists()
