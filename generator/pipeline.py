@@ -34,6 +34,7 @@ from generator.spec import RenderSpec
 from generator.watermark import apply_watermark
 from kernel.blobstore import BlobRef, BlobStore, BlobWriteError
 from kernel.errors import InvalidInput
+from kernel.processes import is_running
 from schemas.events import VideoRendered
 
 VIDEO_CODEC = "h264"
@@ -156,21 +157,11 @@ def clean_stale_renders(root: Path) -> list[Path]:
     removed: list[Path] = []
     for path in Path(root).glob(f"{TEMP_PREFIX}*.mp4"):
         owner_host, _, rest = path.name[len(TEMP_PREFIX) :].rpartition("-")[0].rpartition("-")
-        if owner_host != host or not rest.isdigit() or _running(int(rest)):
+        if owner_host != host or not rest.isdigit() or is_running(int(rest)):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _temp_video(root: Path) -> Path:

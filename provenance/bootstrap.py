@@ -150,9 +150,14 @@ class System:
     def catch_up(self) -> int:
         """Bring the read models up to the head of the log, after the consent watch did its part.
 
-        The CLI does this after every command: it is also the embedded mode's expiry timer.
+        The CLI does this after every command: it is also the embedded mode's expiry timer. In the distributed
+        mode (a Kafka broker configured) the projections service builds the read models from the topic, and
+        the CLI reads what it wrote rather than replaying the log itself: this does nothing there.
         """
         from provenance.runner import ProjectionConsumer
+
+        if self.settings.kafka_bootstrap:
+            return 0
 
         runner = self.runner([ProjectionConsumer(self.store), self.consent_watch.consumer()])
         read = runner.run_once()

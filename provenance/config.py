@@ -36,6 +36,10 @@ class Settings:
     trust_anchors: Path | None = None
     clip_weights: Path | None = None
     clip_model: str = "ViT-B-32"
+    kafka_partitions: int = 6
+    """Partitions of the event topic when it is created: the most replicas a consumer group can use."""
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     max_render_cost: int = 576 * 1024 * 24 * 30
     """The most pixels x frames one request may ask the renderer for (576x1024, 24 fps, 30 s by default)."""
 
@@ -80,15 +84,16 @@ class Settings:
         mode = get("MODE") or "development"
         if mode not in ("development", "production"):
             raise InvalidInput(f"PROVENANCE_MODE must be development or production, not {mode!r}")
+        password = get("POSTGRES_PASSWORD")
         home = Path(get("HOME") or default_home()).expanduser()
         if home.exists() and not home.is_dir():
             raise InvalidInput(f"PROVENANCE_HOME names {home}, which is not a directory")
         return cls(
             home=home,
             event_store=store,  # type: ignore[arg-type]
-            postgres_dsn=get("POSTGRES_DSN"),
-            projections_url=get("PROJECTIONS_URL"),
-            keys_url=get("KEYS_URL"),
+            postgres_dsn=_with_password(get("POSTGRES_DSN"), password),
+            projections_url=_with_password(get("PROJECTIONS_URL"), password),
+            keys_url=_with_password(get("KEYS_URL"), password),
             kafka_bootstrap=get("KAFKA_BOOTSTRAP"),
             kafka_topic=get("KAFKA_TOPIC") or "provenance.events",
             mode=mode,  # type: ignore[arg-type]
@@ -96,6 +101,9 @@ class Settings:
             trust_anchors=_path(get("TRUST_ANCHORS")),
             clip_weights=_path(get("CLIP_WEIGHTS")),
             clip_model=get("CLIP_MODEL") or "ViT-B-32",
+            kafka_partitions=_positive_int("KAFKA_PARTITIONS", get("KAFKA_PARTITIONS"), cls.kafka_partitions),
+            log_level=_log_level(get("LOG_LEVEL")),
+            log_format=_log_format(get("LOG_FORMAT")),
             max_render_cost=_positive_int("MAX_RENDER_COST", get("MAX_RENDER_COST"), cls.max_render_cost),
         )
 
@@ -110,3 +118,34 @@ def _positive_int(name: str, value: str | None, default: int) -> int:
     if not value.isdigit() or int(value) <= 0:
         raise InvalidInput(f"PROVENANCE_{name} must be a positive whole number, not {value!r}")
     return int(value)
+
+
+def _log_level(value: str | None) -> str:
+    level = (value or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise InvalidInput(f"PROVENANCE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
+    return level
+
+
+def _log_format(value: str | None) -> Literal["text", "json"]:
+    if value in (None, "text"):
+        return "text"
+    if value == "json":
+        return "json"
+    raise InvalidInput(f"PROVENANCE_LOG_FORMAT must be text or json, not {value!r}")
+
+
+def _with_password(url: str | None, password: str | None) -> str | None:
+    """The URL with `PROVENANCE_POSTGRES_PASSWORD` put in, percent-encoded, where it names a user but no password.
+
+    A password pasted into a URL by hand breaks on `@`, `/` or `%`; given apart, any password works.
+    """
+    if not url or not password or "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not at or ":" in credentials:
+        return url
+    from urllib.parse import quote
+
+    return f"{scheme}://{credentials}:{quote(password, safe='')}@{location}"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from kernel.errors import ProvenanceError, StageFailed
 from provenance.bootstrap import System
+from provenance.kafka.health import heartbeat_path, keep_beating
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def serve(system: System, roles: Sequence[str], stop: threading.Event | None = N
     threads = [threading.Thread(target=guarded(role, run), name=role, daemon=True) for role, run in targets]
     for thread in threads:
         thread.start()
+        # Alive while working: the beat comes from its own thread for as long as the role's thread runs.
+        keep_beating(heartbeat_path(system.settings.home, thread.name), thread.is_alive, stop)
     log.info("serving %s", ", ".join(role for role, _ in targets))
     while any(t.is_alive() for t in threads):
         for thread in threads:

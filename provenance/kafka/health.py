@@ -1,7 +1,9 @@
-"""Liveness of a role, for container health checks: the role's loop touches a file, the check reads its age.
+"""Liveness of a role, for health checks: the serving process beats a file per role, the check reads it.
 
-A file per role and host, under the data directory, so replicas sharing a volume do not vouch for each
-other. `python -m provenance.kafka.health ROLE [--max-age SECONDS]` exits 0 while the loop is turning.
+One file per role and process (`health/<role>-<host>-<pid>`), beaten every second by a thread of its own for as
+long as the role's thread is alive, so a render that takes minutes does not read as dead, and a dead process
+never vouches for another replica on the same host. `python -m provenance.kafka.health ROLE [--max-age S]`
+exits 0 while a live process of this host beats for the role.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ import argparse
 import os
 import socket
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from kernel.processes import is_running
 
-def heartbeat_path(home: Path, role: str) -> Path:
-    return home / "health" / f"{role}-{socket.gethostname()}"
+
+def heartbeat_path(home: Path, role: str, pid: int | None = None) -> Path:
+    return home / "health" / f"{role}-{socket.gethostname()}-{pid or os.getpid()}"
 
 
 class Heartbeat:
@@ -34,6 +40,23 @@ class Heartbeat:
         os.utime(self.path)
 
 
+def keep_beating(path: Path, alive: Callable[[], bool], stop: threading.Event) -> threading.Thread:
+    """Beat `path` every second while `alive()` holds and until `stop` is set; the file goes when it ends."""
+    beat = Heartbeat(path)
+
+    def run() -> None:
+        try:
+            while not stop.is_set() and alive():
+                beat()
+                stop.wait(1.0)
+        finally:
+            path.unlink(missing_ok=True)
+
+    thread = threading.Thread(target=run, name=f"heartbeat:{path.name}", daemon=True)
+    thread.start()
+    return thread
+
+
 def age_s(path: Path) -> float | None:
     try:
         return time.time() - path.stat().st_mtime
@@ -41,20 +64,36 @@ def age_s(path: Path) -> float | None:
         return None
 
 
+def live_beats(home: Path, role: str) -> list[tuple[int, float]]:
+    """(pid, age in seconds) of this host's processes beating for the role; files of dead processes are removed."""
+    found: list[tuple[int, float]] = []
+    for path in (home / "health").glob(f"{role}-{socket.gethostname()}-*"):
+        pid = path.name.rpartition("-")[2]
+        if not pid.isdigit():
+            continue
+        if not is_running(int(pid)):
+            path.unlink(missing_ok=True)
+            continue
+        age = age_s(path)
+        if age is not None:
+            found.append((int(pid), age))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     from provenance.config import Settings
 
     parser = argparse.ArgumentParser(prog="python -m provenance.kafka.health", description=__doc__)
     parser.add_argument("role")
-    parser.add_argument("--max-age", type=float, default=60.0, help="seconds since the last beat (default 60)")
+    parser.add_argument("--max-age", type=float, default=15.0, help="seconds since the last beat (default 15)")
     args = parser.parse_args(argv)
-    path = heartbeat_path(Settings.from_env().home, args.role)
-    age = age_s(path)
-    if age is None:
-        print(f"{args.role}: no heartbeat yet at {path}", file=sys.stderr)
+    beats = live_beats(Settings.from_env().home, args.role)
+    if not beats:
+        print(f"{args.role}: no live process beats on this host", file=sys.stderr)
         return 1
-    if age > args.max_age:
-        print(f"{args.role}: last heartbeat {age:.0f} s ago (limit {args.max_age:.0f} s)", file=sys.stderr)
+    freshest = min(age for _, age in beats)
+    if freshest > args.max_age:
+        print(f"{args.role}: last heartbeat {freshest:.0f} s ago (limit {args.max_age:.0f} s)", file=sys.stderr)
         return 1
     return 0
 

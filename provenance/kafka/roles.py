@@ -26,7 +26,6 @@ from provenance.kafka.dead_letters import (
     projection_replayer,
 )
 from provenance.kafka.errors import TopicError
-from provenance.kafka.health import Heartbeat, heartbeat_path
 from provenance.kafka.lease import Lease
 from provenance.kafka.positions import Positions, open_engine
 from provenance.kafka.relay import Relay, RelayOptions
@@ -36,7 +35,6 @@ from schemas.envelope import EventEnvelope
 log = logging.getLogger(__name__)
 
 GROUP_PREFIX = "provenance"
-DEFAULT_PARTITIONS = RelayOptions().partitions
 
 
 def wait_for_topic(bootstrap: str, spec: TopicSpec, stop: threading.Event) -> bool:
@@ -63,10 +61,11 @@ def run_relay(system: System, stop: threading.Event, options: RelayOptions | Non
     bootstrap = bootstrap_of(settings)
     engine = open_engine(settings.projections_database)
     lease = Lease(engine, f"relay:{settings.kafka_topic}")
-    relay = Relay(system.app, Positions(engine), bootstrap, settings.kafka_topic, options, lease=lease)
+    chosen = options or RelayOptions(partitions=settings.kafka_partitions)
+    relay = Relay(system.app, Positions(engine), bootstrap, settings.kafka_topic, chosen, lease=lease)
     log.info("relay: publishing to %s at %s", settings.kafka_topic, bootstrap)
     try:
-        relay.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, "relay")))
+        relay.run(stop)
     finally:
         engine.dispose()
         log.info("relay: stopped after publishing %d events", relay.relayed)
@@ -78,12 +77,12 @@ def run_projection_consumer(
     options: ConsumerOptions | None = None,
     *,
     store: ProjectionStore | None = None,
-    partitions: int = DEFAULT_PARTITIONS,
+    partitions: int | None = None,
 ) -> None:
     """Build every projection from the topic, as one member of the projections consumer group."""
     settings = system.settings
     bootstrap = bootstrap_of(settings)
-    if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions), stop):
+    if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions or settings.kafka_partitions), stop):
         return
     projection_store = store or system.store
     follower = TopicFollower(
@@ -94,7 +93,7 @@ def run_projection_consumer(
     )
     log.info("projections: following %s at %s", settings.kafka_topic, bootstrap)
     try:
-        follower.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, PROJECTIONS)))
+        follower.run(stop)
     finally:
         log.info("projections: stopped after %d events (%d parked)", follower.handled, follower.parked)
 
@@ -106,7 +105,7 @@ def run_worker_consumer(
     handler: Callable[[EventEnvelope], None],
     options: ConsumerOptions | None = None,
     *,
-    partitions: int = DEFAULT_PARTITIONS,
+    partitions: int | None = None,
 ) -> None:
     """Feed every event to `handler` (which sends idempotent commands), as a member of group `name`.
 
@@ -114,7 +113,7 @@ def run_worker_consumer(
     """
     settings = system.settings
     bootstrap = bootstrap_of(settings)
-    if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions), stop):
+    if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions or settings.kafka_partitions), stop):
         return
     engine = open_engine(settings.projections_database)
     # Gate work is slow (a render can take minutes): small batches, and a long allowance between polls so
@@ -123,7 +122,7 @@ def run_worker_consumer(
     follower = TopicFollower(bootstrap, settings.kafka_topic, HandlerSink(name, Positions(engine), handler), chosen)
     log.info("%s: following %s at %s", name, settings.kafka_topic, bootstrap)
     try:
-        follower.run(stop, on_tick=Heartbeat(heartbeat_path(settings.home, name)))
+        follower.run(stop)
     finally:
         engine.dispose()
         log.info("%s: stopped after %d events (%d parked)", name, follower.handled, follower.parked)

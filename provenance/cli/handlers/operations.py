@@ -15,11 +15,10 @@ if TYPE_CHECKING:
 
 
 def serve(system: System, args: argparse.Namespace) -> int:
-    import logging
-
+    from provenance.logs import configure_logging
     from provenance.serve import serve as serve_roles
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
+    configure_logging(system.settings)
     return serve_roles(system, args.role)
 
 
