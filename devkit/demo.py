@@ -149,6 +149,7 @@ class Demo:
 
         self.step("A likeness without consent: mallory registers a 'cameo' made from a photo of alice")
         mallory_cameo = app.register_cameo(people["mallory"], encode_png(images["alice"]))
+        self.note(f"mallory's cameo is held for trust and safety: {system.verify_cameo(mallory_cameo)}")
         make("mallory", STORY["likeness"], cameo_ids=[mallory_cameo])
 
         system.catch_up()

@@ -201,6 +201,39 @@ class System:
             known_cameos=lambda: self.reads.live_cameo_ids(),
         )
 
+    def verify_cameo(self, cameo_id: UUID) -> str | None:
+        """Hold a new cameo whose likeness matches an active cameo of another person; returns why, or None.
+
+        Registration checks what it can without a model (one face); this compares the face with the others'
+        using the moderation gate's likeness model, so a cameo made from someone else's photo neither grants
+        anything nor blocks that person's own consented videos.
+        """
+        from provenance.stages import ModelLikenessMatcher
+
+        cameo = self.app.cameo(cameo_id)
+        if not cameo.is_active:
+            return cameo.held
+        self.catch_up()
+        others = [c for c in self.reads.live_cameo_ids() if c != str(cameo_id)]
+        candidates = [self.app.cameo(c) for c in others]
+        candidates = [c for c in candidates if c.owner_id != cameo.owner_id and c.is_active]
+        if not candidates:
+            return None
+        matcher = ModelLikenessMatcher(self.moderator_config())
+        mine = matcher.embedding(str(cameo_id), self.app.cameo_reference(cameo_id))
+        best = max(
+            (
+                (matcher.similarity(mine, matcher.embedding(str(c.id), self.app.cameo_reference(c.id))), c)
+                for c in candidates
+            ),
+            key=lambda pair: pair[0],
+        )
+        if best[0] < matcher.threshold:
+            return None
+        self.app.hold_cameo(cameo_id, str(best[1].id), best[0])
+        self.catch_up()
+        return self.app.cameo(cameo_id).held
+
     def worker_handler(self, role: str) -> Callable[[EventEnvelope], None]:
         """The handler a worker role runs: the generator renders, moderation scores, signing signs and publishes."""
         if role not in WORKER_STAGES:

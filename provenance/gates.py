@@ -151,6 +151,8 @@ class GateWorkers:
         try:
             known = {}
             for cameo_id in self.known_cameos():
+                if not self.app.cameo(cameo_id).is_active:
+                    continue  # held for review or rejected: it must not block the real owner's videos
                 try:
                     known[cameo_id] = self.app.cameo_reference(cameo_id)
                 except ProvenanceError:

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def serve(system: System, roles: Sequence[str], stop: threading.Event | None = None) -> int:
     from provenance.kafka.client import bootstrap_of
-    from provenance.kafka.roles import run_projection_consumer, run_relay, run_worker_consumer
+    from provenance.kafka.roles import run_consent_watch, run_projection_consumer, run_relay, run_worker_consumer
 
     bootstrap_of(system.settings)  # refuse to start, with one line, when no broker is configured
     stop = stop or threading.Event()
@@ -30,6 +30,8 @@ def serve(system: System, roles: Sequence[str], stop: threading.Event | None = N
             targets.append((role, lambda: run_relay(system, stop)))
         elif role == "projections":
             targets.append((role, lambda: run_projection_consumer(system, stop)))
+        elif role == "consent":
+            targets.append((role, lambda: run_consent_watch(system, stop)))
         else:
             handler = system.worker_handler(role)
             targets.append((role, lambda r=role, h=handler: run_worker_consumer(system, stop, r, h)))  # type: ignore[misc]

@@ -80,6 +80,21 @@ class ConsentExpired(Payload):
     expired_at: datetime
 
 
+class CameoHeld(Payload):
+    """The likeness matches another person's cameo: inactive until trust and safety decides."""
+
+    matched_cameo_id: str
+    similarity: float
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CameoReviewed(Payload):
+    """Trust and safety's decision on a held cameo: `cleared` makes it active, `rejected` never."""
+
+    decision: Literal["cleared", "rejected"]
+    statement: str = Field(min_length=1, max_length=5000)
+
+
 class CameoUseRecorded(Payload):
     video_id: str
     creator_id: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -54,6 +54,30 @@ class CameoCommands(CoverageCommands):
             )
             self.save(cameo)
             return cameo_id
+
+        return self._retrying(run)
+
+    def hold_cameo(self, cameo_id: UUID | str, matched_cameo_id: str, similarity: float) -> bool:
+        """Hold a new cameo whose likeness matches another person's: it grants nothing, and no video of the
+        real owner is blocked by it, until trust and safety decides (`review_cameo`)."""
+        return self._on_cameo(cameo_id, lambda c: c.hold(matched_cameo_id, similarity, command_id=f"hold:{c.id}"))
+
+    def review_cameo(
+        self, cameo_id: UUID | str, actor: UUID | str, decision: str, statement: str, *, command_id: str | None = None
+    ) -> bool:
+        """Trust and safety clears a held cameo (it becomes active) or rejects it (it never will)."""
+        command_id = command_id or new_command_id()
+        if not self.is_trust_and_safety(actor):
+            raise NotPermitted("only trust and safety can review a held cameo")
+        return self._on_cameo(cameo_id, lambda c: c.review(str(actor), decision, statement, command_id=command_id))
+
+    def _on_cameo(self, cameo_id: UUID | str, change: Callable[[Cameo], bool]) -> bool:
+        def run() -> bool:
+            cameo = self.cameo(cameo_id)
+            if change(cameo):
+                self.save(cameo)
+                return True
+            return False
 
         return self._retrying(run)
 

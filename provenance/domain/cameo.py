@@ -37,6 +37,9 @@ class Cameo(EventStream):
         self.key_id = ""
         self.erased = False
         self.erasure_event_id: str | None = None
+        self.held: str | None = None
+        """Why the cameo is held for trust and safety (it looks like another person's), until it is cleared."""
+        self.rejected = False
         self.grants: dict[str, Grant] = {}
         self.uses: list[CameoUse] = []
 
@@ -66,6 +69,8 @@ class Cameo(EventStream):
     def grant(self, actor: str, grant: e.ConsentGranted, now: datetime, *, command_id: str | None) -> bool:
         self._require_owner(actor, "grant consent for")
         self._require_not_erased()
+        if self.held is not None or self.rejected:
+            raise RuleViolation(f"cameo {self.id} cannot grant consent: {self.held or 'trust and safety rejected it'}")
         if grant.expires_at is not None:
             _check_expiry(grant.expires_at, now)
         if grant.audience == "approved" and not grant.grantees:
@@ -94,6 +99,24 @@ class Cameo(EventStream):
                 return False
             raise RuleViolation(f"grant {grant_id} on cameo {self.id} was already revoked")
         return self._record("ConsentRevoked", payload, actor=actor, command_id=command_id)
+
+    @property
+    def is_active(self) -> bool:
+        """Usable at all: not erased, not held for review, not rejected."""
+        return not self.erased and self.held is None and not self.rejected
+
+    def hold(self, matched_cameo_id: str, similarity: float, *, command_id: str | None) -> bool:
+        reason = f"the likeness matches cameo {matched_cameo_id} of another person (similarity {similarity:.3f})"
+        payload = build(e.CameoHeld, matched_cameo_id=matched_cameo_id, similarity=similarity, reason=reason)
+        return self._record("CameoHeld", payload, actor="system:verification", command_id=command_id)
+
+    def review(self, actor: str, decision: str, statement: str, *, command_id: str | None) -> bool:
+        payload = build(e.CameoReviewed, decision=decision, statement=statement)
+        if command_id is not None and self.already_handled(command_id, "CameoReviewed", payload.model_dump()):
+            return False
+        if self.held is None:
+            raise RuleViolation(f"cameo {self.id} is not held for review")
+        return self._record("CameoReviewed", payload, actor=actor, command_id=command_id)
 
     def record_expiry(self, grant_id: str, now: datetime, *, command_id: str | None) -> bool:
         """Record that a grant's expiry time has passed (once; a no-op before the time or after a revocation)."""
@@ -158,6 +181,13 @@ class Cameo(EventStream):
 
     def _when_ConsentExpired(self, p: dict[str, Any], event: Any) -> None:
         self.grants[p["grant_id"]].expiry_event_id = event.event_id
+
+    def _when_CameoHeld(self, p: dict[str, Any], _: Any) -> None:
+        self.held = p["reason"]
+
+    def _when_CameoReviewed(self, p: dict[str, Any], _: Any) -> None:
+        self.held = None
+        self.rejected = p["decision"] == "rejected"
 
     def _when_CameoUseRecorded(self, p: dict[str, Any], _: Any) -> None:
         self.uses.append(CameoUse(p["video_id"], p["creator_id"], p["grant_id"]))

@@ -62,6 +62,10 @@ def covering_grant(cameo: Cameo, person_id: str, purpose: str, now: datetime, is
     """
     if cameo.erased:
         raise ConsentError(f"cameo {cameo.id} was erased by its owner")
+    if cameo.held is not None:
+        raise ConsentError(f"cameo {cameo.id} is held for a trust-and-safety review: {cameo.held}")
+    if cameo.rejected:
+        raise ConsentError(f"cameo {cameo.id} was rejected by trust and safety")
     if person_id == cameo.owner_id:
         return OWNER_GRANT
     reaching = [g for g in cameo.grants.values() if g.reaches(person_id, is_mutual)]

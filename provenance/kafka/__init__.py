@@ -9,7 +9,7 @@ from __future__ import annotations
 WORKER_ROLES: tuple[str, ...] = ("generator", "moderation", "signing")
 """Gate workers: consumer groups whose handler turns an event into a command on the write side."""
 
-ROLES: tuple[str, ...] = ("relay", "projections", *WORKER_ROLES)
+ROLES: tuple[str, ...] = ("relay", "projections", "consent", *WORKER_ROLES)
 """Every process role of the distributed stack, as `provenance serve --role ROLE` accepts them."""
 
 __all__ = ["ROLES", "WORKER_ROLES"]

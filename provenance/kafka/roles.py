@@ -128,6 +128,32 @@ def run_worker_consumer(
         log.info("%s: stopped after %d events (%d parked)", name, follower.handled, follower.parked)
 
 
+def run_consent_watch(system: System, stop: threading.Event, sweep_every_s: float = 30.0) -> None:
+    """The consent watch of the distributed mode: unfollows from the topic, and the expiry timer.
+
+    One member of the `provenance-consent` group re-checks the cameos of both people of every unfollow; every
+    replica also sweeps the consent read model (which the projections service keeps) for expiries that passed.
+    Both are idempotent on the write side, so replicas and restarts record nothing twice.
+    """
+    watch = system.consent_watch
+
+    def sweep() -> None:
+        while not stop.is_set():
+            try:
+                watch.sweep_expiries(system.clock())
+            except Exception as exc:  # a database hiccup: the next sweep tries again
+                log.warning("consent: the expiry sweep failed (%s); retrying in %.0f s", exc, sweep_every_s)
+            stop.wait(sweep_every_s)
+
+    timer = threading.Thread(target=sweep, name="consent-expiry", daemon=True)
+    timer.start()
+    try:
+        run_worker_consumer(system, stop, "consent", watch.handle_one)
+    finally:
+        stop.set()
+        timer.join()
+
+
 def list_parked(
     system: System, consumer: str | None = None, *, include_replayed: bool = False, limit: int | None = None
 ) -> list[Parked]:

@@ -132,7 +132,7 @@ def test_startup_waits_for_healthy_dependencies_and_every_service_has_a_health_c
             assert condition == {"condition": expected}, f"{name} -> {dependency}"
         role = role_of(service)
         assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "provenance.kafka.health", role]
-        if role in WORKER_ROLES or role == "projections":
+        if role in WORKER_ROLES or role in ("projections", "consent"):
             assert "relay" in depends, name
 
 

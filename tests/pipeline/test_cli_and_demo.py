@@ -66,7 +66,10 @@ def test_the_demo_runs_end_to_end(home: Path, tmp_path: Path, capsys: pytest.Cap
     code, text, err = run(capsys, "demo", "--out", str(out))
     assert code == 0, f"{err}\n{text[-4000:]}"
     assert "carol: 'blood and gore everywhere, three balls' -> moderation block, BLOCKED" in text
-    assert "mallory: 'me dancing with a ball' -> moderation block, BLOCKED: block: a face matches cameo" in text
+    assert "mallory's cameo is held for trust and safety: the likeness matches cameo" in text
+    assert (
+        "mallory: 'me dancing with a ball' -> refused: cameo" in text and "held for a trust-and-safety review" in text
+    )
     assert text.count("(cascade, case") == 2 and "(consent_revocation, case" in text
     assert "(found by watermark)" in text and "assertion.bmffHash.mismatch" in text
     assert "Trusted: signed by Provenance Signer" in text and "└─ origin" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from kernel.errors import RuleViolation
 from provenance.cli import render
 from provenance.cli.handlers.common import emit, parse_expiry, person_id, read_file
 from provenance.reference_check import MAX_REFERENCE_BYTES
@@ -29,8 +30,19 @@ def cameo_register(system: System, args: argparse.Namespace) -> int:
     cameo_id = system.app.register_cameo(
         person_id(system, args.actor), read_file(args.image, MAX_REFERENCE_BYTES), command_id=args.command_id
     )
-    system.catch_up()
     print(cameo_id)
+    held = system.verify_cameo(cameo_id)
+    if held is not None:
+        raise RuleViolation(f"cameo {cameo_id} is held for a trust-and-safety review: {held}")
+    return 0
+
+
+def cameo_review(system: System, args: argparse.Namespace) -> int:
+    """Trust and safety clears or rejects a cameo held as a possible impersonation."""
+    actor = person_id(system, args.actor)
+    system.app.review_cameo(args.cameo, actor, args.decision, args.statement, command_id=args.command_id)
+    system.catch_up()
+    print(f"cameo {args.cameo} {args.decision}")
     return 0
 
 
