@@ -72,14 +72,7 @@ class CameoCommands(CoverageCommands):
         return self._on_cameo(cameo_id, lambda c: c.review(str(actor), decision, statement, command_id=command_id))
 
     def _on_cameo(self, cameo_id: UUID | str, change: Callable[[Cameo], bool]) -> bool:
-        def run() -> bool:
-            cameo = self.cameo(cameo_id)
-            if change(cameo):
-                self.save(cameo)
-                return True
-            return False
-
-        return self._retrying(run)
+        return self._changing(lambda: self.cameo(cameo_id), change)
 
     def cameo_reference(self, cameo_id: UUID | str) -> bytes:
         """The decrypted reference image of a cameo (for the renderer and the likeness classifier)."""

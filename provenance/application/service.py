@@ -192,10 +192,15 @@ class Service(Application[UUID]):
                     cache.get(aggregate_id, evict=True)
 
     def _on_video(self, video_id: UUID | str, change: Callable[[Video], bool]) -> bool:
+        return self._changing(lambda: self.video(video_id), change)
+
+    def _changing(self, load: Callable[[], TStream], change: Callable[[TStream], bool]) -> bool:
+        """Load one aggregate, change it, and save it if the change recorded anything (retried on conflicts)."""
+
         def run() -> bool:
-            video = self.video(video_id)
-            if change(video):
-                self.save(video)
+            aggregate = load()
+            if change(aggregate):
+                self.save(aggregate)
                 return True
             return False
 
