@@ -209,6 +209,11 @@ def render_verification(report: dict[str, Any], trusted_anchors: bool) -> list[s
         lines.append(f"  chain: {report['chain_state']} (an ingredient does not validate)")
     if report.get("recovered_by"):
         lines.append(f"  video: {report['video_id']} (found by {report['recovered_by']})")
+    claimed = report.get("claimed_video_id")
+    if claimed and claimed != report.get("video_id"):
+        lines.append(f"  claims video {claimed} (not trusted: no status is taken from it)")
+    if report.get("conflict"):
+        lines.append(f"  CONFLICT: {report['conflict']}")
     status = report.get("status")
     if status:
         line = f"  status: {status['status']}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from uuid import UUID
@@ -103,6 +103,11 @@ class VerificationReport:
     soft_binding: dict[str, str] | None = None
     """From the manifest, or as decoded from the watermark when there was no manifest."""
     watermark_checked: bool = False
+    claimed_video_id: str | None = None
+    """The video id the manifest claims, whatever its state; `video_id` is only ever a trusted answer."""
+    watermark_video_id: str | None = None
+    conflict: str | None = None
+    """Set when the watermark and a trusted manifest name different videos."""
 
     @property
     def chain_state(self) -> State:
@@ -131,6 +136,9 @@ class VerificationReport:
             "development_pki": self.development_pki,
             "soft_binding": self.soft_binding,
             "watermark_checked": self.watermark_checked,
+            "claimed_video_id": self.claimed_video_id,
+            "watermark_video_id": self.watermark_video_id,
+            "conflict": self.conflict,
         }
 
 
@@ -161,7 +169,7 @@ def verify_file(
     container = sniff(path)
     outcome = _read_manifest(path, container, trust, manifest_store)
     if isinstance(outcome, dict):
-        return _from_manifest(shown, container, outcome, status_lookup)
+        return _with_watermark(_from_manifest(shown, container, outcome, status_lookup), path, container, status_lookup)
     code, reason = outcome
     if code == UNREADABLE:
         return VerificationReport(
@@ -400,7 +408,9 @@ def _from_manifest(
     codes = list(dict.fromkeys(f.code for f in details))
     raw_state = store.get("validation_state")
     state: State = raw_state if raw_state in _RANK else _state_from(codes, _successes_of(results))
-    video_id = _video_id_of(manifest)
+    claimed = _video_id_of(manifest)
+    # Only a trusted manifest speaks for our platform: an unanchored signer can name any of our videos.
+    video_id = claimed if state == "Trusted" else None
     parsed_id = _parse_uuid(video_id)
     status = status_lookup.status(parsed_id) if status_lookup is not None and parsed_id else None
     signer = _signer_of(manifest)
@@ -433,7 +443,41 @@ def _from_manifest(
         signer=signer,
         development_pki=is_development_name(signer) if signer else None,
         soft_binding=soft_binding,
+        claimed_video_id=claimed,
     )
+
+
+def _with_watermark(
+    report: VerificationReport, path: Path, container: Container, status_lookup: StatusLookup | None
+) -> VerificationReport:
+    """Read the watermark as well (it is cheap): the video it resolves to, and a conflict with the manifest.
+
+    A stripped file re-signed by someone else keeps our watermark: the platform video, its status and the
+    conflict are reported beside the new manifest.
+    """
+    if not container.is_video or status_lookup is None:
+        return report
+    try:
+        payload = decode_watermark(path)
+    except CredentialsError:
+        return replace(report, watermark_checked=True)
+    if payload is None:
+        return replace(report, watermark_checked=True)
+    found = status_lookup.resolve_soft_binding(ALG, soft_binding_value(payload))
+    marked = str(found) if found else None
+    report = replace(report, watermark_checked=True, watermark_video_id=marked)
+    if marked is None:
+        return report
+    if report.video_id is None:
+        status = status_lookup.status(found) if found else None
+        conflict = None
+        if report.claimed_video_id and report.claimed_video_id != marked:
+            conflict = f"the manifest claims video {report.claimed_video_id}; the watermark is video {marked}'s"
+        return replace(report, video_id=marked, status=status, recovered_by="watermark", conflict=conflict)
+    if report.video_id != marked:
+        conflict = f"the manifest names video {report.video_id}; the watermark is video {marked}'s"
+        return replace(report, conflict=conflict)
+    return report
 
 
 def _parse_uuid(value: str | None) -> UUID | None:

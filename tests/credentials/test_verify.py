@@ -127,7 +127,8 @@ def test_tampered_video_byte_is_invalid(tmp_path: Path, signed: Signed, pki: Dev
     report = verify_file(tampered, pki.trust())
     assert report.state == "Invalid"
     assert report.failures == ("assertion.bmffHash.mismatch",)
-    assert report.video_id == str(signed.video_id)
+    assert report.claimed_video_id == str(signed.video_id)
+    assert report.video_id is None  # an invalid manifest does not speak for the platform
 
 
 def test_edited_assertion_is_invalid(tmp_path: Path, signed: Signed, pki: DevelopmentPki) -> None:
@@ -150,7 +151,7 @@ def test_truncated_file_is_invalid(tmp_path: Path, signed: Signed, pki: Developm
     report = verify_file(truncated, pki.trust())
     assert report.state == "Invalid"
     assert report.failures
-    assert report.recovered_by == "manifest"
+    assert report.manifest_id is not None and report.recovered_by is None  # read, but it speaks for nobody
 
 
 def _sign_with_short_lived_leaf(tmp_path: Path, clip: Path) -> tuple[DevelopmentPki, Path, dt.datetime]:
@@ -337,3 +338,29 @@ def test_report_json_is_serialisable(remix_of_tampered_parent: Signed, pki: Deve
     assert body["chain_state"] == "Invalid"
     assert body["ingredients"][0]["state"] == "Invalid"
     assert body["ingredients"][0]["failures"] == ["assertion.bmffHash.mismatch"]
+
+
+def test_an_unanchored_manifest_claiming_our_video_gets_no_status_from_it(
+    signed: Signed, lookup: FakeStatusLookup
+) -> None:
+    """Without the anchor, the manifest is only `Valid`: its claim is reported, the status comes from the watermark."""
+    report = verify_file(signed.path, None, lookup)
+    assert report.state == "Valid" and report.claimed_video_id == str(signed.video_id)
+    assert report.recovered_by == "watermark" and report.watermark_video_id == str(signed.video_id)
+    assert report.status == {"state": "published"} and report.conflict is None
+    claims_only = verify_file(signed.path, None, FakeStatusLookup())  # no watermark known: nothing attached
+    assert claims_only.video_id is None and claims_only.status is None
+
+
+def test_the_watermark_is_read_beside_a_trusted_manifest_and_a_conflict_is_reported(
+    signed: Signed, pki: DevelopmentPki, lookup: FakeStatusLookup
+) -> None:
+    report = verify_file(signed.path, pki.trust(), lookup)
+    assert report.watermark_checked and report.watermark_video_id == str(signed.video_id) and report.conflict is None
+    other = uuid4()
+    elsewhere = FakeStatusLookup()
+    elsewhere.add(other, soft_binding_for(signed.video_id), {"state": "published"})
+    elsewhere.statuses[signed.video_id] = {"state": "published"}
+    conflicted = verify_file(signed.path, pki.trust(), elsewhere)
+    assert conflicted.video_id == str(signed.video_id) and conflicted.watermark_video_id == str(other)
+    assert conflicted.conflict is not None and str(other) in conflicted.conflict
