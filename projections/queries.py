@@ -52,15 +52,13 @@ class ReadModels:
 
     # --- feed --------------------------------------------------------------------------------------------
 
-    def feed(self, limit: int = 20, cursor: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    def feed(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         """One page of the feed, newest first; pass `next_cursor` back for the page after."""
         if not 1 <= limit <= 500:
             raise InvalidInput("limit must be between 1 and 500")
-        now = now or datetime.now(UTC)
         query = (
             sa.select(_feed)
             .where(_feed.c.visible.is_(True))
-            .where(sa.or_(_feed.c.consent_expires_at.is_(None), _feed.c.consent_expires_at > now))
             .order_by(_feed.c.published_at.desc(), _feed.c.video_id.desc())
             .limit(limit + 1)
         )
@@ -81,12 +79,12 @@ class ReadModels:
         ]
         return {"items": items, "next_cursor": next_cursor}
 
-    def feed_ids(self, now: datetime | None = None) -> set[str]:
+    def feed_ids(self) -> set[str]:
         """Every video id the feed shows now (for checks; the feed itself is paged)."""
         ids: set[str] = set()
         cursor = None
         while True:
-            page = self.feed(limit=500, cursor=cursor, now=now)
+            page = self.feed(limit=500, cursor=cursor)
             ids.update(item["video_id"] for item in page["items"])
             cursor = page["next_cursor"]
             if cursor is None:

@@ -54,18 +54,9 @@ class FeedItem(SQLModel, table=True):
     requested_at: datetime
     published_at: datetime | None = None
     visible: bool = False
-    consent_expires_at: datetime | None = None
     development_model: bool = False
     grant_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     open_cases: list[str] = Field(default_factory=list, sa_column=Column(JSON))
-
-
-class FeedGrantExpiry(SQLModel, table=True):
-    """Expiry of each grant, so the feed hides a video the moment its consent lapses."""
-
-    __tablename__ = "feed_grant_expiry"
-    grant_id: str = Field(primary_key=True)
-    expires_at: datetime | None = None
 
 
 class LineageVideo(SQLModel, table=True):

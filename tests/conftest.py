@@ -6,7 +6,10 @@ Tests that need a server are marked for it here, from the fixtures they use, so 
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.services import (
     fresh_kafka_topic,
@@ -17,6 +20,11 @@ from tests.services import (
     kcat_path,
     postgres_dsn,
 )
+
+# CI runs the same examples every time (a failure there is a bug to reproduce, not luck); people get new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 __all__ = [
     "fresh_kafka_topic",

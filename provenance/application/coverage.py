@@ -45,7 +45,7 @@ class CoverageCommands(Service):
         video_ids: Iterable[str],
         withdrawal: Withdrawal,
         changed: dict[UUID, Video],
-        known_cameos: Mapping[str, Cameo] = {},
+        known_cameos: Mapping[str, Cameo] | None = None,
     ) -> WithdrawalOutcome:
         """Take down (or block) each of the videos, and the remixes below them, that the rule no longer allows.
 
@@ -54,7 +54,7 @@ class CoverageCommands(Service):
         ids = list(dict.fromkeys(video_ids))
         self._prefetch_videos_and_remixes(ids)
         now = self.clock()
-        cameos = dict(known_cameos)
+        cameos = dict(known_cameos or {})
         mutuals: dict[tuple[str, str], bool] = {}
 
         def is_mutual(owner: str, person: str) -> bool:

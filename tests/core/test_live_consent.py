@@ -164,3 +164,26 @@ def test_the_key_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
 
     KeyStore(f"sqlite:///{tmp_path / 'keys.db'}").close()
     assert (tmp_path / "keys.db").stat().st_mode & 0o077 == 0
+
+
+def test_a_video_reinstated_under_a_newer_grant_is_back_in_the_feed(tmp_path: Path) -> None:
+    """Found by the property test: the feed hid it by the expiry of the grant it was published under."""
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    system = System(Settings(home=tmp_path / "home", event_store="sqlite"), clock=lambda: now[0])
+    app = system.app
+    alice, bob = app.register_person("alice"), app.register_person("bob")
+    tess = app.register_person("tess", roles=["member", "trust_and_safety"])
+    cameo = app.register_cameo(alice, face())
+    app.grant_consent(alice, cameo, "approved", grantees=[bob], expires_at=now[0] + timedelta(hours=1))
+    video = publish_new(app, bob, cameo_ids=[cameo])
+    now[0] += timedelta(hours=2)
+    system.catch_up()
+    [case] = app.video(video).open_cases()
+    app.grant_consent(alice, cameo, "approved", grantees=[bob], expires_at=now[0] + timedelta(hours=1))
+    app.reinstate(video, case.case_id, tess, "consent given again")
+    system.catch_up()
+    assert system.reads.feed_ids() == {str(video)}
+    now[0] += timedelta(hours=2)  # the newer grant lapses too: the timer takes it down again
+    system.catch_up()
+    assert system.reads.feed_ids() == set() and not app.video(video).is_live
+    system.close()

@@ -174,7 +174,7 @@ class PlatformMachine(RuleBasedStateMachine):
             if video.is_live:
                 assert self.app.why_not_live(video, self.now) == [], video_id
                 live.add(str(video_id))
-        assert ReadModels(self.store.engine).feed_ids(now=self.now) == live
+        assert ReadModels(self.store.engine).feed_ids() == live
 
     def check_rebuild(self) -> None:
         scratch = open_store(f"sqlite:///{self.dir / 'scratch.db'}")
