@@ -15,7 +15,9 @@ from schemas.envelope import EventEnvelope
 class ConsentProjection(Projection):
     name = "consent"
     tables = (ConsentCameo, ConsentGrant)
-    event_types = frozenset({"CameoRegistered", "ConsentGranted", "ConsentRevoked", "CameoUseRecorded", "CameoErased"})
+    event_types = frozenset(
+        {"CameoRegistered", "ConsentGranted", "ConsentRevoked", "GranteeRemoved", "CameoUseRecorded", "CameoErased"}
+    )
 
     def apply(self, events: Sequence[EventEnvelope], conn: Connection) -> None:
         cameos = RowCache(ConsentCameo, "cameo_id")
@@ -26,7 +28,7 @@ class ConsentProjection(Projection):
             to_load(
                 (e.payload["grant_id"], e.event_type == "ConsentGranted")
                 for e in events
-                if e.event_type in ("ConsentGranted", "ConsentRevoked")
+                if e.event_type in ("ConsentGranted", "ConsentRevoked", "GranteeRemoved")
             ),
         )
         for e in events:
@@ -46,6 +48,10 @@ class ConsentProjection(Projection):
                     granted_at=e.occurred_at,
                     expires_at=datetime.fromisoformat(expires) if expires else None,
                 )
+            elif e.event_type == "GranteeRemoved":
+                row = grants.get(p["grant_id"])
+                if row is not None:
+                    grants.update(p["grant_id"], grantees=[g for g in row["grantees"] if g != p["person_id"]])
             elif e.event_type == "ConsentRevoked":
                 grants.update(p["grant_id"], revoked_at=e.occurred_at, revoked_by=e.actor, revoke_reason=p["reason"])
             elif e.event_type == "CameoUseRecorded":

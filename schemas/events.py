@@ -73,6 +73,13 @@ class ConsentRevoked(Payload):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class GranteeRemoved(Payload):
+    """A person taken off the approved list of a grant: the grant no longer reaches them."""
+
+    grant_id: str
+    person_id: str
+
+
 class ConsentExpired(Payload):
     """A grant's expiry time passed; recorded by the expiry timer so that the end of consent is on record."""
 

@@ -141,6 +141,33 @@ class CameoCommands(CoverageCommands):
 
         return self._retrying(run)
 
+    def remove_grantee(
+        self,
+        actor: UUID | str,
+        cameo_id: UUID | str,
+        grant_id: str,
+        person: UUID | str,
+        *,
+        command_id: str | None = None,
+    ) -> RevocationOutcome:
+        """Take a person off an approved list; what they made that no grant covers any more comes down with it."""
+        command_id = command_id or new_command_id()
+
+        def run() -> RevocationOutcome:
+            cameo = self.cameo(cameo_id)
+            if not cameo.remove_grantee(str(actor), grant_id, str(person), command_id=command_id):
+                return RevocationOutcome(grant_id, [], [])
+            cause = e.EventRef(event_id=cameo.grants[grant_id].narrowing_event_id or "", stream_id=str(cameo.id))
+            because = f"Person {person} was taken off the approved list of consent {grant_id} for cameo {cameo.id}."
+            withdrawal = Withdrawal(str(actor), command_id, "consent_narrowed", "consent_revocation", cause, because)
+            changed: dict[UUID, Video] = {}
+            theirs = [use.video_id for use in cameo.uses if use.creator_id == str(person)]
+            outcome = self._withdraw_uncovered(theirs, withdrawal, changed, {str(cameo.id): cameo})
+            self.save(cameo, *changed.values())
+            return RevocationOutcome(grant_id, outcome.takedowns, outcome.blocked)
+
+        return self._retrying(run)
+
     def expire_consent(
         self, cameo_id: UUID | str, grant_id: str, *, command_id: str | None = None
     ) -> RevocationOutcome:

@@ -118,6 +118,19 @@ class Cameo(EventStream):
             raise RuleViolation(f"cameo {self.id} is not held for review")
         return self._record("CameoReviewed", payload, actor=actor, command_id=command_id)
 
+    def remove_grantee(self, actor: str, grant_id: str, person_id: str, *, command_id: str | None) -> bool:
+        """Take a person off a grant's approved list (the owner only); a no-op when they are not on it."""
+        self._require_owner(actor, "change the approved list of")
+        grant = self.grants.get(grant_id)
+        if grant is None:
+            raise InvalidInput(f"cameo {self.id} has no grant {grant_id}")
+        if grant.audience != "approved":
+            raise InvalidInput(f"grant {grant_id} is for {grant.audience!r}, not an approved list")
+        if person_id not in grant.grantees:
+            return False
+        payload = build(e.GranteeRemoved, grant_id=grant_id, person_id=person_id)
+        return self._record("GranteeRemoved", payload, actor=actor, command_id=command_id)
+
     def record_expiry(self, grant_id: str, now: datetime, *, command_id: str | None) -> bool:
         """Record that a grant's expiry time has passed (once; a no-op before the time or after a revocation)."""
         grant = self.grants.get(grant_id)
@@ -178,6 +191,11 @@ class Cameo(EventStream):
         grant.revoked_at = event.timestamp
         grant.revoke_reason = p["reason"]
         grant.revocation_event_id = event.event_id
+
+    def _when_GranteeRemoved(self, p: dict[str, Any], event: Any) -> None:
+        grant = self.grants[p["grant_id"]]
+        grant.grantees = grant.grantees - {p["person_id"]}
+        grant.narrowing_event_id = event.event_id
 
     def _when_ConsentExpired(self, p: dict[str, Any], event: Any) -> None:
         self.grants[p["grant_id"]].expiry_event_id = event.event_id

@@ -34,6 +34,8 @@ class Grant:
     revoke_reason: str | None = None
     revocation_event_id: str | None = None
     expiry_event_id: str | None = None
+    narrowing_event_id: str | None = None
+    """The last time a person was taken off the approved list."""
     """Set once the expiry timer recorded that the grant expired."""
 
     def reaches(self, person_id: str, is_mutual: Callable[[], bool]) -> bool:

@@ -187,3 +187,18 @@ def test_a_video_reinstated_under_a_newer_grant_is_back_in_the_feed(tmp_path: Pa
     system.catch_up()
     assert system.reads.feed_ids() == set() and not app.video(video).is_live
     system.close()
+
+
+def test_taking_a_person_off_the_approved_list_takes_their_videos_down(app: ProvenanceApp, people: dict) -> None:
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    cameo = app.register_cameo(alice, face())
+    grant = app.grant_consent(alice, cameo, "approved", grantees=[bob, carol])
+    bobs, carols = publish_new(app, bob, cameo_ids=[cameo]), publish_new(app, carol, cameo_ids=[cameo])
+    [record] = app.remove_grantee(alice, cameo, grant, bob).takedowns
+    assert record.video_id == str(bobs) and not app.video(bobs).is_live
+    assert app.video(carols).is_live  # still on the list
+    [case] = app.video(bobs).open_cases()
+    assert case.reason_code == "consent_narrowed" and "approved list" in case.statement_of_reasons
+    with pytest.raises(ConsentError):
+        app.request_generation(bob, "again", cameo_ids=[cameo])
+    assert app.remove_grantee(alice, cameo, grant, bob).takedowns == []  # not on the list any more: nothing

@@ -117,6 +117,14 @@ class PlatformMachine(RuleBasedStateMachine):
                 statement_of_reasons="breaks policy",
             )
 
+    @precondition(lambda self: self.grants)
+    @rule(index=st.integers(0, 50), person=st.sampled_from(HANDLES[1:3]))
+    def take_off_the_approved_list(self, index: int, person: str) -> None:
+        with contextlib.suppress(ProvenanceError):  # not an approved list, or the cameo was erased
+            self.app.remove_grantee(
+                self.people["alice"], self.cameo, self.grants[index % len(self.grants)], self.people[person]
+            )
+
     @rule(hours=st.sampled_from([1, 2]))
     def time_passes(self, hours: int) -> None:
         self.now += timedelta(hours=hours)

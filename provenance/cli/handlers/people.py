@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kernel.errors import RuleViolation
 from provenance.cli import render
@@ -65,6 +65,16 @@ def cameo_revoke(system: System, args: argparse.Namespace) -> int:
     outcome = system.app.revoke_consent(
         person_id(system, args.actor), args.cameo, args.grant, args.reason, command_id=args.command_id
     )
+    return _show_revocation(system, args, outcome)
+
+
+def cameo_unapprove(system: System, args: argparse.Namespace) -> int:
+    actor, person = person_id(system, args.actor), person_id(system, args.person)
+    outcome = system.app.remove_grantee(actor, args.cameo, args.grant, person, command_id=args.command_id)
+    return _show_revocation(system, args, outcome)
+
+
+def _show_revocation(system: System, args: argparse.Namespace, outcome: Any) -> int:
     system.catch_up()
     if args.json:
         render.print_json(render.revocation_json(outcome))
