@@ -20,7 +20,7 @@ from eventsourcing.persistence import IntegrityError
 from kernel.blobstore import BlobStore
 from kernel.errors import InvalidInput, NotFound, ProvenanceError
 from provenance.domain.cameo import Cameo
-from provenance.domain.consent import covering_grant, uncovered_cameos
+from provenance.domain.consent import Coverage, coverage, covering_grant
 from provenance.domain.person import Person, person_id_for
 from provenance.domain.stream import EventStream
 from provenance.domain.video import Video
@@ -123,14 +123,17 @@ class Service(Application[UUID]):
     def are_mutuals(self, a: UUID | str, b: UUID | str) -> bool:
         return self.person(a).follows(b) and self.person(b).follows(a)
 
-    def why_not_live(self, video: Video, now: datetime) -> list[str]:
-        """Why the rule would not let this video be live now (empty when it would): every cameo in it under
-        live consent, and the video it remixes live itself."""
+    def live_check(self, video: Video, now: datetime) -> Coverage:
+        """The rule for this video now: every cameo in it under live consent, and the video it remixes live."""
         cameos = {cameo_id: self.cameo(cameo_id) for cameo_id in video.cameo_ids}
-        reasons = uncovered_cameos(video, cameos, now, self.are_mutuals)
+        checked = coverage(video, cameos, now, self.are_mutuals)
         if video.remix_of is not None and not self.video(video.remix_of).is_live:
-            reasons.append(f"the parent video {video.remix_of} is no longer published")
-        return reasons
+            checked.reasons.append(f"the parent video {video.remix_of} is no longer published")
+        return checked
+
+    def why_not_live(self, video: Video, now: datetime) -> list[str]:
+        """Why the rule would not let this video be live now; empty when it would."""
+        return self.live_check(video, now).reasons
 
     def consent(self, cameo: Cameo, person_id: str, purpose: str, now: datetime) -> str:
         """The live grant that covers this use of the cameo, or `ConsentError` saying why there is none."""

@@ -12,7 +12,6 @@ from uuid import UUID
 from kernel.errors import CommandConflict, InvalidInput, NotPermitted, RuleViolation
 from provenance.application.service import SYSTEM, Service
 from provenance.domain.cameo import Cameo
-from provenance.domain.consent import purpose_of
 from provenance.domain.ids import derived_id, new_command_id
 from provenance.domain.payloads import payload
 from provenance.domain.stream import EventStream
@@ -200,18 +199,13 @@ class VideoCommands(Service):
             if not actor.startswith(f"{SYSTEM}:") and actor != video.creator_id:
                 raise NotPermitted(f"only the creator of video {video.id} can publish it")
             now = self.clock()
-            problems = self.why_not_live(video, now)
-            if problems:
-                video.block(e.VideoBlocked(gate="consent", reasons=problems), actor, command_id=command_id)
+            checked = self.live_check(video, now)
+            if checked.reasons:
+                video.block(e.VideoBlocked(gate="consent", reasons=checked.reasons), actor, command_id=command_id)
                 self.save(video)
-                return PublishOutcome(False, problems)
-            checked = [
-                e.CameoInVideo(
-                    cameo_id=c, grant_id=self.consent(self.cameo(c), video.creator_id, purpose_of(video), now)
-                )
-                for c in video.cameo_ids
-            ]
-            video.publish(e.VideoPublished(consent_checked=checked), actor, command_id=command_id)
+                return PublishOutcome(False, checked.reasons)
+            consented = [e.CameoInVideo(cameo_id=c, grant_id=checked.granted[c]) for c in video.cameo_ids]
+            video.publish(e.VideoPublished(consent_checked=consented), actor, command_id=command_id)
             self.save(video)
             return PublishOutcome(True)
 

@@ -88,24 +88,41 @@ def covering_grant(cameo: Cameo, person_id: str, purpose: str, now: datetime, is
     raise ConsentError(f"consent {latest.grant_id} for cameo {cameo.id} expired at {latest.expires_at.isoformat()}")
 
 
-def uncovered_cameos(
+@dataclass(frozen=True)
+class Coverage:
+    granted: dict[str, str]
+    """cameo id -> the live grant that covers it now, for each covered cameo."""
+    reasons: list[str]
+    """One reason per cameo that nothing covers; empty when the rule holds."""
+
+
+def coverage(
     video: Video, cameos: Mapping[str, Cameo], now: datetime, is_mutual: Callable[[str, str], bool]
-) -> list[str]:
-    """Why the video's likenesses are not all under live consent now: one reason per uncovered cameo.
+) -> Coverage:
+    """Which grant covers each of the video's likenesses now, and why any is not covered.
 
     The rule the product exists for: a video with cameos is live only while, for every cameo in it, its
     creator is the cameo's owner or is reached by a live grant of the owner for the video's purpose
-    (audience, scope, expiry, the approved list, the follow graph as it is now). Empty when it holds.
+    (audience, scope, expiry, the approved list, the follow graph as it is now).
     """
     purpose = purpose_of(video)
+    granted: dict[str, str] = {}
     reasons: list[str] = []
     for used in video.cameos:
         cameo = cameos[used.cameo_id]
+        asking = _asking(is_mutual, cameo.owner_id, video.creator_id)
         try:
-            covering_grant(cameo, video.creator_id, purpose, now, _asking(is_mutual, cameo.owner_id, video.creator_id))
+            granted[used.cameo_id] = covering_grant(cameo, video.creator_id, purpose, now, asking)
         except ConsentError as refused:
             reasons.append(str(refused))
-    return reasons
+    return Coverage(granted, reasons)
+
+
+def uncovered_cameos(
+    video: Video, cameos: Mapping[str, Cameo], now: datetime, is_mutual: Callable[[str, str], bool]
+) -> list[str]:
+    """Why the video's likenesses are not all under live consent now: one reason per uncovered cameo."""
+    return coverage(video, cameos, now, is_mutual).reasons
 
 
 def _asking(is_mutual: Callable[[str, str], bool], owner: str, person: str) -> Callable[[], bool]:
