@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from kernel.errors import InvalidInput
-from provenance.cli.render import safe
+from provenance.cli.render import print_json, safe
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
@@ -49,6 +50,14 @@ def read_file(path: str, limit: int) -> bytes:
     if len(data) > limit:
         raise InvalidInput(f"{path} is larger than {limit} bytes")
     return data
+
+
+def show(args: argparse.Namespace, data: Any, lines: Callable[[], Iterable[str]]) -> None:
+    """`--json`: the data as JSON; otherwise the rendered lines (rendered only then)."""
+    if args.json:
+        print_json(data)
+    else:
+        emit(lines())
 
 
 def emit(lines: Iterable[str]) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from kernel.errors import InvalidInput
 from provenance.cli import render
-from provenance.cli.handlers.common import emit
+from provenance.cli.handlers.common import emit, show
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
@@ -34,10 +34,7 @@ def verify(system: System, args: argparse.Namespace) -> int:
     system.catch_up()
     trust = system.trust()
     report = verify_file(file, trust, ReadModelStatus(system.reads)).to_json()
-    if args.json:
-        render.print_json(report)
-    else:
-        emit(render.render_verification(report, trusted_anchors=trust is not None))
+    show(args, report, lambda: render.render_verification(report, trusted_anchors=trust is not None))
     return 0 if report["chain_state"] == "Trusted" else 1
 
 

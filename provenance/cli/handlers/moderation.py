@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provenance.cli import render
-from provenance.cli.handlers.common import emit
+from provenance.cli.handlers.common import show
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
@@ -23,10 +23,7 @@ def moderate(system: System, args: argparse.Namespace) -> int:
     config = system.moderator_config(Path(args.policy) if args.policy else None)
     decision = load_moderator(config).moderate_video(Path(args.file), ModerationContext(config=config))
     payload = decision.to_payload().model_dump(mode="json")
-    if args.json:
-        render.print_json(payload)
-    else:
-        emit(render.render_moderation(payload))
+    show(args, payload, lambda: render.render_moderation(payload))
     return VERDICT_EXIT[payload["verdict"]]
 
 

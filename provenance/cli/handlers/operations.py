@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from kernel.errors import InvalidInput
 from provenance.cli import render
-from provenance.cli.handlers.common import emit
+from provenance.cli.handlers.common import emit, show
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
@@ -26,10 +26,7 @@ def parked_list(system: System, args: argparse.Namespace) -> int:
     from provenance.kafka.roles import list_parked
 
     entries = list_parked(system, args.consumer, include_replayed=args.all)
-    if args.json:
-        render.print_json(render.parked_json(entries))
-    else:
-        emit(render.render_parked(entries))
+    show(args, render.parked_json(entries), lambda: render.render_parked(entries))
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernel.errors import RuleViolation
 from provenance.cli import render
-from provenance.cli.handlers.common import emit, parse_expiry, person_id, read_file
+from provenance.cli.handlers.common import parse_expiry, person_id, read_file, show
 from provenance.reference_check import MAX_REFERENCE_BYTES
 
 if TYPE_CHECKING:
@@ -76,10 +76,7 @@ def cameo_unapprove(system: System, args: argparse.Namespace) -> int:
 
 def _show_revocation(system: System, args: argparse.Namespace, outcome: Any) -> int:
     system.catch_up()
-    if args.json:
-        render.print_json(render.revocation_json(outcome))
-    else:
-        emit(render.render_revocation(outcome))
+    show(args, render.revocation_json(outcome), lambda: render.render_revocation(outcome))
     return 0
 
 
@@ -92,8 +89,5 @@ def cameo_erase(system: System, args: argparse.Namespace) -> int:
 
 def cameo_videos(system: System, args: argparse.Namespace) -> int:
     rows = render.cameo_video_rows(system.app.videos_with_cameo(person_id(system, args.actor), args.cameo))
-    if args.json:
-        render.print_json(rows)
-    else:
-        emit(render.render_cameo_videos(rows))
+    show(args, rows, lambda: render.render_cameo_videos(rows))
     return 0

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from provenance.cli import render
-from provenance.cli.handlers.common import emit
+from provenance.cli.handlers.common import show
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
@@ -15,28 +15,19 @@ if TYPE_CHECKING:
 def feed(system: System, args: argparse.Namespace) -> int:
     system.catch_up()
     page = system.reads.feed(limit=args.limit, cursor=args.cursor)
-    if args.json:
-        render.print_json(page)
-    else:
-        emit(render.render_feed(page))
+    show(args, page, lambda: render.render_feed(page))
     return 0
 
 
 def trace(system: System, args: argparse.Namespace) -> int:
     system.catch_up()
     found = system.reads.trace(args.video)
-    if args.json:
-        render.print_json(found)
-    else:
-        emit(render.render_trace(found))
+    show(args, found, lambda: render.render_trace(found))
     return 0
 
 
 def audit(system: System, args: argparse.Namespace) -> int:
     system.catch_up()
     trail = system.reads.audit_trail(args.stream)
-    if args.json:
-        render.print_json(trail)
-    else:
-        emit(render.render_audit(trail))
+    show(args, trail, lambda: render.render_audit(trail))
     return 0

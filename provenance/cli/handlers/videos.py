@@ -9,7 +9,7 @@ from uuid import UUID
 
 from kernel.errors import RuleViolation, StageFailed
 from provenance.cli import render
-from provenance.cli.handlers.common import emit, person_id
+from provenance.cli.handlers.common import emit, person_id, show
 from provenance.domain.video import MODERATED, PUBLISHED, RENDER_FAILED, Video
 
 if TYPE_CHECKING:
@@ -53,10 +53,7 @@ def generate(system: System, args: argparse.Namespace) -> int:
 def review_list(system: System, args: argparse.Namespace) -> int:
     system.catch_up()
     held = system.reads.awaiting_review()
-    if args.json:
-        render.print_json(held)
-    else:
-        emit(render.review_lines(held))
+    show(args, held, lambda: render.review_lines(held))
     return 0
 
 
