@@ -18,7 +18,6 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
 
 from kernel.errors import ProvenanceError
 from provenance.bootstrap import System
@@ -63,21 +62,19 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
 
 def _describe(exc: Exception) -> tuple[str, int]:
     """What an error from outside the domain means for the user, and its exit status."""
-    if _is_unreachable_store(exc):
-        return f"a database cannot be reached ({one_line(exc)}); check PROVENANCE_POSTGRES_DSN and the server", 7
-    if type(exc).__name__ == "ValidationError":  # a value that does not fit the event catalogue
-        errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
-        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "input"
-        return f"{where}: {errors[0]['msg'] if errors else one_line(exc)}", 2
+    from pydantic import ValidationError
+
+    from provenance.domain.payloads import invalid_input
+    from provenance.kafka.errors import is_transient
+
+    if is_transient(exc):
+        return f"a database cannot be reached or is busy ({one_line(exc)}); check its settings and the server", 7
+    if isinstance(exc, ValidationError):  # a value that does not fit the event catalogue
+        return str(invalid_input(exc)), 2
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         return f"cannot use{where}: {exc.strerror or exc}", 2
     return f"internal error ({type(exc).__name__}: {one_line(exc)}); set PROVENANCE_DEBUG=1 for the traceback", 1
-
-
-def _is_unreachable_store(exc: Exception) -> bool:
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"OperationalError", "InterfaceError"}) and "sqlite" not in type(exc).__module__
 
 
 def one_line(exc: Exception) -> str:

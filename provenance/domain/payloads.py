@@ -17,6 +17,13 @@ def payload(model: type[TPayload], **fields: Any) -> TPayload:
     try:
         return model(**fields)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or model.__name__
-        raise InvalidInput(f"{where}: {first['msg']}") from exc
+        raise invalid_input(exc) from exc
+
+
+def invalid_input(exc: Any) -> InvalidInput:
+    """A pydantic `ValidationError` as one line naming the first field that breaks the schema."""
+    errors = exc.errors()
+    if not errors:
+        return InvalidInput(str(exc))
+    where = ".".join(str(p) for p in errors[0]["loc"]) or exc.title
+    return InvalidInput(f"{where}: {errors[0]['msg']}")
