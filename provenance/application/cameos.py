@@ -134,9 +134,7 @@ class CameoCommands(CoverageCommands):
             cause = e.EventRef(event_id=cameo.grants[grant_id].revocation_event_id or "", stream_id=str(cameo.id))
             because = f"Consent for cameo {cameo.id} was revoked by {actor}: {reason}."
             withdrawal = Withdrawal(str(actor), command_id, "consent_revoked", "consent_revocation", cause, because)
-            changed: dict[UUID, Video] = {}
-            outcome = self._withdraw_uncovered(_used_in(cameo), withdrawal, changed, {str(cameo.id): cameo})
-            self.save(cameo, *changed.values())
+            outcome = self._withdraw_uncovered(cameo, withdrawal)
             return RevocationOutcome(grant_id, outcome.takedowns, outcome.blocked)
 
         return self._retrying(run)
@@ -160,10 +158,8 @@ class CameoCommands(CoverageCommands):
             cause = e.EventRef(event_id=cameo.grants[grant_id].narrowing_event_id or "", stream_id=str(cameo.id))
             because = f"Person {person} was taken off the approved list of consent {grant_id} for cameo {cameo.id}."
             withdrawal = Withdrawal(str(actor), command_id, "consent_narrowed", "consent_revocation", cause, because)
-            changed: dict[UUID, Video] = {}
             theirs = [use.video_id for use in cameo.uses if use.creator_id == str(person)]
-            outcome = self._withdraw_uncovered(theirs, withdrawal, changed, {str(cameo.id): cameo})
-            self.save(cameo, *changed.values())
+            outcome = self._withdraw_uncovered(cameo, withdrawal, theirs)
             return RevocationOutcome(grant_id, outcome.takedowns, outcome.blocked)
 
         return self._retrying(run)
@@ -183,9 +179,7 @@ class CameoCommands(CoverageCommands):
             assert grant.expires_at is not None
             because = f"Consent {grant_id} for cameo {cameo.id} expired at {grant.expires_at.isoformat()}."
             withdrawal = Withdrawal("system:expiry", command_id, "consent_expired", "consent_expiry", cause, because)
-            changed: dict[UUID, Video] = {}
-            outcome = self._withdraw_uncovered(_used_in(cameo), withdrawal, changed, {str(cameo.id): cameo})
-            self.save(cameo, *changed.values())
+            outcome = self._withdraw_uncovered(cameo, withdrawal)
             return RevocationOutcome(grant_id, outcome.takedowns, outcome.blocked)
 
         return self._retrying(run)
@@ -199,10 +193,7 @@ class CameoCommands(CoverageCommands):
         def run() -> RevocationOutcome:
             cameo = self.cameo(cameo_id)
             withdrawal = Withdrawal("system:consent", command_id, "consent_lost", "consent_revocation", cause, because)
-            changed: dict[UUID, Video] = {}
-            outcome = self._withdraw_uncovered(_used_in(cameo), withdrawal, changed, {str(cameo.id): cameo})
-            if changed:
-                self.save(*changed.values())
+            outcome = self._withdraw_uncovered(cameo, withdrawal)
             return RevocationOutcome("", outcome.takedowns, outcome.blocked)
 
         return self._retrying(run)
@@ -226,9 +217,7 @@ class CameoCommands(CoverageCommands):
                 cause = e.EventRef(event_id=cameo.erasure_event_id or "", stream_id=str(cameo.id))
                 because = f"Cameo {cameo.id} was erased by its owner: {reason}."
                 withdrawal = Withdrawal(str(actor), command_id, "cameo_erased", "consent_revocation", cause, because)
-                changed: dict[UUID, Video] = {}
-                outcome = self._withdraw_uncovered(_used_in(cameo), withdrawal, changed, {str(cameo.id): cameo})
-                self.save(cameo, *changed.values())
+                outcome = self._withdraw_uncovered(cameo, withdrawal)
             if blob is not None:
                 self.blobs.delete(blob)
             self.keystore.destroy(cameo.key_id)
@@ -249,9 +238,3 @@ class CameoCommands(CoverageCommands):
         if str(actor) != cameo.owner_id and not self.is_trust_and_safety(actor):
             raise NotPermitted(f"only the owner of cameo {cameo.id} can list the videos that use it")
         return [self.video(use.video_id) for use in cameo.uses]
-
-
-def _used_in(cameo: Cameo) -> list[str]:
-    """The videos a change of consent can affect: those made by anyone but the owner, who needs no grant
-    (after an erasure, every one)."""
-    return [use.video_id for use in cameo.uses if cameo.erased or use.creator_id != cameo.owner_id]

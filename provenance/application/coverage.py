@@ -8,7 +8,7 @@ remixes with cascade cases), and each still in flight is blocked at the consent 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -41,20 +41,21 @@ class WithdrawalOutcome:
 
 class CoverageCommands(Service):
     def _withdraw_uncovered(
-        self,
-        video_ids: Iterable[str],
-        withdrawal: Withdrawal,
-        changed: dict[UUID, Video],
-        known_cameos: Mapping[str, Cameo] | None = None,
+        self, cameo: Cameo, withdrawal: Withdrawal, video_ids: Iterable[str] | None = None
     ) -> WithdrawalOutcome:
-        """Take down (or block) each of the videos, and the remixes below them, that the rule no longer allows.
+        """Take down (or block) each video with the cameo, and the remixes below them, that the rule no longer
+        allows; then save the cameo (with whatever the command recorded on it) and every video changed, in one
+        transaction.
 
-        `changed` collects every aggregate changed, for the caller to save in one transaction with its own.
+        `video_ids` narrows the videos looked at (default: every use of the cameo that consent can affect).
         """
+        if video_ids is None:
+            video_ids = [use.video_id for use in cameo.uses if cameo.erased or use.creator_id != cameo.owner_id]
         ids = list(dict.fromkeys(video_ids))
         self._prefetch_videos_and_remixes(ids)
         now = self.clock()
-        cameos = dict(known_cameos or {})
+        cameos: dict[str, Cameo] = {str(cameo.id): cameo}
+        changed: dict[UUID, Video] = {}
         mutuals: dict[tuple[str, str], bool] = {}
 
         def is_mutual(owner: str, person: str) -> bool:
@@ -98,4 +99,7 @@ class CoverageCommands(Service):
                 legal_ground=None,
             )
             takedowns += take_down_tree(video, takedown, self.video, changed)
+        touched = [cameo, *changed.values()]
+        if any(aggregate.pending_events for aggregate in touched):
+            self.save(*touched)
         return WithdrawalOutcome(takedowns, blocked)
