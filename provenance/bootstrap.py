@@ -123,11 +123,13 @@ class System:
 
     def pipeline(self, workers: GateWorkers) -> EmbeddedRunner:
         """Projections, the consent watch and the given gate workers, fed from the log in this process."""
+        return self.runner([*self._read_side(), *workers.consumers(self.store.engine)])
+
+    def _read_side(self) -> list[Consumer]:
+        """What follows the log in every embedded process: the projections, then the consent watch."""
         from provenance.runner import ProjectionConsumer
 
-        consumers: list[Consumer] = [ProjectionConsumer(self.store), self.consent_watch.consumer()]
-        consumers += workers.consumers(self.store.engine)
-        return self.runner(consumers)
+        return [ProjectionConsumer(self.store), self.consent_watch.consumer()]
 
     def drive(self, video_id: UUID, workers: GateWorkers) -> Video:
         """Take one video through the given gates in this process, then bring the read models up to date.
@@ -154,12 +156,10 @@ class System:
         mode (a Kafka broker configured) the projections service builds the read models from the topic, and
         the CLI reads what it wrote rather than replaying the log itself: this does nothing there.
         """
-        from provenance.runner import ProjectionConsumer
-
         if self.settings.kafka_bootstrap:
             return 0
 
-        runner = self.runner([ProjectionConsumer(self.store), self.consent_watch.consumer()])
+        runner = self.runner(self._read_side())
         read = runner.run_once()
         self.consent_watch.sweep_expiries(self.clock())
         return read + runner.run_until_idle()
