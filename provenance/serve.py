@@ -20,7 +20,13 @@ log = logging.getLogger(__name__)
 
 def serve(system: System, roles: Sequence[str], stop: threading.Event | None = None) -> int:
     from provenance.kafka.client import bootstrap_of
-    from provenance.kafka.roles import run_consent_watch, run_projection_consumer, run_relay, run_worker_consumer
+    from provenance.kafka.roles import (
+        run_consent_watch,
+        run_generator,
+        run_projection_consumer,
+        run_relay,
+        run_worker_consumer,
+    )
 
     bootstrap_of(system.settings)  # refuse to start, with one line, when no broker is configured
     stop = stop or threading.Event()
@@ -32,6 +38,8 @@ def serve(system: System, roles: Sequence[str], stop: threading.Event | None = N
             targets.append((role, lambda: run_projection_consumer(system, stop)))
         elif role == "consent":
             targets.append((role, lambda: run_consent_watch(system, stop)))
+        elif role == "generator":
+            targets.append((role, lambda: run_generator(system, stop)))
         else:
             handler = system.worker_handler(role)
             targets.append((role, lambda r=role, h=handler: run_worker_consumer(system, stop, r, h)))  # type: ignore[misc]

@@ -30,6 +30,7 @@ from provenance.kafka.lease import Lease
 from provenance.kafka.positions import Positions, open_engine
 from provenance.kafka.relay import Relay, RelayOptions
 from provenance.kafka.sinks import PROJECTIONS, HandlerSink, ProjectionSink
+from provenance.render_queue import Claim, RenderQueue, serve_renders
 from schemas.envelope import EventEnvelope
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,51 @@ def run_worker_consumer(
     finally:
         engine.dispose()
         log.info("%s: stopped after %d events (%d parked)", name, follower.handled, follower.parked)
+
+
+def run_generator(
+    system: System, stop: threading.Event, queue: RenderQueue | None = None, *, partitions: int | None = None
+) -> None:
+    """The generator role: queue the requests from the topic, and render them fairly between creators.
+
+    The consumer only adds requests to the shared render queue (fast, so its partitions never wait behind a
+    render); this thread renders whatever the queue serves next. Replicas share both the partitions and the
+    queue.
+    """
+    from provenance.domain.video import REQUESTED
+
+    queue = queue or RenderQueue(open_engine(system.settings.projections_database))
+    workers = system.gate_workers(render=True)
+    app = system.app
+
+    def add(event: EventEnvelope) -> None:
+        if event.event_type == "GenerationRequested" and app.video(event.stream_id).state == REQUESTED:
+            queue.add(event)
+
+    def give_up(claim: Claim) -> None:
+        reason = f"the render stopped its worker {queue.max_attempts} times; it is not tried again"
+        log.error("render of %s given up: %s", claim.video_id, reason)
+        app.record_render_failure(claim.video_id, reason, command_id=f"render:{claim.event.event_id}")
+
+    failure: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            run_worker_consumer(system, stop, "generator", add, partitions=partitions)
+        except BaseException as exc:
+            failure.append(exc)
+            stop.set()
+
+    consumer = threading.Thread(target=consume, name="generator-consumer", daemon=True)
+    consumer.start()
+    try:
+        rendered = serve_renders(queue, workers.handlers()["render"], give_up, stop)
+        log.info("generator: stopped after %d renders", rendered)
+    finally:
+        stop.set()
+        consumer.join()
+    if failure:
+        raise failure[0]
 
 
 def run_consent_watch(system: System, stop: threading.Event, sweep_every_s: float = 30.0) -> None:
