@@ -9,6 +9,7 @@ first use, so a command pays only for what it touches and nothing does I/O befor
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -59,6 +60,7 @@ class System:
         self._blobs = blobs
         self._app_env = dict(app_env or {})
         self._reference_check = reference_check
+        self._catching_up = threading.Lock()
 
     # --- the write side ------------------------------------------------------------------------------------
 
@@ -159,10 +161,11 @@ class System:
         if self.settings.kafka_bootstrap:
             return 0
 
-        runner = self.runner(self._read_side())
-        read = runner.run_once()
-        self.consent_watch.sweep_expiries(self.clock())
-        return read + runner.run_until_idle()
+        with self._catching_up:  # one at a time: the HTTP service calls this from several threads
+            runner = self.runner(self._read_side())
+            read = runner.run_once()
+            self.consent_watch.sweep_expiries(self.clock())
+            return read + runner.run_until_idle()
 
     # --- the gates -----------------------------------------------------------------------------------------
 

@@ -42,6 +42,14 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     max_render_cost: int = 576 * 1024 * 24 * 30
     """The most pixels x frames one request may ask the renderer for (576x1024, 24 fps, 30 s by default)."""
+    api_rate: int = 20
+    """Requests per second one token (or one anonymous address) may make to the HTTP service, in bursts of 2x."""
+    api_max_upload: int = 512 * 2**20
+    """The largest file `POST /verify` and `/matches/byContent` accept, in bytes."""
+    api_cors_origins: tuple[str, ...] = ()
+    """Origins whose browser scripts may call the service; none by default (CORS off)."""
+    api_open_signup: bool = True
+    """Whether anyone may create a member account (`POST /people`); otherwise only an administrator."""
 
     @property
     def pki_directory(self) -> Path:
@@ -105,6 +113,10 @@ class Settings:
             log_level=_log_level(get("LOG_LEVEL")),
             log_format=_log_format(get("LOG_FORMAT")),
             max_render_cost=_positive_int("MAX_RENDER_COST", get("MAX_RENDER_COST"), cls.max_render_cost),
+            api_rate=_positive_int("API_RATE", get("API_RATE"), cls.api_rate),
+            api_max_upload=_positive_int("API_MAX_UPLOAD", get("API_MAX_UPLOAD"), cls.api_max_upload),
+            api_cors_origins=tuple(o.strip() for o in (get("API_CORS_ORIGINS") or "").split(",") if o.strip()),
+            api_open_signup=_flag("API_OPEN_SIGNUP", get("API_OPEN_SIGNUP"), cls.api_open_signup),
         )
 
 
@@ -118,6 +130,16 @@ def _positive_int(name: str, value: str | None, default: int) -> int:
     if not value.isdigit() or int(value) <= 0:
         raise InvalidInput(f"PROVENANCE_{name} must be a positive whole number, not {value!r}")
     return int(value)
+
+
+def _flag(name: str, value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"PROVENANCE_{name} must be true or false, not {value!r}")
 
 
 def _log_level(value: str | None) -> str:

@@ -20,7 +20,7 @@ class InvalidEvent(ValueError):
 
 
 STREAM_TYPES: dict[str, tuple[str, ...]] = {
-    "person": ("PersonRegistered", "Followed", "Unfollowed"),
+    "person": ("PersonRegistered", "Followed", "Unfollowed", "RoleGranted", "RoleRevoked"),
     "cameo": (
         "CameoRegistered",
         "ConsentGranted",
@@ -52,6 +52,8 @@ MODELS: dict[tuple[str, int], type[e.Payload]] = {
     ("PersonRegistered", 1): e.PersonRegistered,
     ("Followed", 1): e.Followed,
     ("Unfollowed", 1): e.Unfollowed,
+    ("RoleGranted", 1): e.RoleGranted,
+    ("RoleRevoked", 1): e.RoleRevoked,
     ("CameoRegistered", 1): e.CameoRegistered,
     ("ConsentGranted", 1): e.ConsentGranted,
     ("ConsentRevoked", 1): e.ConsentRevoked,

@@ -44,6 +44,20 @@ class Unfollowed(Payload):
     person_id: str
 
 
+Role = Literal["member", "trust_and_safety", "auditor", "administrator"]
+"""What a person may do besides their own things: moderate (trust and safety), read everything (auditor),
+grant roles (administrator)."""
+
+
+class RoleGranted(Payload):
+    role: Role
+
+
+class RoleRevoked(Payload):
+    role: Role
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 # --- cameo stream --------------------------------------------------------------------------------------
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from kernel.errors import InvalidInput, RuleViolation
-from provenance.application.service import SYSTEM, Service
+from kernel.errors import InvalidInput, NotPermitted, RuleViolation
+from provenance.application.service import OPERATOR, SYSTEM, Service
 from provenance.domain.ids import new_command_id
 from provenance.domain.person import Person, person_id_for
 from schemas.catalogue import InvalidEvent
@@ -39,6 +39,38 @@ class PeopleCommands(Service):
                 raise InvalidInput(str(exc)) from exc
             self.save(person)
             return person_id
+
+        return self._retrying(run)
+
+    def change_role(
+        self,
+        actor: UUID | str,
+        person_id: UUID,
+        role: str,
+        *,
+        grant: bool,
+        reason: str = "",
+        command_id: str | None = None,
+    ) -> bool:
+        """An administrator grants or revokes a role (`actor` OPERATOR: the operator on the server machine).
+
+        Returns False when the person already had (or lacked) the role: nothing is recorded twice.
+        """
+        command_id = command_id or new_command_id()
+        if str(actor) != OPERATOR and not self.person(actor).is_administrator:
+            raise NotPermitted("only an administrator grants or revokes roles")
+        if not grant and not reason.strip():
+            raise InvalidInput("revoking a role needs a reason, kept on record")
+
+        def run() -> bool:
+            person = self.person(person_id)
+            if grant:
+                changed = person.grant_role(role, actor=str(actor), command_id=command_id)
+            else:
+                changed = person.revoke_role(role, reason, actor=str(actor), command_id=command_id)
+            if changed:
+                self.save(person)
+            return changed
 
         return self._retrying(run)
 

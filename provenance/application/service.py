@@ -33,6 +33,10 @@ TStream = TypeVar("TStream", bound=EventStream)
 SYSTEM = "system"
 """Actors that are not people are `system:<role>` (the gate workers)."""
 
+OPERATOR = "system:operator"
+"""The operator of the server machine, acting through the local command line (files and database access are
+their credentials); over HTTP every actor is an authenticated person or client."""
+
 
 class BatchLoader(Protocol):
     """Loads the current versions of many aggregates at once (an adapter over the event store)."""

@@ -11,10 +11,13 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from provenance.cli.handlers import credentials, moderation, operations, people, reading, videos
+from provenance.cli.handlers import access, credentials, moderation, operations, people, reading, videos
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
+
+SCOPES = ("read", "write", "verify", "fetch:manifests", "admin")
+"""The scopes of `provenance.api.accounts`, named here so that building the parser imports nothing heavy."""
 
 Handler = Callable[["System", argparse.Namespace], int]
 """What a subcommand runs: it gets the system and the parsed arguments and returns the exit status."""
@@ -249,6 +252,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--binding", metavar="ALG:VALUE")
     p.add_argument("--manifest", metavar="ID", help="fetch a stored manifest store by id")
     p.add_argument("--output", help="where to write the fetched manifest store")
+
+    # --- the HTTP service
+
+    p = add("api", access.api, "serve the HTTP API (and the C2PA soft-binding resolution API) until stopped")
+    p.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    p.add_argument("--port", type=int, default=8080, help="default: %(default)s")
+
+    admin = group("admin", "administrators of the HTTP service")
+    p = add("init", access.admin_init, "make HANDLE an administrator (created if new) and set a password", admin)
+    p.add_argument("handle")
+    p.add_argument("--name")
+    p.add_argument("--password-file", help="read the password from this file (default: generate and print one)")
+
+    token = group("token", "bearer tokens of the HTTP service")
+    p = add("create", access.token_create, "print a new bearer token for a person", token)
+    p.add_argument("handle")
+    p.add_argument("--scope", action="append", choices=SCOPES, help="limit the token (repeat); default: all theirs")
+    p.add_argument("--expires", help="a duration such as 30d (default) or an ISO 8601 time")
+    p = add("revoke", access.token_revoke, "revoke a token by its id", token)
+    p.add_argument("token_id")
+
+    client = group("client", "platforms' API clients (OAuth2 client credentials)")
+    p = add("create", access.client_create, "register a client; prints its id and secret", client)
+    p.add_argument("name")
+    p.add_argument("--scope", action="append", choices=["read", "verify", "fetch:manifests"])
 
     # --- operations
 

@@ -55,6 +55,21 @@ class Person(EventStream):
     def is_trust_and_safety(self) -> bool:
         return "trust_and_safety" in self.roles
 
+    @property
+    def is_administrator(self) -> bool:
+        return "administrator" in self.roles
+
+    def grant_role(self, role: str, *, actor: str, command_id: str | None) -> bool:
+        if role in self.roles:
+            return False
+        return self._record("RoleGranted", build(e.RoleGranted, role=role), actor=actor, command_id=command_id)
+
+    def revoke_role(self, role: str, reason: str, *, actor: str, command_id: str | None) -> bool:
+        if role not in self.roles:
+            return False
+        payload = build(e.RoleRevoked, role=role, reason=reason)
+        return self._record("RoleRevoked", payload, actor=actor, command_id=command_id)
+
     def follow(self, other: UUID, *, command_id: str | None) -> bool:
         return self._record("Followed", e.Followed(person_id=str(other)), actor=str(self.id), command_id=command_id)
 
@@ -74,3 +89,9 @@ class Person(EventStream):
 
     def _when_Unfollowed(self, p: dict[str, Any], _: Any) -> None:
         self.following.discard(p["person_id"])
+
+    def _when_RoleGranted(self, p: dict[str, Any], _: Any) -> None:
+        self.roles.append(p["role"])
+
+    def _when_RoleRevoked(self, p: dict[str, Any], _: Any) -> None:
+        self.roles.remove(p["role"])

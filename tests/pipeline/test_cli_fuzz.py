@@ -24,7 +24,9 @@ from tests.pipeline.test_cli_parser import find, leaf_commands
 
 DOCUMENTED = {0, 2, 3, 4, 5, 6, 7}
 SLOW = {("demo",), ("generate",), ("moderate",), ("moderation", "train"), ("moderation", "eval"), ("serve",)}
-"""Commands that run the models or the whole pipeline on valid input: their bad input is tested elsewhere."""
+SLOW |= {("api",)}
+"""Commands that run the models or the whole pipeline on valid input, or serve until stopped: their bad input
+is tested elsewhere."""
 
 COMMANDS = [words for words in leaf_commands(build_parser()) if words not in SLOW]
 

@@ -45,7 +45,7 @@ def test_every_subcommand_has_a_handler_function() -> None:
         assert callable(handler), f"`provenance {' '.join(words)}` has no handler (got {handler!r})"
         assert handler.__module__.startswith("provenance.cli.handlers."), (words, handler)
     groups = [name for name, child in subparsers(parser).items() if subparsers(child)]
-    assert sorted(groups) == ["cameo", "moderation", "parked", "pki", "review"]
+    assert sorted(groups) == ["admin", "cameo", "client", "moderation", "parked", "pki", "review", "token"]
     for name in groups:  # a group alone is not a command: argparse asks for its action
         assert find(parser, (name,)).get_default("handler") is None
 

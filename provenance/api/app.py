@@ -1,0 +1,217 @@
+"""The ASGI application: the same `System` as the command line, behind authentication, limits and problems.
+
+`create_app(system)` builds it; `provenance api` serves it with uvicorn. The OpenAPI document is at
+`/openapi.json` and the interactive documentation at `/docs`; `/health` answers while the process runs and
+`/ready` while its databases answer too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from provenance.api.accounts import Accounts
+from provenance.api.problems import ApiError, install, problem
+from provenance.api.security import RateLimiter
+from provenance.bootstrap import System
+from provenance.domain.person import person_id_for
+from provenance.reference_check import MAX_REFERENCE_BYTES
+
+log = logging.getLogger(__name__)
+
+JSON_LIMIT = 64 * 1024
+"""The largest JSON (or form) body any endpoint takes."""
+
+UPLOAD_TYPES = {
+    "/cameos": ("image/png", "image/jpeg"),
+    "/verify": ("video/mp4", "application/octet-stream"),
+    "/matches/byContent": ("video/mp4", "application/octet-stream"),
+}
+"""Endpoints whose body is a file, and the media types they take (the body is the file itself)."""
+
+FORM_PATHS = frozenset({"/auth/token"})
+"""OAuth2's token endpoint takes a form, as RFC 6749 says."""
+
+
+@dataclass
+class ApiContext:
+    system: System
+    accounts: Accounts
+    limiter: RateLimiter
+    sign_in_limiter: RateLimiter
+    renders: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-render")
+    )
+    """The embedded mode's gate work (render, moderate, sign, publish), one video at a time, off the request."""
+    _workers: Any = None
+    _workers_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reads(self) -> Any:
+        """The read models, brought up to date first in the embedded mode."""
+        self.system.catch_up()
+        return self.system.reads
+
+    @property
+    def embedded(self) -> bool:
+        """Whether this process takes videos through the gates itself (no broker: no workers elsewhere)."""
+        return not self.system.settings.kafka_bootstrap
+
+    def gate_workers(self) -> Any:
+        """Every gate, built once (models load here; a missing signing identity is refused here)."""
+        with self._workers_lock:
+            if self._workers is None:
+                self._workers = self.system.gate_workers(render=True, moderate=True, sign=True)
+            return self._workers
+
+    def drive(self, video_id: Any) -> None:
+        """Take a video through the gates in the background (embedded mode); failures are recorded by the gates."""
+        if not self.embedded:
+            return
+        workers = self.gate_workers()
+
+        def run() -> None:
+            try:
+                self.system.drive(video_id, workers)
+            except Exception:
+                log.exception("driving video %s through the gates failed; it stays where it stopped", video_id)
+
+        self.renders.submit(run)
+
+    def close(self) -> None:
+        self.renders.shutdown(wait=True, cancel_futures=True)
+        self.accounts.close()
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def create_app(system: System, accounts: Accounts | None = None) -> FastAPI:
+    from provenance.api.routes import access, credentials, people, reading, videos
+
+    settings = system.settings
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app = FastAPI(
+        title="provenance",
+        version="1",
+        summary="Provenance, consent and moderation of AI-generated video; the C2PA Soft Binding Resolution API.",
+    )
+    app.state.ctx = ApiContext(
+        system=system,
+        accounts=accounts or Accounts(settings.keys_database),
+        limiter=RateLimiter(settings.api_rate, 2 * settings.api_rate),
+        sign_in_limiter=RateLimiter(5 / 60, 5),
+    )
+    install(app)
+    for module in (access, people, videos, reading, credentials):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["operations"], summary="the process is up")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], summary="the process and its databases answer")
+    def ready() -> JSONResponse:
+        import sqlalchemy as sa
+
+        try:
+            with system.store.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            with app.state.ctx.accounts.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            system.app.exists(person_id_for("readiness-probe"))
+        except Exception as exc:
+            return problem(503, "not-ready", f"a database does not answer: {type(exc).__name__}")
+        return JSONResponse({"status": "ready"})
+
+    if settings.api_cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.api_cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
+        )
+    app.add_middleware(BodyLimits, max_upload=settings.api_max_upload)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.router.add_event_handler("shutdown", app.state.ctx.close)
+    return app
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyLimits:
+    """Refuses bodies over their endpoint's limit (413, before reading them when the length is declared, and
+    as soon as a streamed body passes it) and bodies of the wrong media type (415)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], max_upload: int) -> None:
+        self.app = app
+        self.max_upload = max_upload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        uploads = UPLOAD_TYPES.get(path)
+        if uploads is not None:
+            allowed: tuple[str, ...] = uploads
+            limit = MAX_REFERENCE_BYTES if path == "/cameos" else self.max_upload
+        else:
+            allowed = ("application/x-www-form-urlencoded",) if path in FORM_PATHS else ("application/json",)
+            limit = JSON_LIMIT
+        declared = headers.get("content-length")
+        has_body = (declared is not None and declared != "0") or "transfer-encoding" in headers
+        if has_body and media_type not in allowed:
+            await _refuse(
+                send,
+                415,
+                "unsupported-media-type",
+                f"{path} takes {' or '.join(allowed)}, not {media_type or 'no type'}",
+            )
+            return
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _refuse(send, 413, "too-large", f"{path} takes at most {limit:,} bytes")
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise ApiError(413, "too-large", f"{path} takes at most {limit:,} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _refuse(send: Send, status: int, kind: str, detail: str) -> None:
+    response = problem(status, kind, detail)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,122 @@
+"""Errors as `application/problem+json` (RFC 9457), with the command line's meanings.
+
+Every error the service returns is a problem object: `type` (a URN naming the kind), `title`, `status`,
+`detail` (one line, never a traceback) and `exit_code`, the status the command line would exit with for the
+same error, so scripts can treat both alike. An unexpected failure is logged with its traceback under an
+id that the problem carries, and the caller sees only that id.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kernel.errors import (
+    CommandConflict,
+    InvalidInput,
+    MissingDependency,
+    NotFound,
+    NotPermitted,
+    ProvenanceError,
+    RuleViolation,
+    StageFailed,
+)
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+
+
+class ApiError(Exception):
+    """An HTTP-level refusal (authentication, limits, content types) with its problem fields."""
+
+    def __init__(self, status: int, kind: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def problem(status: int, kind: str, detail: str, *, exit_code: int | None = None, **extra: Any) -> JSONResponse:
+    from http import HTTPStatus
+
+    body: dict[str, Any] = {
+        "type": f"urn:provenance:problem:{kind}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if exit_code is not None:
+        body["exit_code"] = exit_code
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def status_of(exc: ProvenanceError) -> tuple[int, str]:
+    """The HTTP status and problem kind of a domain error."""
+    if isinstance(exc, InvalidInput):
+        return 400, "invalid-input"
+    if isinstance(exc, NotFound):
+        return 404, "not-found"
+    if isinstance(exc, NotPermitted):
+        return 403, "not-permitted"
+    if isinstance(exc, CommandConflict):
+        return 409, "command-conflict"
+    if isinstance(exc, RuleViolation):
+        return 409, "rule-violation"
+    if isinstance(exc, MissingDependency):
+        return 501, "missing-dependency"
+    if isinstance(exc, StageFailed):
+        return 502, "stage-failed"
+    return 500, "operation-failed"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        response = problem(exc.status, exc.kind, exc.detail)
+        response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(ProvenanceError)
+    async def domain_error(_: Request, exc: ProvenanceError) -> JSONResponse:
+        status, kind = status_of(exc)
+        return problem(status, kind, _one_line(str(exc)), exit_code=exc.exit_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"where": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"where": "", "message": "invalid request"}
+        detail = f"{first['where']}: {first['message']}" if first["where"] else first["message"]
+        return problem(422, "invalid-request", detail, exit_code=2, errors=errors[:20])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        response = problem(exc.status_code, kind, _one_line(str(exc.detail)))
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        from provenance.kafka.errors import is_transient
+
+        if is_transient(exc):
+            return problem(503, "unavailable", "a database cannot be reached or is busy; try again", exit_code=7)
+        incident = secrets.token_hex(6)
+        log.error("internal error %s", incident, exc_info=exc)
+        return problem(500, "internal-error", f"internal error (incident {incident}, in the server's log)", exit_code=1)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:2000]

@@ -1,0 +1,173 @@
+"""Authentication and authorisation: who is calling, and whether the endpoint lets them.
+
+A caller presents a bearer token (`Authorization: Bearer ...`), or a browser its session cookie; a cookie
+alone never authorises an unsafe request (it also needs the session's `X-CSRF-Token`). A person's roles are
+read from their `Person` stream at every call, so a revoked role takes effect at once; a platform client has
+the `platform` role and the scopes it was created with. Each endpoint declares its `Access`: the token scope
+it needs and which roles may call it. The actor of every command is the principal: no endpoint takes one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+from fastapi import Request
+
+from kernel.errors import NotFound
+from provenance.api.accounts import SCOPES, Kind, Token
+from provenance.api.problems import ApiError
+
+SESSION_COOKIE = "provenance_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+MEMBER, TRUST_AND_SAFETY, AUDITOR, ADMINISTRATOR, PLATFORM = (
+    "member",
+    "trust_and_safety",
+    "auditor",
+    "administrator",
+    "platform",
+)
+ROLES = (MEMBER, TRUST_AND_SAFETY, AUDITOR, ADMINISTRATOR, PLATFORM)
+
+
+def person_scopes(roles: frozenset[str]) -> frozenset[str]:
+    """What a person's unrestricted token may do: everything but administration, which needs the role."""
+    return frozenset(s for s in SCOPES if s != "admin" or ADMINISTRATOR in roles)
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Kind
+    subject: str
+    name: str
+    roles: frozenset[str]
+    scopes: frozenset[str]
+    token: Token
+
+    @property
+    def person_id(self) -> UUID:
+        if self.kind != "person":
+            raise ApiError(403, "forbidden", "this endpoint acts for a person; a client token cannot use it")
+        return UUID(self.subject)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What an endpoint needs: a token scope, and one of `roles` (None: any person)."""
+
+    scope: str
+    roles: frozenset[str] | None = None
+
+    def allows(self, principal: Principal) -> bool:
+        if self.scope not in principal.scopes:
+            return False
+        if self.roles is None:
+            return principal.kind == "person"
+        return bool(self.roles & principal.roles)
+
+
+class RateLimiter:
+    """Token buckets per key (a token id, or the caller's address when anonymous), in this process."""
+
+    def __init__(self, rate_per_s: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate_per_s
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 when allowed; otherwise the seconds to wait before the next request is."""
+        now = self.clock()
+        with self._lock:
+            if len(self._buckets) > 100_000:  # forget the idle ones rather than grow without bound
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._buckets[key] = (tokens - 1, now)
+            return 0.0
+
+
+def limit(limiter: RateLimiter, key: str) -> None:
+    wait = limiter.take(key)
+    if wait:
+        raise ApiError(
+            429, "rate-limited", f"too many requests; retry in {wait:.1f} s", {"Retry-After": str(int(wait) + 1)}
+        )
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller, or 401 (with `WWW-Authenticate`) for no, an unknown, an expired or a revoked token."""
+    from provenance.api.app import context
+
+    ctx = context(request)
+    header = request.headers.get("authorization", "")
+    token: Token | None = None
+    if header:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise _unauthorized("use `Authorization: Bearer <token>`")
+        token = ctx.accounts.lookup(secret.strip())
+    elif SESSION_COOKIE in request.cookies:
+        token = ctx.accounts.lookup(request.cookies[SESSION_COOKIE])
+        if token is not None and not token.session:
+            token = None
+        if token is not None and request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != token.csrf:
+            raise ApiError(403, "csrf", f"a signed-in browser's {request.method} needs the session's {CSRF_HEADER}")
+    else:
+        raise _unauthorized("sign in, or send a bearer token")
+    if token is None:
+        raise _unauthorized("the token is unknown, expired or revoked")
+    principal = _principal(ctx, token)
+    limit(ctx.limiter, f"token:{token.token_id}")
+    return principal
+
+
+def _principal(ctx: object, token: Token) -> Principal:
+    from provenance.api.app import ApiContext
+
+    assert isinstance(ctx, ApiContext)
+    if token.kind == "client":
+        client = ctx.accounts.client(token.subject)
+        if client is None:
+            raise _unauthorized("the client was revoked")
+        return Principal(
+            "client", client.client_id, client.name, frozenset({PLATFORM}), token.scopes & client.scopes, token
+        )
+    try:
+        person = ctx.system.app.person(UUID(token.subject))
+    except NotFound:
+        raise _unauthorized("the token's person no longer exists") from None
+    roles = frozenset(person.roles)
+    return Principal("person", token.subject, person.handle, roles, token.scopes & person_scopes(roles), token)
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": 'Bearer realm="provenance"'})
+
+
+def needs(scope: str, *roles: str) -> Callable[[Request], Principal]:
+    """A dependency: the authenticated principal, if `Access(scope, roles)` lets them call; else 401 or 403."""
+    access = Access(scope, frozenset(roles) if roles else None)
+
+    def dependency(request: Request) -> Principal:
+        principal = authenticate(request)
+        if not access.allows(principal):
+            who = f"one of the roles {', '.join(sorted(access.roles))}" if access.roles else "a signed-in person"
+            raise ApiError(403, "forbidden", f"this needs {who}, with a token of scope {scope!r}")
+        return principal
+
+    dependency.access = access  # type: ignore[attr-defined]
+    return dependency

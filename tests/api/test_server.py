@@ -1,0 +1,215 @@
+"""The demo's story through a real server process on 127.0.0.1, and the service's limits and sessions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from provenance.credentials.pki import TrustConfig
+from provenance.credentials.verify import verify_file
+from tests.api.conftest import PASSWORD, Api
+from tests.core.support import face
+from tests.credentials.support import reencode
+
+SMALL = {"duration_s": 1, "fps": 8, "width": 144, "height": 256}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(home: Path, *args: str) -> str:
+    env = {**os.environ, "PROVENANCE_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
+    home = tmp_path / "home"
+    cli(home, "pki", "init")
+    port = free_port()
+    env = {**os.environ, "PROVENANCE_HOME": str(home), "PROVENANCE_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provenance.cli", "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        yield client, home
+    finally:
+        client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def sign_in(client: httpx.Client, handle: str) -> dict[str, str]:
+    response = client.post("/auth/sign-in", json={"handle": handle, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def until(check: Any, what: str, timeout_s: float = 180) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_the_whole_story_through_the_api(server: tuple[httpx.Client, Path], tmp_path: Path) -> None:
+    client, home = server
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    cli(home, "admin", "init", "root", "--password-file", str(password_file))
+    for handle in ("alice", "bob", "tess"):
+        assert client.post("/people", json={"handle": handle, "password": PASSWORD}).status_code == 201
+    admin, alice, bob = sign_in(client, "root"), sign_in(client, "alice"), sign_in(client, "bob")
+    assert client.post("/people/tess/roles", json={"role": "trust_and_safety"}, headers=admin).status_code == 200
+    tess = sign_in(client, "tess")
+    assert client.get("/review", headers=bob).status_code == 403
+
+    # alice registers her likeness and lets everyone use it; bob makes a video with it
+    cameo = client.post("/cameos", content=face(), headers={**alice, "Content-Type": "image/png"})
+    assert cameo.status_code == 201 and cameo.json()["held"] is None, cameo.text
+    cameo_id = cameo.json()["cameo_id"]
+    grant = client.post(f"/cameos/{cameo_id}/grants", json={"audience": "everyone"}, headers=alice)
+    grant_id = grant.json()["grant_id"]
+    made = client.post("/videos", json={"prompt": "a red ball", "cameos": [cameo_id], **SMALL}, headers=bob)
+    assert made.status_code == 202 and made.headers["location"] == f"/videos/{made.json()['video_id']}"
+    video_id = made.json()["video_id"]
+    state = until(
+        lambda: (s := client.get(f"/videos/{video_id}", headers=bob).json()["state"]) in ("published", "blocked") and s,
+        "the video to pass its gates",
+    )
+    assert state == "published"
+    feed = client.get("/feed", headers=bob).json()
+    assert video_id in [item["video_id"] for item in feed["items"]]
+
+    # a platform verifies the file, and finds its manifest by content
+    signed = client.get(f"/videos/{video_id}/file", headers=bob)
+    assert signed.status_code == 200 and signed.headers["content-type"] == "video/mp4"
+    file = tmp_path / "clip.mp4"
+    file.write_bytes(signed.content)
+    client_id, secret = cli(home, "client", "create", "a platform").split()
+    issued = client.post(
+        "/auth/token", data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    )
+    platform = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+    report = client.post("/verify", content=signed.content, headers={**platform, "Content-Type": "video/mp4"}).json()
+    assert report["chain_state"] == "Trusted" and report["status"]["status"] == "published"
+    matches = client.post(
+        "/matches/byContent", content=signed.content, headers={**platform, "Content-Type": "video/mp4"}
+    ).json()["matches"]
+    assert matches and matches[0]["provenanceStatus"]["status"] == "published"
+    manifest = client.get(f"/manifests/{matches[0]['manifestId']}", headers=platform)
+    assert manifest.status_code == 200 and manifest.headers["content-type"] == "application/c2pa"
+    # the manifest fetched by id validates the file it was made for
+    anchors = TrustConfig(anchor_files=(home / "pki" / "trust-anchors.pem",))
+    assert verify_file(file, anchors, manifest_store=manifest.content).state == "Trusted"
+    # a stripped, re-encoded copy is found by its watermark, with the original's manifest id
+    copy = reencode(file, tmp_path / "copy.mp4")
+    found = client.post(
+        "/matches/byContent", content=copy.read_bytes(), headers={**platform, "Content-Type": "video/mp4"}
+    )
+    assert [m["manifestId"] for m in found.json()["matches"]] == [matches[0]["manifestId"]]
+    assert client.post("/videos", json={"prompt": "x"}, headers=platform).status_code == 403
+
+    # alice revokes her consent: the video comes down, and platforms see why
+    revoked = client.post(
+        f"/cameos/{cameo_id}/grants/{grant_id}/revoke", json={"reason": "changed my mind"}, headers=alice
+    )
+    assert [t["video_id"] for t in revoked.json()["takedowns"]] == [video_id]
+    assert video_id not in [item["video_id"] for item in client.get("/feed", headers=bob).json()["items"]]
+    report = client.post("/verify", content=signed.content, headers={**platform, "Content-Type": "video/mp4"}).json()
+    assert report["status"]["status"] == "taken_down"
+    trail = client.get(f"/audit/{video_id}", headers=tess).json()
+    assert trail[-1]["event_type"] == "TakedownIssued"
+    assert client.get(f"/audit/{video_id}", headers=bob).status_code == 403
+
+
+def test_limits_sessions_and_problems(api: Api) -> None:
+    client = api.client
+    too_big = client.post(
+        "/cameos", content=b"x" * (10 * 2**20 + 1), headers={**api.headers("member"), "Content-Type": "image/png"}
+    )
+    assert too_big.status_code == 413 and too_big.headers["content-type"] == "application/problem+json"
+    wrong_type = client.post("/cameos", content=b"x", headers={**api.headers("member"), "Content-Type": "text/html"})
+    assert wrong_type.status_code == 415
+    assert (
+        "access-control-allow-origin" not in client.get("/health", headers={"Origin": "https://evil.example"}).headers
+    )
+
+    signed_in = client.post("/auth/sign-in", json={"handle": "member", "password": PASSWORD, "session": True})
+    cookie = signed_in.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    csrf = signed_in.json()["csrf_token"]
+    client.headers.clear()
+    assert client.get("/feed").status_code == 200  # the cookie alone reads
+    forged = client.post("/people/auditor/follow")
+    assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["detail"]
+    assert client.post("/people/auditor/follow", headers={"X-CSRF-Token": csrf}).status_code == 204
+    client.cookies.clear()
+
+    wrong = [client.post("/auth/sign-in", json={"handle": "member", "password": "wrong password!"}) for _ in range(6)]
+    statuses = [r.status_code for r in wrong]
+    assert 429 in statuses and set(statuses[: statuses.index(429)]) == {401}  # five tries a minute, this one included
+    assert "retry-after" in wrong[statuses.index(429)].headers
+
+
+def test_a_flood_from_one_token_is_slowed_down(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from provenance.api.accounts import Accounts
+    from provenance.api.app import create_app
+    from provenance.bootstrap import System
+    from provenance.config import Settings
+    from tests.api.conftest import make_people
+
+    settings = Settings(home=tmp_path / "home", api_rate=5)
+    system = System(settings)
+    settings.home.mkdir(parents=True)
+    accounts = Accounts(settings.keys_database)
+    tokens = make_people(system, accounts)
+    with TestClient(create_app(system, accounts)) as client:
+        statuses = [
+            client.get("/me", headers={"Authorization": f"Bearer {tokens['member']}"}).status_code for _ in range(30)
+        ]
+        other = client.get("/me", headers={"Authorization": f"Bearer {tokens['auditor']}"}).status_code
+    assert 429 in statuses and statuses[0] == 200 and other == 200
+    system.close()
