@@ -13,11 +13,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from fastapi import Request
 
 from kernel.errors import NotFound
+
+if TYPE_CHECKING:
+    from provenance.api.app import ApiContext
 from provenance.api.accounts import SCOPES, Kind, Token
 from provenance.api.problems import ApiError
 
@@ -135,10 +139,7 @@ def authenticate(request: Request) -> Principal:
     return principal
 
 
-def _principal(ctx: object, token: Token) -> Principal:
-    from provenance.api.app import ApiContext
-
-    assert isinstance(ctx, ApiContext)
+def _principal(ctx: ApiContext, token: Token) -> Principal:
     if token.kind == "client":
         client = ctx.accounts.client(token.subject)
         if client is None:

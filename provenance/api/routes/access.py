@@ -13,6 +13,7 @@ from provenance.api.problems import ApiError
 from provenance.api.routes.common import command_id
 from provenance.api.security import (
     ADMINISTRATOR,
+    ROLES,
     SESSION_COOKIE,
     Principal,
     client_address,
@@ -103,11 +104,7 @@ def client_token(
 
 
 @router.get("/me", summary="who this token belongs to, with its roles and scopes")
-def me(
-    principal: Annotated[
-        Principal, Depends(needs("read", *("member", "trust_and_safety", "auditor", "administrator", "platform")))
-    ],
-) -> dict[str, Any]:
+def me(principal: Annotated[Principal, Depends(needs("read", *ROLES))]) -> dict[str, Any]:
     return {
         "kind": principal.kind,
         "id": principal.subject,
