@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,10 @@ WORKER_STAGES: Mapping[str, tuple[str, ...]] = {
 """The gate workers each worker role of the distributed mode runs."""
 
 
+SWEEP_EVERY = timedelta(seconds=1)
+"""How often catching up with an unchanged log still sweeps for passed consent expiries."""
+
+
 class System:
     """Everything one process needs, built lazily from one `Settings` (and fakes where a test gives them)."""
 
@@ -61,6 +65,8 @@ class System:
         self._app_env = dict(app_env or {})
         self._reference_check = reference_check
         self._catching_up = threading.Lock()
+        self._caught_up: tuple[int, datetime] | None = None
+        """The log head and the clock at the last catch-up."""
 
     # --- the write side ------------------------------------------------------------------------------------
 
@@ -157,15 +163,24 @@ class System:
         The CLI does this after every command: it is also the embedded mode's expiry timer. In the distributed
         mode (a Kafka broker configured) the projections service builds the read models from the topic, and
         the CLI reads what it wrote rather than replaying the log itself: this does nothing there.
+
+        When nothing was recorded since the last catch-up and the clock moved less than a second, there is
+        nothing to do (the HTTP service calls this before every read; one query answers it).
         """
         if self.settings.kafka_bootstrap:
             return 0
 
         with self._catching_up:  # one at a time: the HTTP service calls this from several threads
+            now = self.clock()
+            head = self.app.recorder.max_notification_id() or 0
+            if self._caught_up is not None and self._caught_up[0] == head and now - self._caught_up[1] < SWEEP_EVERY:
+                return 0
             runner = self.runner(self._read_side())
             read = runner.run_once()
-            self.consent_watch.sweep_expiries(self.clock())
-            return read + runner.run_until_idle()
+            self.consent_watch.sweep_expiries(now)
+            read += runner.run_until_idle()
+            self._caught_up = (self.app.recorder.max_notification_id() or 0, now)
+            return read
 
     # --- the gates -----------------------------------------------------------------------------------------
 
