@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from tests.api.support import cli, running_server, until
+
 PASSWORD = "benchmark password 1"
-
-
-def cli(home: Path, *args: str) -> str:
-    env = {**os.environ, "PROVENANCE_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "provenance.cli", *args], env=env, check=True, capture_output=True, text=True
-    ).stdout
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -88,33 +80,21 @@ def main() -> None:
         password_file = Path(tmp) / "password"
         password_file.write_text(PASSWORD)
         cli(home, "admin", "init", "bench", "--password-file", str(password_file))
-        env = {**os.environ, "PROVENANCE_HOME": str(home), "PROVENANCE_LOG_LEVEL": "WARNING"}
-        env["PROVENANCE_API_RATE"] = "100000"  # the benchmark measures the service, not its rate limit
-        port = 18_000 + os.getpid() % 1000
-        server = subprocess.Popen([sys.executable, "-m", "provenance.cli", "api", "--port", str(port)], env=env)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            with httpx.Client(base_url=base, timeout=120) as client:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if client.get("/ready").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-                    time.sleep(0.2)
-                token = client.post("/auth/sign-in", json={"handle": "bench", "password": PASSWORD}).json()
-                auth = {"Authorization": f"Bearer {token['access_token']}"}
-                small = {"duration_s": 1, "fps": 8, "width": 144, "height": 256}
-                video = client.post("/videos", json={"prompt": "a red ball", **small}, headers=auth).json()["video_id"]
-                while client.get(f"/videos/{video}", headers=auth).json()["state"] not in ("published", "blocked"):
-                    assert time.monotonic() < deadline + 120, "the video was not published"
-                    time.sleep(0.3)
-                signed = client.get(f"/videos/{video}/file", headers=auth).content
-                binding = client.post("/verify", content=signed, headers={**auth, "Content-Type": "video/mp4"}).json()[
-                    "soft_binding"
-                ]
+        # The benchmark measures the service, not its rate limit.
+        with running_server(home, api_rate="100000") as client:
+            base = str(client.base_url)
+            token = client.post("/auth/sign-in", json={"handle": "bench", "password": PASSWORD}).json()
+            auth = {"Authorization": f"Bearer {token['access_token']}"}
+            small = {"duration_s": 1, "fps": 8, "width": 144, "height": 256}
+            video = client.post("/videos", json={"prompt": "a red ball", **small}, headers=auth).json()["video_id"]
+            until(
+                lambda: client.get(f"/videos/{video}", headers=auth).json()["state"] in ("published", "blocked"),
+                "the video to pass its gates",
+            )
+            signed = client.get(f"/videos/{video}/file", headers=auth).content
+            binding = client.post("/verify", content=signed, headers={**auth, "Content-Type": "video/mp4"}).json()[
+                "soft_binding"
+            ]
             print(f"{args.clients} clients, {args.requests} requests each kind; a {len(signed):,}-byte signed clip")
 
             async def run() -> tuple[tuple[float, list[float]], tuple[float, list[float]]]:
@@ -133,9 +113,6 @@ def main() -> None:
                     )
 
             served_verify, served_binding = asyncio.run(run())
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
         from provenance.bootstrap import System
         from provenance.config import Settings

@@ -217,6 +217,28 @@ class ReadModels:
         with self.engine.connect() as conn:
             return [_json_safe(r) for r in conn.execute(query).mappings()]
 
+    def cameos_owned_by(self, owner_id: str) -> list[dict[str, Any]]:
+        """A person's cameos, oldest first (the console's "my cameos")."""
+        query = sa.select(_cameos).where(_cameos.c.owner_id == owner_id).order_by(_cameos.c.registered_at)
+        with self.engine.connect() as conn:
+            return [_json_safe(r) for r in conn.execute(query).mappings()]
+
+    def remix_counts(self, video_ids: list[str]) -> dict[str, int]:
+        """How many direct remixes each video has."""
+        query = (
+            sa.select(_videos.c.parent_id, sa.func.count())
+            .where(_videos.c.parent_id.in_(video_ids))
+            .group_by(_videos.c.parent_id)
+        )
+        with self.engine.connect() as conn:
+            return {parent: count for parent, count in conn.execute(query)}
+
+    def open_appeals(self) -> list[dict[str, Any]]:
+        """Takedown cases appealed and not yet decided, oldest appeal first (trust and safety's queue)."""
+        query = sa.select(_cases).where(_cases.c.status == "appealed").order_by(_cases.c.appealed_at)
+        with self.engine.connect() as conn:
+            return [_json_safe(r) for r in conn.execute(query).mappings()]
+
     def live_cameo_ids(self) -> list[str]:
         """Every registered likeness not erased: what the likeness classifier compares faces with."""
         with self.engine.connect() as conn:

@@ -39,6 +39,8 @@ UPLOAD_TYPES = {
 FORM_PATHS = frozenset({"/auth/token"})
 """OAuth2's token endpoint takes a form, as RFC 6749 says."""
 
+CONSOLE_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
 
 @dataclass
 class ApiContext:
@@ -113,6 +115,10 @@ def create_app(system: System, accounts: Accounts | None = None) -> FastAPI:
     install(app)
     for module in (access, people, videos, reading, credentials):
         app.include_router(module.router)
+    from provenance.console import pages
+
+    app.include_router(pages.router)
+    pages.install(app)
 
     @app.get("/health", tags=["operations"], summary="the process is up")
     def health() -> dict[str, str]:
@@ -170,6 +176,17 @@ class BodyLimits:
         self.app = app
         self.max_upload = max_upload
 
+    def expected(self, path: str) -> tuple[tuple[str, ...], int]:
+        """The media types an endpoint's body may have, and its most bytes."""
+        if path.startswith("/console/"):  # the console's forms; its two uploads are multipart with a few fields
+            uploads = {"/console/cameos": MAX_REFERENCE_BYTES, "/console/verify": self.max_upload}
+            return CONSOLE_FORMS, uploads.get(path, 0) + JSON_LIMIT
+        if path in UPLOAD_TYPES:
+            return UPLOAD_TYPES[path], MAX_REFERENCE_BYTES if path == "/cameos" else self.max_upload
+        if path in FORM_PATHS:
+            return ("application/x-www-form-urlencoded",), JSON_LIMIT
+        return ("application/json",), JSON_LIMIT
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
@@ -177,13 +194,7 @@ class BodyLimits:
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        uploads = UPLOAD_TYPES.get(path)
-        if uploads is not None:
-            allowed: tuple[str, ...] = uploads
-            limit = MAX_REFERENCE_BYTES if path == "/cameos" else self.max_upload
-        else:
-            allowed = ("application/x-www-form-urlencoded",) if path in FORM_PATHS else ("application/json",)
-            limit = JSON_LIMIT
+        allowed, limit = self.expected(path)
         declared = headers.get("content-length")
         has_body = (declared is not None and declared != "0") or "transfer-encoding" in headers
         if has_body and media_type not in allowed:

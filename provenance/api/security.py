@@ -112,8 +112,12 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def authenticate(request: Request) -> Principal:
-    """The caller, or 401 (with `WWW-Authenticate`) for no, an unknown, an expired or a revoked token."""
+def authenticate(request: Request, csrf: str | None = None) -> Principal:
+    """The caller, or 401 (with `WWW-Authenticate`) for no, an unknown, an expired or a revoked token.
+
+    A browser's unsafe request with the session cookie must carry the session's CSRF token: in the
+    `X-CSRF-Token` header, or (a console form) as `csrf`.
+    """
     from provenance.api.app import context
 
     ctx = context(request)
@@ -128,7 +132,8 @@ def authenticate(request: Request) -> Principal:
         token = ctx.accounts.lookup(request.cookies[SESSION_COOKIE])
         if token is not None and not token.session:
             token = None
-        if token is not None and request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != token.csrf:
+        presented = request.headers.get(CSRF_HEADER) or csrf
+        if token is not None and request.method not in SAFE_METHODS and presented != token.csrf:
             raise ApiError(403, "csrf", f"a signed-in browser's {request.method} needs the session's {CSRF_HEADER}")
     else:
         raise _unauthorized("sign in, or send a bearer token")

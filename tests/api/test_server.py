@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -17,79 +11,25 @@ import pytest
 from provenance.credentials.pki import TrustConfig
 from provenance.credentials.verify import verify_file
 from tests.api.conftest import PASSWORD, Api
+from tests.api.support import cli, running_server, until
 from tests.core.support import face
 from tests.credentials.support import reencode
 
 SMALL = {"duration_s": 1, "fps": 8, "width": 144, "height": 256}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cli(home: Path, *args: str) -> str:
-    env = {**os.environ, "PROVENANCE_HOME": str(home)}
-    done = subprocess.run(
-        [sys.executable, "-m", "provenance.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
     home = tmp_path / "home"
     cli(home, "pki", "init")
-    port = free_port()
-    env = {**os.environ, "PROVENANCE_HOME": str(home), "PROVENANCE_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "provenance.cli", "api", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.get("/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.2)
+    with running_server(home) as client:
         yield client, home
-    finally:
-        client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def sign_in(client: httpx.Client, handle: str) -> dict[str, str]:
     response = client.post("/auth/sign-in", json={"handle": handle, "password": PASSWORD})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-def until(check: Any, what: str, timeout_s: float = 180) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def test_the_whole_story_through_the_api(server: tuple[httpx.Client, Path], tmp_path: Path) -> None:
