@@ -110,3 +110,22 @@ def test_read_pages_need_no_script(api: Api) -> None:
     assert "a quiet clip" in feed and "AI-generated" in feed and f"/console/videos/{video}" in feed
     page = api.client.get(f"/console/videos/{video}").text
     assert 'State: <strong id="state">published</strong>' in page
+
+
+def test_a_cameo_owner_takes_down_a_video_with_their_likeness_from_my_cameos(api: Api) -> None:
+    app = api.system.app
+    owner = app.person_by_handle("member").id
+    cameo = app.register_cameo(owner, face())
+    app.grant_consent(owner, cameo, "everyone")
+    other = app.person_by_handle("administrator").id
+    video = publish_new(app, other, "someone else's clip", cameo_ids=[cameo])
+    csrf = signed_in(api, "member")
+    page = api.client.get("/console/cameos").text
+    assert f"/console/videos/{video}" in page and "Take down" in page
+    done = api.client.post(
+        f"/console/videos/{video}/takedowns",
+        data={"csrf": csrf, "back": "/console/cameos", "reason_code": "likeness_owner_request", "statement": "not me"},
+    )
+    assert done.status_code == 200 and done.url.path == "/console/cameos"
+    [case] = app.video(video).open_cases()
+    assert case.source == "cameo_owner" and case.statement_of_reasons == "not me"
