@@ -215,7 +215,9 @@ class System:
             self.app,
             render=GeneratorStage(self.blobs) if render else None,
             moderate=ModelModerationStage(self.moderator_config(policy)) if moderate else None,
-            sign=CredentialsStage(self.blobs, self.settings.pki_directory, self.work_dir) if sign else None,
+            sign=CredentialsStage(self.blobs, self.settings.pki_directory, self.work_dir, self.settings.tsa_url)
+            if sign
+            else None,
             known_cameos=lambda: self.reads.live_cameo_ids(),
         )
 

@@ -42,6 +42,9 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     max_render_cost: int = 576 * 1024 * 24 * 30
     """The most pixels x frames one request may ask the renderer for (576x1024, 24 fps, 30 s by default)."""
+    tsa_url: str | None = None
+    """An RFC 3161 time-stamp authority: every signature then carries a trusted time, so a file stays valid
+    after its signing certificate expires. Set, the signing gate never signs without a time-stamp."""
     api_rate: int = 20
     """Requests per second one token (or one anonymous address) may make to the HTTP service, in bursts of 2x."""
     api_max_upload: int = 512 * 2**20
@@ -106,6 +109,7 @@ class Settings:
             kafka_topic=get("KAFKA_TOPIC") or "provenance.events",
             mode=mode,  # type: ignore[arg-type]
             signing_dir=_path(get("SIGNING_DIR")),
+            tsa_url=_http_url("TSA_URL", get("TSA_URL")),
             trust_anchors=_path(get("TRUST_ANCHORS")),
             clip_weights=_path(get("CLIP_WEIGHTS")),
             clip_model=get("CLIP_MODEL") or "ViT-B-32",
@@ -130,6 +134,14 @@ def _positive_int(name: str, value: str | None, default: int) -> int:
     if not value.isdigit() or int(value) <= 0:
         raise InvalidInput(f"PROVENANCE_{name} must be a positive whole number, not {value!r}")
     return int(value)
+
+
+def _http_url(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+        raise InvalidInput(f"PROVENANCE_{name} must be an http:// or https:// URL, not {value!r}")
+    return value
 
 
 def _flag(name: str, value: str | None, default: bool) -> bool:

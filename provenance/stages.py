@@ -7,8 +7,9 @@ into the event payload. Heavy libraries are imported when a stage is built, not 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from provenance.gates import ModerationJob, RenderJob, SigningJob
 from schemas import events as e
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -74,12 +77,15 @@ class GeneratorStage:
 class CredentialsStage:
     """Watermarks and signs with C2PA; the signed file and its manifest store go into the blob store."""
 
-    def __init__(self, store: BlobStore, identity_dir: Path, scratch: Path) -> None:
+    TSA_DELAYS_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    """Back-off between tries when the time-stamp authority does not answer (then the gate blocks, saying so)."""
+
+    def __init__(self, store: BlobStore, identity_dir: Path, scratch: Path, tsa_url: str | None = None) -> None:
         from provenance.credentials.errors import PkiError
         from provenance.credentials.pki import SigningIdentity
 
         self.store = store
-        self.identity = SigningIdentity.from_directory(identity_dir)
+        self.identity = SigningIdentity.from_directory(identity_dir, tsa_url=tsa_url)
         try:
             self.identity.check()  # a signer without an identity refuses to start instead of blocking every video
         except PkiError as exc:
@@ -111,12 +117,47 @@ class CredentialsStage:
         self.scratch.mkdir(parents=True, exist_ok=True)
         output = self.scratch / f"{job.video_id}.signed.mp4"
         try:
-            signed = sign_video(
-                job.video_path, output, inputs, self.identity, job.parent_signed_path, blob_store=self.store
+            signed = self._time_stamped(
+                lambda: sign_video(
+                    job.video_path, output, inputs, self.identity, job.parent_signed_path, blob_store=self.store
+                )
             )
         finally:
             output.unlink(missing_ok=True)  # the signed file now lives in the blob store
         return signed.to_payload()
+
+    def _time_stamped(self, sign: Callable[[], T]) -> T:
+        """Sign; when the time-stamp authority fails, try again with back-off, and never sign without it."""
+        import time
+
+        from provenance.credentials.errors import SigningError
+
+        url = self.identity.tsa_url
+        for delay in (*self.TSA_DELAYS_S, None):
+            try:
+                return sign()
+            except SigningError as exc:
+                if url is None or not _mentions_tsa(str(exc), url):
+                    raise
+                if delay is None:
+                    tries = len(self.TSA_DELAYS_S) + 1
+                    raise SigningError(
+                        f"the time-stamp authority {url} did not answer in {tries} tries, and a signature is not "
+                        f"made without its time-stamp: {exc}"
+                    ) from exc
+                log.warning("time-stamp authority %s failed (%s); trying again in %.1f s", url, exc, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _mentions_tsa(message: str, url: str) -> bool:
+    """Whether a signing error is the time-stamp authority's: its address, or the library's words for the one
+    remote service signing calls (c2pa reports an HTTP error of the TSA as "service responded with ...")."""
+    from urllib.parse import urlparse
+
+    text = message.lower()
+    words = ("timestamp", "time stamp", "time-stamp", "service responded", "connection refused", "timed out")
+    return urlparse(url).netloc.lower() in text or any(word in text for word in words)
 
 
 class ModelModerationStage:

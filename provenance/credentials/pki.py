@@ -32,6 +32,9 @@ CHAIN_FILE = "signer-chain.pem"
 KEY_FILE = "signer-key.pem"
 ANCHORS_FILE = "trust-anchors.pem"
 README_FILE = "README.txt"
+TSA_CHAIN_FILE = "tsa-chain.pem"
+TSA_KEY_FILE = "tsa-key.pem"
+"""A DEVELOPMENT time-stamp authority's certificate (EKU timeStamping) and key, under the same root."""
 DEVELOPMENT_MARK = "DEVELOPMENT ONLY"
 C2PA_CLAIM_SIGNING_EKU = "1.3.6.1.4.1.62558.2.1"
 _ACCEPTED_EKUS = {ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string, C2PA_CLAIM_SIGNING_EKU}
@@ -209,6 +212,11 @@ def certificate_fingerprint(certificate: x509.Certificate) -> str:
     return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+def common_name_of(name: x509.Name) -> str:
+    names = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
 def common_name(certificate: x509.Certificate) -> str:
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else certificate.subject.rfc4514_string()
@@ -324,6 +332,9 @@ def create_development_pki(
     if leaf_end <= leaf_start:
         raise PkiError("the signing certificate's validity must end after it starts")
     leaf = _issue(name("Signer"), leaf_key, intermediate.subject, intermediate_key, leaf_start, leaf_end, None)
+    tsa_key = ec.generate_private_key(ec.SECP256R1())
+    tsa_end = now + dt.timedelta(days=validity.intermediate_days)
+    tsa = _issue(name("Time-Stamp Authority"), tsa_key, intermediate.subject, intermediate_key, start, tsa_end, None)
 
     def pem(certificate: x509.Certificate) -> bytes:
         return certificate.public_bytes(serialization.Encoding.PEM)
@@ -334,6 +345,10 @@ def create_development_pki(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ),
         ANCHORS_FILE: pem(root),
+        TSA_CHAIN_FILE: pem(tsa) + pem(intermediate),
+        TSA_KEY_FILE: tsa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
     }
     files[README_FILE] = _README.format(
         organisation=organisation,
@@ -366,8 +381,10 @@ def _issue(
     not_after: dt.datetime,
     path_length: int | None,
 ) -> x509.Certificate:
-    """A CA certificate when `path_length` is set, otherwise a C2PA claim-signing leaf."""
+    """A CA certificate when `path_length` is set; otherwise a C2PA claim-signing leaf, or a time-stamping
+    leaf (RFC 3161: the only, critical, extended key usage timeStamping) when the name says so."""
     is_ca = path_length is not None
+    time_stamping = "Time-Stamp Authority" in common_name_of(subject)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -394,7 +411,9 @@ def _issue(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
-    if not is_ca:
+    if time_stamping:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+    elif not is_ca:
         builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
@@ -405,7 +424,8 @@ def _write_directory(directory: Path, files: dict[str, bytes]) -> None:
     try:
         for filename, data in files.items():
             target = staging / filename
-            descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if filename == KEY_FILE else 0o644)
+            private = filename in (KEY_FILE, TSA_KEY_FILE)
+            descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
                 handle.flush()
