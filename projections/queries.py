@@ -292,12 +292,19 @@ class ReadModels:
         }
 
     def resolve(
-        self, *, soft_binding: str | None = None, sha256: str | None = None, manifest_id: str | None = None
+        self,
+        *,
+        soft_binding: str | None = None,
+        soft_bindings: list[str] | None = None,
+        sha256: str | None = None,
+        manifest_id: str | None = None,
     ) -> str | None:
-        """The video a soft binding (`alg:value`), a content or signed-file hash, or a manifest id points at."""
+        """The video a soft binding (`alg:value`, or any of several), a content or signed-file hash, or a
+        manifest id points at."""
         clauses = []
-        if soft_binding:
-            clauses.append(_videos.c.soft_binding == soft_binding)
+        keys = [*([soft_binding] if soft_binding else []), *(soft_bindings or [])]
+        if keys:
+            clauses.append(_videos.c.soft_binding.in_(keys))
         if sha256:
             clauses += [_videos.c.signed_sha256 == sha256, _videos.c.content_sha256 == sha256]
         if manifest_id:

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from projections.queries import ReadModels
+from provenance.credentials.watermark import binding_keys
 
 
 class ReadModelStatus:
@@ -22,7 +23,7 @@ class ReadModelStatus:
         return self.reads.status(str(video_id))
 
     def resolve_soft_binding(self, alg: str, value: str) -> UUID | None:
-        found = self.reads.resolve(soft_binding=f"{alg}:{value}")
+        found = self.reads.resolve(soft_bindings=binding_keys(alg, value))
         return UUID(found) if found else None
 
 
@@ -41,7 +42,7 @@ class ReadModelManifestIndex:
         return str(sha) if sha else None
 
     def manifests_by_binding(self, alg: str, value: str) -> list[str]:
-        return self._manifest_of(self.reads.resolve(soft_binding=f"{alg}:{value}"))
+        return self._manifest_of(self.reads.resolve(soft_bindings=binding_keys(alg, value)))
 
     def manifests_by_content(self, sha256: str) -> list[str]:
         return self._manifest_of(self.reads.resolve(sha256=sha256))

@@ -41,10 +41,18 @@ def settings_for(trust: TrustConfig | None) -> dict[str, Any]:
         },
     }
     if trust is not None:
-        settings["trust"] = {"trust_anchors": trust.anchors_pem()}
-        if trust.allowed_ekus:
-            settings["trust"]["trust_config"] = "\n".join(trust.allowed_ekus)
+        settings["trust"] = {"anchors": trust_anchors(trust)}
     return settings
+
+
+def trust_anchors(trust: TrustConfig) -> list[dict[str, str]]:
+    """The SDK's current trust settings (`trust.anchors`, one list per kind; `trust.trust_anchors` is deprecated):
+    our roots anchor both the claim signers and the time-stamp authorities."""
+    pem = trust.anchors_pem()
+    signers: dict[str, str] = {"trust_anchors": pem, "trust_kind": "manifest"}
+    if trust.allowed_ekus:
+        signers["trust_config"] = "\n".join(trust.allowed_ekus)
+    return [signers, {"trust_anchors": pem, "trust_kind": "tsa"}]
 
 
 def reading_context(trust: TrustConfig | None) -> c2pa.Context:

@@ -3,7 +3,8 @@
 Assertions:
 * `c2pa.actions.v2`: `c2pa.created` with the IPTC `trainedAlgorithmicMedia` source type and the generator
   as software agent (a remix instead `c2pa.opened` its parent and records the generation as
-  `c2pa.edited`, since a manifest may hold only one created/opened action), then `c2pa.watermarked`;
+  `c2pa.edited`, since a manifest may hold only one created/opened action), then `c2pa.watermarked.bound`
+  (C2PA 2.2: a watermark bound to this manifest by the soft binding below);
 * `c2pa.soft-binding`: the watermark algorithm and payload, the key to find the manifest again when
   the file has been stripped;
 * `org.provenance.log`: ids linking the file to the event log (video, events, classifiers, cameos with
@@ -99,7 +100,7 @@ def manifest_definition(
         actions.append(
             {"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA, "softwareAgent": generator}
         )
-    actions.append({"action": "c2pa.watermarked", "softwareAgent": watermark_agent})
+    actions.append({"action": "c2pa.watermarked.bound", "softwareAgent": watermark_agent})
     alg, value = soft_binding
     definition: dict[str, Any] = {
         "title": f"{inputs.video_id}.mp4",

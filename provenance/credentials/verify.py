@@ -108,6 +108,14 @@ class VerificationReport:
     watermark_video_id: str | None = None
     conflict: str | None = None
     """Set when the watermark and a trusted manifest name different videos."""
+    success_codes: tuple[str, ...] = ()
+    informational_codes: tuple[str, ...] = ()
+    actions: tuple[dict[str, Any], ...] = ()
+    """The active manifest's actions: action, digitalSourceType, softwareAgent."""
+    certificate: dict[str, Any] | None = None
+    """The signing certificate: subject, issuer, serial number (hex), validity, signature algorithm."""
+    time_stamp: dict[str, Any] | None = None
+    """The RFC 3161 time-stamp on the signature: its time, whether it validated and is trusted, its authority."""
 
     @property
     def chain_state(self) -> State:
@@ -139,6 +147,11 @@ class VerificationReport:
             "claimed_video_id": self.claimed_video_id,
             "watermark_video_id": self.watermark_video_id,
             "conflict": self.conflict,
+            "success_codes": list(self.success_codes),
+            "informational_codes": list(self.informational_codes),
+            "actions": list(self.actions),
+            "certificate": self.certificate,
+            "time_stamp": self.time_stamp,
         }
 
 
@@ -213,7 +226,9 @@ def _read_manifest(
             if reader is None:
                 return None, f"{path.name} carries no C2PA manifest"
             try:
-                return dict(json.loads(reader.json()))
+                store = dict(json.loads(reader.json()))
+                store["_signatures"] = _signatures(reader)
+                return store
             finally:
                 reader.close()
     except c2pa.C2paError.ManifestNotFound:
@@ -228,6 +243,59 @@ def _read_manifest(
         return UNREADABLE, f"{path.name} could not be parsed: {message}"
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         return UNREADABLE, f"{path.name} could not be read: {_one_line(exc)}"
+
+
+def _signatures(reader: Any) -> dict[str, Any]:
+    """Per manifest label, the signature details of the reader's crJSON (certificate and time-stamp info)."""
+    try:
+        document = json.loads(reader.crjson())
+    except Exception:  # an SDK without crJSON, or a store it cannot express: the report just has less detail
+        return {}
+    found: dict[str, Any] = {}
+    for manifest in document.get("manifests", []) if isinstance(document, dict) else []:
+        if isinstance(manifest, dict) and isinstance(manifest.get("signature"), dict):
+            found[str(manifest.get("label"))] = manifest["signature"]
+    return found
+
+
+def _codes(results: Any, kind: str) -> tuple[str, ...]:
+    active = results.get("activeManifest") if isinstance(results, dict) else None
+    entries = active.get(kind, []) if isinstance(active, dict) else []
+    return tuple(dict.fromkeys(str(e["code"]) for e in entries if isinstance(e, dict) and e.get("code")))
+
+
+def _actions_of(manifest: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    found = _assertion(manifest, "c2pa.actions.v2") or _assertion(manifest, "c2pa.actions") or {}
+    keep = ("action", "digitalSourceType", "softwareAgent", "when")
+    return tuple({k: a[k] for k in keep if k in a} for a in found.get("actions", []) if isinstance(a, dict))
+
+
+def _certificate_of(signature: dict[str, Any] | None, info: dict[str, Any]) -> dict[str, Any] | None:
+    details = (signature or {}).get("certificateInfo")
+    if not isinstance(details, dict) and not info:
+        return None
+    details = details if isinstance(details, dict) else {}
+    return {
+        "subject": details.get("subject") or {"CN": info.get("common_name")},
+        "issuer": details.get("issuer") or {"O": info.get("issuer")},
+        "serial_number": details.get("serialNumber") or info.get("cert_serial_number"),
+        "not_before": (details.get("validity") or {}).get("notBefore"),
+        "not_after": (details.get("validity") or {}).get("notAfter"),
+        "algorithm": (signature or {}).get("algorithm") or info.get("alg"),
+    }
+
+
+def _time_stamp_of(signature: dict[str, Any] | None, successes: tuple[str, ...]) -> dict[str, Any] | None:
+    stamp = (signature or {}).get("timeStampInfo")
+    if not isinstance(stamp, dict):
+        return None
+    authority = stamp.get("certificateInfo") or {}
+    return {
+        "time": stamp.get("timestamp"),
+        "validated": "timeStamp.validated" in successes,
+        "trusted": "timeStamp.trusted" in successes,
+        "authority": (authority.get("subject") or {}).get("CN"),
+    }
 
 
 def _from_watermark(
@@ -422,6 +490,10 @@ def _from_manifest(
         if value:
             soft_binding = {"alg": str(binding["alg"]), "value": str(value)}
     ingredients = _walk_ingredients(store, label) if label else []
+    successes = _codes(results, "success")
+    signature = (store.get("_signatures") or {}).get(label)
+    raw_info = manifest.get("signature_info")
+    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
     summary = f"signed by {signer or 'an unnamed signer'}"
     if codes:
         summary += f"; failures: {', '.join(codes)}"
@@ -444,6 +516,11 @@ def _from_manifest(
         development_pki=is_development_name(signer) if signer else None,
         soft_binding=soft_binding,
         claimed_video_id=claimed,
+        success_codes=successes,
+        informational_codes=_codes(results, "informational"),
+        actions=_actions_of(manifest),
+        certificate=_certificate_of(signature, info),
+        time_stamp=_time_stamp_of(signature, successes),
     )
 
 

@@ -43,8 +43,18 @@ from provenance.credentials.formats import sniff
 if TYPE_CHECKING:
     import av.container
 
-ALG = "org.provenance.watermark.dct-qim.v1"
-"""Soft-binding algorithm name recorded in the `c2pa.soft-binding` assertion."""
+ALG = "org.provenance.watermark.dctqim.v1"
+"""Soft-binding algorithm name recorded in the `c2pa.soft-binding` assertion: an entity-specific name in the
+form the C2PA soft-binding algorithm list requires (reverse domain, letters, digits and dots only)."""
+
+FORMER_ALGS = ("org.provenance.watermark.dct-qim.v1",)
+"""Names the same algorithm was recorded under before; a look-up by binding matches them too."""
+
+
+def binding_keys(alg: str, value: str) -> list[str]:
+    """The `alg:value` keys a binding is stored under: the current name's, and the former names' for ours."""
+    names = [alg, *FORMER_ALGS] if alg in (ALG, *FORMER_ALGS) else [alg]
+    return [f"{name}:{value}" for name in dict.fromkeys(names)]
 
 PAYLOAD_BITS = 64
 PAYLOAD_BYTES = PAYLOAD_BITS // 8

@@ -14,6 +14,8 @@ from provenance.credentials.pki import (
     CHAIN_FILE,
     KEY_FILE,
     README_FILE,
+    TSA_CHAIN_FILE,
+    TSA_KEY_FILE,
     DevelopmentPki,
     PkiValidity,
     SigningIdentity,
@@ -71,7 +73,7 @@ def test_existing_pki_is_not_overwritten_unless_asked(tmp_path: Path) -> None:
     second = create_development_pki(tmp_path / "pki", overwrite=True)
     assert second.certificate_fingerprint != first.certificate_fingerprint
     assert sorted(p.name for p in (tmp_path / "pki").iterdir()) == sorted(
-        [ANCHORS_FILE, CHAIN_FILE, KEY_FILE, README_FILE]
+        [ANCHORS_FILE, CHAIN_FILE, KEY_FILE, README_FILE, TSA_CHAIN_FILE, TSA_KEY_FILE]
     )
     assert [p.name for p in tmp_path.iterdir()] == ["pki"]
 

@@ -69,7 +69,7 @@ def test_manifest_states_ai_generation_and_links_to_the_log(signed: Signed, pki:
     manifest = store["manifests"][store["active_manifest"]]
     assertions = _assertions(manifest)
     actions = assertions["c2pa.actions.v2"]["actions"]
-    assert [a["action"] for a in actions] == ["c2pa.created", "c2pa.watermarked"]
+    assert [a["action"] for a in actions] == ["c2pa.created", "c2pa.watermarked.bound"]
     assert actions[0]["digitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
     assert actions[0]["softwareAgent"] == {"name": "toy-generator", "version": "0.3.1"}
     binding = assertions["c2pa.soft-binding"]
@@ -112,7 +112,7 @@ def test_remix_has_one_parent_ingredient_and_opened_action(remix: Signed, signed
     assert store["validation_state"] == "Trusted"
     manifest = store["manifests"][store["active_manifest"]]
     actions = _assertions(manifest)["c2pa.actions.v2"]["actions"]
-    assert [a["action"] for a in actions] == ["c2pa.opened", "c2pa.edited", "c2pa.watermarked"]
+    assert [a["action"] for a in actions] == ["c2pa.opened", "c2pa.edited", "c2pa.watermarked.bound"]
     assert actions[1]["digitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
     (ingredient,) = manifest["ingredients"]
     assert ingredient["relationship"] == "parentOf"

@@ -121,3 +121,21 @@ def test_the_signing_gate_retries_a_failing_authority_and_never_signs_without_it
     with pytest.raises(SigningError, match="did not answer in 4 tries, and a signature is not made without"):
         sign(tmp_path / "never.mp4")
     assert not (tmp_path / "never.mp4").exists()
+
+
+def test_the_trust_settings_are_the_sdks_current_ones_and_anchor_both_signers_and_time_stamps(
+    pki: DevelopmentPki, authority: RunningAuthority, tmp_path: Path, clip: Path
+) -> None:
+    """Pinned: an SDK upgrade that drops or renames `trust.anchors` makes this fail instead of silently
+    reporting every file as untrusted."""
+    from provenance.credentials.c2pa_context import settings_for
+
+    trust = settings_for(pki.trust())["trust"]
+    assert set(trust) == {"anchors"}  # not the deprecated trust.trust_anchors
+    assert [a["trust_kind"] for a in trust["anchors"]] == ["manifest", "tsa"]
+    signed = tmp_path / "signed.mp4"
+    sign_video(clip, signed, manifest_inputs(uuid4()), pki.identity(tsa_url=authority.url))
+    report = verify_file(signed, pki.trust())
+    assert report.state == "Trusted"
+    assert {"signingCredential.trusted", "timeStamp.trusted"} <= set(report.success_codes)
+    assert verify_file(signed, None).state == "Valid"  # no anchors: signed, but not by anyone we trust

@@ -110,3 +110,13 @@ def test_bad_inputs_raise_watermark_error(tmp_path: Path) -> None:
     with pytest.raises(WatermarkError, match="bytes"):
         wm.embed_watermark(tmp_path / "missing.mp4", tmp_path / "out.mp4", b"short")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_the_algorithm_name_has_the_form_the_soft_binding_list_requires_and_old_bindings_still_resolve() -> None:
+    import re
+
+    assert re.fullmatch(r"[a-zA-Z0-9]+(\.[a-zA-Z0-9]+)+", wm.ALG)
+    value = wm.soft_binding_value(wm.payload_for(uuid4()))
+    keys = wm.binding_keys(wm.ALG, value)
+    assert keys[0] == f"{wm.ALG}:{value}" and all(f"{alg}:{value}" in keys for alg in wm.FORMER_ALGS)
+    assert wm.binding_keys("com.example.other", value) == [f"com.example.other:{value}"]
