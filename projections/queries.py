@@ -233,6 +233,20 @@ class ReadModels:
         with self.engine.connect() as conn:
             return {parent: count for parent, count in conn.execute(query)}
 
+    def videos_signed_by(self, certificate_fingerprint: str) -> list[str]:
+        """Every video signed with a certificate (sha256 of its DER), oldest first: what a distrust affects."""
+        query = (
+            sa.select(_videos.c.video_id, _videos.c.signature)
+            .where(_videos.c.signature.is_not(None))
+            .order_by(_videos.c.requested_at)
+        )
+        found = []
+        with self.engine.connect() as conn:
+            for video_id, signature in conn.execute(query).yield_per(1000):
+                if (signature or {}).get("certificate_fingerprint") == certificate_fingerprint:
+                    found.append(video_id)
+        return found
+
     def open_appeals(self) -> list[dict[str, Any]]:
         """Takedown cases appealed and not yet decided, oldest appeal first (trust and safety's queue)."""
         query = sa.select(_cases).where(_cases.c.status == "appealed").order_by(_cases.c.appealed_at)
@@ -301,7 +315,7 @@ class ReadModels:
     ) -> str | None:
         """The video a soft binding (`alg:value`, or any of several), a content or signed-file hash, or a
         manifest id points at."""
-        clauses = []
+        clauses: list[sa.ColumnElement[bool]] = []
         keys = [*([soft_binding] if soft_binding else []), *(soft_bindings or [])]
         if keys:
             clauses.append(_videos.c.soft_binding.in_(keys))

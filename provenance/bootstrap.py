@@ -186,10 +186,12 @@ class System:
 
     def trust(self) -> TrustConfig | None:
         """The trust anchors verification uses: the configured file, or none (then nothing is `Trusted`)."""
-        from provenance.credentials.pki import TrustConfig
+        from provenance.credentials.pki import DISTRUST_FILE, TrustConfig
 
         anchors = self.settings.trust_anchor_file
-        return TrustConfig(anchor_files=(anchors,)) if anchors.is_file() else None
+        if not anchors.is_file():
+            return None
+        return TrustConfig(anchor_files=(anchors,), distrust_file=anchors.parent / DISTRUST_FILE)
 
     def moderator_config(self, policy: Path | None = None) -> Any:
         """Production: the configured CLIP weights (fails closed without them). Development: the devkit model."""

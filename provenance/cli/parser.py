@@ -241,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="default: $PROVENANCE_HOME/pki")
     p.add_argument("--force", action="store_true", help="replace an existing one")
 
+    p = add("rotate", credentials.pki_rotate, "a new DEVELOPMENT signer; files signed before keep verifying", pki)
+    p.add_argument("--dir", help="default: $PROVENANCE_HOME/pki")
+    p = add("distrust", credentials.pki_distrust, "distrust a (compromised) signing certificate", pki)
+    p.add_argument("certificate", help="the signer's certificate (PEM)")
+    p.add_argument("--reason", required=True)
+
     p = add("verify", credentials.verify, "verify a file's Content Credentials and report the video's current status")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")

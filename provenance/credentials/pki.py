@@ -11,6 +11,7 @@ and in a README beside it, so a file it signed can never pass for a production c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -32,6 +33,9 @@ CHAIN_FILE = "signer-chain.pem"
 KEY_FILE = "signer-key.pem"
 ANCHORS_FILE = "trust-anchors.pem"
 README_FILE = "README.txt"
+DISTRUST_FILE = "distrusted-signers.json"
+"""Signing certificates no longer trusted (a compromised key): every file they signed is reported."""
+RETIRED_DIR = "retired"
 TSA_CHAIN_FILE = "tsa-chain.pem"
 TSA_KEY_FILE = "tsa-key.pem"
 """A DEVELOPMENT time-stamp authority's certificate (EKU timeStamping) and key, under the same root."""
@@ -50,10 +54,14 @@ class TrustConfig:
     anchor_files: tuple[Path, ...]
     allowed_ekus: tuple[str, ...] = ()
     """Extended key usages accepted for signers; empty keeps the C2PA defaults (emailProtection among them)."""
+    distrust_file: Path | None = None
 
     @classmethod
     def from_directory(cls, directory: Path) -> TrustConfig:
-        return cls(anchor_files=(Path(directory) / ANCHORS_FILE,))
+        return cls(anchor_files=(Path(directory) / ANCHORS_FILE,), distrust_file=Path(directory) / DISTRUST_FILE)
+
+    def distrusted(self) -> list[DistrustedSigner]:
+        return load_distrusted(self.distrust_file) if self.distrust_file is not None else []
 
     def anchors_pem(self) -> str:
         """All anchors as one PEM bundle, each checked to be a CA certificate."""
@@ -369,6 +377,94 @@ def create_development_pki(
         anchors_file=directory / ANCHORS_FILE,
         certificate_fingerprint=certificate_fingerprint(leaf),
         signer=common_name(leaf),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DistrustedSigner:
+    serial_number: str
+    """Hex, lower case, as verifiers print it."""
+    issuer: str
+    """The issuer's common name."""
+    subject: str
+    fingerprint: str
+    reason: str
+    distrusted_at: str
+
+    def matches(self, serial_number: str | None, issuer: str | None) -> bool:
+        return (serial_number or "").lower().lstrip("0") == self.serial_number.lstrip("0") and issuer == self.issuer
+
+
+def load_distrusted(path: Path) -> list[DistrustedSigner]:
+    import json
+
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        return [DistrustedSigner(**entry) for entry in entries]
+    except (ValueError, TypeError) as exc:
+        raise PkiError(f"the distrust list {path} is not readable: {exc}") from exc
+
+
+def distrust_signer(directory: Path, certificate_file: Path, reason: str) -> DistrustedSigner:
+    """Add a signing certificate to the distrust list beside the trust anchors (idempotent)."""
+    import json
+
+    if not reason.strip():
+        raise PkiError("distrusting a signer needs a reason, kept with the entry")
+    [certificate, *_] = _load_pem_certificates(certificate_file, "certificate file")
+    issuer = certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    entry = DistrustedSigner(
+        serial_number=f"{certificate.serial_number:x}",
+        issuer=str(issuer[0].value) if issuer else certificate.issuer.rfc4514_string(),
+        subject=common_name(certificate),
+        fingerprint=certificate_fingerprint(certificate),
+        reason=reason.strip()[:2000],
+        distrusted_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    path = Path(directory) / DISTRUST_FILE
+    entries = [e for e in load_distrusted(path) if e.fingerprint != entry.fingerprint] + [entry]
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps([dataclasses.asdict(e) for e in entries], indent=2))
+    os.replace(staging, path)
+    return entry
+
+
+def rotate_development_pki(directory: Path) -> DevelopmentPki:
+    """A new DEVELOPMENT signer (under a new root) whose root joins the anchors; the old one keeps verifying.
+
+    The old chain and key move to `retired/<time>/` and its root stays in the anchors, so every file signed
+    before still verifies `Trusted`; to stop trusting the old signer, distrust it.
+    """
+    directory = Path(directory)
+    if not (directory / CHAIN_FILE).is_file():
+        raise PkiError(f"no signing identity in {directory} to rotate: run `provenance pki init` first")
+    old_anchors = (directory / ANCHORS_FILE).read_bytes()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    retired = directory / RETIRED_DIR / stamp
+    retired.mkdir(parents=True)
+    for name in (CHAIN_FILE, KEY_FILE, TSA_CHAIN_FILE, TSA_KEY_FILE):
+        if (directory / name).is_file():
+            shutil.copy2(directory / name, retired / name)
+    fresh = Path(tempfile.mkdtemp(prefix=".rotate-", dir=directory.parent))
+    try:
+        new = create_development_pki(fresh / "pki")
+        for name in (CHAIN_FILE, KEY_FILE, TSA_CHAIN_FILE, TSA_KEY_FILE, README_FILE):
+            os.replace(fresh / "pki" / name, directory / name)
+        anchors = old_anchors + (fresh / "pki" / ANCHORS_FILE).read_bytes()
+        staging = directory / f".{ANCHORS_FILE}.tmp"
+        staging.write_bytes(anchors)
+        os.replace(staging, directory / ANCHORS_FILE)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    return DevelopmentPki(
+        directory=directory,
+        chain_file=directory / CHAIN_FILE,
+        key_file=directory / KEY_FILE,
+        anchors_file=directory / ANCHORS_FILE,
+        certificate_fingerprint=new.certificate_fingerprint,
+        signer=new.signer,
     )
 
 

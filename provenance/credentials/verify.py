@@ -36,6 +36,7 @@ UNSUPPORTED_FORMAT = "provenance.unsupportedFormat"
 UNREADABLE = "provenance.unreadable"
 REMOTE_MANIFEST_NOT_FETCHED = "provenance.remoteManifestNotFetched"
 NOT_VIDEO = "provenance.notVideo"
+SIGNER_DISTRUSTED = "provenance.signerDistrusted"
 UNDECODABLE_VIDEO = "provenance.undecodableVideo"
 
 _UNTRUSTED = "signingCredential.untrusted"
@@ -182,7 +183,8 @@ def verify_file(
     container = sniff(path)
     outcome = _read_manifest(path, container, trust, manifest_store)
     if isinstance(outcome, dict):
-        return _with_watermark(_from_manifest(shown, container, outcome, status_lookup), path, container, status_lookup)
+        report = _distrusting(_from_manifest(shown, container, outcome, status_lookup), outcome, trust)
+        return _with_watermark(report, path, container, status_lookup)
     code, reason = outcome
     if code == UNREADABLE:
         return VerificationReport(
@@ -521,6 +523,43 @@ def _from_manifest(
         actions=_actions_of(manifest),
         certificate=_certificate_of(signature, info),
         time_stamp=_time_stamp_of(signature, successes),
+    )
+
+
+def _distrusting(report: VerificationReport, store: dict[str, Any], trust: TrustConfig | None) -> VerificationReport:
+    """Signers on the distrust list (a compromised key) make their manifest, and any remix of it, invalid."""
+    distrusted = trust.distrusted() if trust is not None else []
+    if not distrusted:
+        return report
+    signatures = store.get("_signatures") or {}
+
+    def listed(label: str | None) -> Any:
+        details = (signatures.get(label) or {}).get("certificateInfo") or {}
+        serial, issuer = details.get("serialNumber"), (details.get("issuer") or {}).get("CN")
+        return next((d for d in distrusted if d.matches(serial, issuer)), None)
+
+    ingredients = []
+    for ingredient in report.ingredients:
+        entry = listed(ingredient.manifest_id)
+        if entry is not None:
+            codes = (*ingredient.failures, SIGNER_DISTRUSTED)
+            ingredient = replace(ingredient, state="Invalid", failures=codes)
+        ingredients.append(ingredient)
+    report = replace(report, ingredients=tuple(ingredients))
+    entry = listed(report.manifest_id)
+    if entry is None:
+        return report
+    since = f"is distrusted since {entry.distrusted_at}: {entry.reason}"
+    why = f"signer {entry.subject} (serial {entry.serial_number}) {since}"
+    return replace(
+        report,
+        state="Invalid",
+        failures=(*report.failures, SIGNER_DISTRUSTED),
+        failure_details=(*report.failure_details, Failure(SIGNER_DISTRUSTED, why)),
+        reason=f"{report.reason}; {why}",
+        video_id=None,
+        status=None,
+        recovered_by=None,
     )
 
 

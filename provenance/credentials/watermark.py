@@ -56,6 +56,7 @@ def binding_keys(alg: str, value: str) -> list[str]:
     names = [alg, *FORMER_ALGS] if alg in (ALG, *FORMER_ALGS) else [alg]
     return [f"{name}:{value}" for name in dict.fromkeys(names)]
 
+
 PAYLOAD_BITS = 64
 PAYLOAD_BYTES = PAYLOAD_BITS // 8
 CRC_BITS = 32

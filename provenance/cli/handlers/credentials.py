@@ -23,6 +23,28 @@ def pki_init(system: System, args: argparse.Namespace) -> int:
     return 0
 
 
+def pki_rotate(system: System, args: argparse.Namespace) -> int:
+    """A new development signer; the old one's root stays among the anchors, so its files keep verifying."""
+    from provenance.credentials.pki import rotate_development_pki
+
+    rotated = rotate_development_pki(Path(args.dir) if args.dir else system.settings.pki_directory)
+    print(f"signing now as {rotated.signer} (sha256 {rotated.certificate_fingerprint});")
+    print("files signed before still verify: the old root stays a trust anchor (distrust the old signer to stop)")
+    return 0
+
+
+def pki_distrust(system: System, args: argparse.Namespace) -> int:
+    """Distrust a signing certificate: every file it signed then verifies Invalid; lists the platform's."""
+    from provenance.credentials.pki import distrust_signer
+
+    entry = distrust_signer(system.settings.trust_anchor_file.parent, Path(args.certificate), args.reason)
+    system.catch_up()
+    affected = system.reads.videos_signed_by(entry.fingerprint)
+    print(f"distrusted {entry.subject} (serial {entry.serial_number}): {len(affected)} platform video(s) signed by it")
+    emit(affected)
+    return 0
+
+
 def verify(system: System, args: argparse.Namespace) -> int:
     """Exit 0 only when the whole chain is `Trusted`."""
     from provenance.credentials.verify import verify_file
