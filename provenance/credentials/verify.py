@@ -415,15 +415,19 @@ def _signer_of(manifest: dict[str, Any]) -> str | None:
     return str(name) if name else None
 
 
-def _ingredient_deltas(store: dict[str, Any]) -> dict[str, list[Failure]]:
-    deltas: dict[str, list[Failure]] = {}
+def _ingredient_deltas(store: dict[str, Any]) -> dict[str, tuple[list[Failure], set[str]]]:
+    """Per ingredient assertion, how validating its manifest now (with today's anchors) differs from the
+    results stored when the remix was made: new failures, and new successes (a signer trusted now)."""
+    deltas: dict[str, tuple[list[Failure], set[str]]] = {}
     results = store.get("validation_results")
     for delta in (results.get("ingredientDeltas", []) if isinstance(results, dict) else []) or []:
         if not isinstance(delta, dict):
             continue
         uri = str(delta.get("ingredientAssertionURI", ""))
-        entries = (delta.get("validationDeltas") or {}).get("failure", [])
-        deltas[uri] = _failures_of([e for e in entries if isinstance(e, dict)])
+        changes = delta.get("validationDeltas") or {}
+        failures = _failures_of([e for e in changes.get("failure", []) if isinstance(e, dict)])
+        successes = {str(e.get("code")) for e in changes.get("success", []) if isinstance(e, dict)}
+        deltas[uri] = (failures, successes)
     return deltas
 
 
@@ -443,13 +447,17 @@ def _walk_ingredients(store: dict[str, Any], manifest_label: str) -> list[Ingred
             results = ingredient.get("validation_results", ingredient.get("validation_status"))
             failures = _failures_of(results)
             assertion_uri = f"self#jumbf=/c2pa/{label}/c2pa.assertions/{ingredient.get('label', '')}"
-            failures += deltas.get(assertion_uri, [])
+            new_failures, now_succeeding = deltas.get(assertion_uri, ([], set()))
+            failures += new_failures
+            successes = _successes_of(results) | now_succeeding
+            if _TRUSTED in now_succeeding:  # trusted by today's anchors, whatever the remix's signer knew
+                failures = [f for f in failures if f.code != _UNTRUSTED]
             codes = list(dict.fromkeys(f.code for f in failures))
             child_manifest = manifests.get(child) if child else None
             if child_manifest is None:
                 state: State = "Invalid" if codes else "NoManifest"
             else:
-                state = _state_from(codes, _successes_of(results))
+                state = _state_from(codes, successes)
             reports.append(
                 IngredientReport(
                     depth=depth,

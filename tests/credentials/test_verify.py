@@ -364,3 +364,19 @@ def test_the_watermark_is_read_beside_a_trusted_manifest_and_a_conflict_is_repor
     conflicted = verify_file(signed.path, pki.trust(), elsewhere)
     assert conflicted.video_id == str(signed.video_id) and conflicted.watermark_video_id == str(other)
     assert conflicted.conflict is not None and str(other) in conflicted.conflict
+
+
+def test_an_ingredient_is_judged_by_todays_anchors_not_by_what_the_remix_signer_knew(
+    tmp_path: Path, clip: Path, pki: DevelopmentPki, other_pki: DevelopmentPki
+) -> None:
+    from provenance.credentials.pki import TrustConfig
+
+    parent = sign_video(clip, tmp_path / "elsewhere.mp4", manifest_inputs(uuid4()), other_pki.identity()).path
+    remix = sign_video(clip, tmp_path / "remix.mp4", manifest_inputs(uuid4(), remix_of=uuid4()), pki.identity(), parent)
+    # When the remix was signed, its signer did not trust the parent's: that is what the file stored.
+    stored = verify_file(remix.path, pki.trust())
+    assert stored.chain_state == "Valid" and stored.ingredients[0].failures == ("signingCredential.untrusted",)
+    # A verifier that trusts both roots today trusts the whole chain, as c2patool does.
+    both = TrustConfig(anchor_files=(pki.anchors_file, other_pki.anchors_file))
+    today = verify_file(remix.path, both)
+    assert today.chain_state == "Trusted" and today.ingredients[0].state == "Trusted"
