@@ -55,6 +55,8 @@ class TrustConfig:
     allowed_ekus: tuple[str, ...] = ()
     """Extended key usages accepted for signers; empty keeps the C2PA defaults (emailProtection among them)."""
     distrust_file: Path | None = None
+    only_development: bool = False
+    """Keep only the DEVELOPMENT anchors: a file trusted by them alone was signed under a development PKI."""
 
     @classmethod
     def from_directory(cls, directory: Path) -> TrustConfig:
@@ -63,18 +65,26 @@ class TrustConfig:
     def distrusted(self) -> list[DistrustedSigner]:
         return load_distrusted(self.distrust_file) if self.distrust_file is not None else []
 
-    def anchors_pem(self) -> str:
-        """All anchors as one PEM bundle, each checked to be a CA certificate."""
+    def anchors(self) -> list[x509.Certificate]:
+        """Every anchor, each checked to be a CA certificate."""
         if not self.anchor_files:
             raise PkiError("no trust anchors configured: give at least one PEM file of root certificates")
-        parts = []
+        found = []
         for path in self.anchor_files:
-            certificates = _load_pem_certificates(Path(path), "trust anchor file")
-            for certificate in certificates:
+            for certificate in _load_pem_certificates(Path(path), "trust anchor file"):
                 if not _is_ca(certificate):
                     raise PkiError(f"trust anchor file {path} holds a certificate that is not a CA")
-            parts.append(Path(path).read_text(encoding="ascii"))
-        return "".join(part if part.endswith("\n") else part + "\n" for part in parts)
+                found.append(certificate)
+        return found
+
+    def anchors_pem(self) -> str:
+        """The anchors as one PEM bundle (only the development ones when `only_development` is set)."""
+        chosen = [c for c in self.anchors() if is_development_certificate(c) or not self.only_development]
+        return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in chosen)
+
+    def development_kinds(self) -> set[bool]:
+        """Whether the anchors are development roots: {True}, {False}, or both when mixed."""
+        return {is_development_certificate(c) for c in self.anchors()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from provenance.credentials.c2pa_context import reading_context
 from provenance.credentials.errors import CredentialsError
 from provenance.credentials.formats import Container, sniff
 from provenance.credentials.manifest import LOG_ASSERTION
-from provenance.credentials.pki import TrustConfig, is_development_name
+from provenance.credentials.pki import TrustConfig
 from provenance.credentials.watermark import ALG, decode_watermark, soft_binding_value
 
 State = Literal["Trusted", "Valid", "Invalid", "NoManifest"]
@@ -184,6 +184,7 @@ def verify_file(
     outcome = _read_manifest(path, container, trust, manifest_store)
     if isinstance(outcome, dict):
         report = _distrusting(_from_manifest(shown, container, outcome, status_lookup), outcome, trust)
+        report = replace(report, development_pki=_development(report, path, container, trust, manifest_store))
         return _with_watermark(report, path, container, status_lookup)
     code, reason = outcome
     if code == UNREADABLE:
@@ -523,7 +524,6 @@ def _from_manifest(
         status=status,
         recovered_by="manifest" if video_id else None,
         signer=signer,
-        development_pki=is_development_name(signer) if signer else None,
         soft_binding=soft_binding,
         claimed_video_id=claimed,
         success_codes=successes,
@@ -532,6 +532,27 @@ def _from_manifest(
         certificate=_certificate_of(signature, info),
         time_stamp=_time_stamp_of(signature, successes),
     )
+
+
+def _development(
+    report: VerificationReport,
+    path: Path,
+    container: Container,
+    trust: TrustConfig | None,
+    manifest_store: bytes | None,
+) -> bool | None:
+    """Whether the anchor that validated the signer is a development root (None when none validated it).
+
+    Decided by our configured anchors, never by the name the signer gives itself. With development and
+    production roots configured together, the file is read again against the development roots alone.
+    """
+    if report.state != "Trusted" or trust is None:
+        return None
+    kinds = trust.development_kinds()
+    if len(kinds) == 1:
+        return kinds.pop()
+    again = _read_manifest(path, container, replace(trust, only_development=True), manifest_store)
+    return isinstance(again, dict) and again.get("validation_state") == "Trusted"
 
 
 def _distrusting(report: VerificationReport, store: dict[str, Any], trust: TrustConfig | None) -> VerificationReport:

@@ -63,3 +63,54 @@ def test_the_platform_lists_the_videos_a_distrusted_signer_signed(tmp_path: Path
     assert system.reads.videos_signed_by(fingerprint) == [str(v) for v in videos]
     assert system.reads.videos_signed_by("00" * 32) == []
     system.close()
+
+
+def _pki_named(directory: Path, root_name: str, signer_name: str) -> Path:
+    """A root -> intermediate -> signer chain with chosen common names, in the development PKI's file layout."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from provenance.credentials.pki import ANCHORS_FILE, KEY_FILE, _issue
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        )
+
+    now = dt.datetime.now(dt.UTC)
+    start, end = now - dt.timedelta(minutes=5), now + dt.timedelta(days=30)
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+    root = _issue(name(root_name), keys[0], name(root_name), keys[0], start, end, 1)
+    intermediate = _issue(name(f"{root_name} Intermediate"), keys[1], root.subject, keys[0], start, end, 0)
+    leaf = _issue(name(signer_name), keys[2], intermediate.subject, keys[1], start, end, None)
+    directory.mkdir(parents=True)
+    pem = serialization.Encoding.PEM
+    (directory / CHAIN_FILE).write_bytes(leaf.public_bytes(pem) + intermediate.public_bytes(pem))
+    (directory / ANCHORS_FILE).write_bytes(root.public_bytes(pem))
+    (directory / KEY_FILE).write_bytes(
+        keys[2].private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory
+
+
+def test_the_development_flag_comes_from_the_anchor_that_validated_the_signer_not_from_its_name(
+    tmp_path: Path, clip: Path
+) -> None:
+    from provenance.credentials.pki import SigningIdentity
+
+    production = _pki_named(tmp_path / "production", "Example Root", "Example Signer DEVELOPMENT ONLY")
+    development = create_development_pki(tmp_path / "development")
+    impostor = tmp_path / "impostor.mp4"  # a production signer that calls itself a development one
+    sign_video(clip, impostor, manifest_inputs(uuid4()), SigningIdentity.from_directory(production))
+    honest = tmp_path / "honest.mp4"
+    sign_video(clip, honest, manifest_inputs(uuid4()), development.identity())
+
+    mixed = TrustConfig(anchor_files=(production / "trust-anchors.pem", development.anchors_file))
+    assert verify_file(impostor, mixed).development_pki is False
+    assert verify_file(honest, mixed).development_pki is True
+    assert verify_file(impostor, TrustConfig.from_directory(production)).development_pki is False
+    assert verify_file(impostor, development.trust()).development_pki is None  # not trusted: nobody vouches
