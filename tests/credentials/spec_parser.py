@@ -5,7 +5,9 @@ the file says what the specification says it says.
 What it reads (C2PA 2.x, Annex A and the JUMBF chapters): the top-level `uuid` box with the C2PA UUID (its
 purpose string, the merkle offset, then the JUMBF manifest store), JUMBF superboxes (`jumb`) with their
 description boxes (`jumd`: type UUID, toggles, label), the claim (`c2pa.claim.v2`, CBOR), the assertions
-(CBOR), and the claim signature (`c2pa.signature`: a tagged COSE_Sign1 with a detached payload, the claim).
+(CBOR), the claim signature (`c2pa.signature`: a tagged COSE_Sign1 with a detached payload, the claim), and
+the BMFF hard binding (`c2pa.hash.bmff.v3`: SHA-256 over every top-level box not excluded, each preceded by its
+file offset as a 64-bit big-endian integer).
 """
 
 from __future__ import annotations
@@ -143,6 +145,30 @@ class Manifest:
             if hashlib.sha256(box.payload).digest() != reference["hash"]:
                 return False
         return True
+
+
+def bmff_hash_matches(path: Path, binding: dict[str, Any]) -> bool:
+    """Whether the file's top-level boxes hash to the value of its `c2pa.hash.bmff.v3` assertion."""
+    excluded: set[str] = set()
+    uuid_exclusions: list[bytes] = []
+    for exclusion in binding.get("exclusions", []):
+        kind = exclusion["xpath"].lstrip("/")
+        if kind == "uuid":
+            uuid_exclusions += [d["value"] for d in exclusion.get("data", []) if d.get("offset") == 8]
+        else:
+            excluded.add(kind)
+    assert binding.get("alg", "sha256") == "sha256" and "merkle" not in binding, "a plain SHA-256 binding"
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256()
+    at = 0
+    for kind, payload in _boxes(data):
+        size = len(payload) + 8
+        box = data[at : at + size]
+        skip = kind in excluded or (kind == "uuid" and payload[:16] in uuid_exclusions)
+        if not skip:
+            digest.update(struct.pack(">Q", at) + box)
+        at += size
+    return digest.digest() == binding["hash"]
 
 
 def manifests(path: Path) -> tuple[str, dict[str, Manifest]]:

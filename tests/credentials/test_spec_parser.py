@@ -14,7 +14,8 @@ from provenance.credentials.signing import sign_video
 from provenance.credentials.verify import verify_file
 from provenance.credentials.watermark import ALG
 from tests.credentials import spec_parser
-from tests.credentials.support import manifest_inputs
+from tests.credentials.conftest import Signed
+from tests.credentials.support import flip_media_byte, manifest_inputs
 
 
 def chains_to(chain: list[x509.Certificate], anchors: list[x509.Certificate]) -> bool:
@@ -49,6 +50,7 @@ def test_an_independent_parser_reads_what_verify_reports(tmp_path: Path, clip: P
         manifest = manifests[active]
         assert active == report.manifest_id
         assert manifest.signature_verifies() and manifest.assertion_hashes_match()
+        assert spec_parser.bmff_hash_matches(path, manifest.assertion("c2pa.hash.bmff.v3"))
         chain = manifest.certificates()
         assert chains_to(chain, anchors) == (report.state == "Trusted") is True
         assert report.certificate is not None
@@ -66,6 +68,35 @@ def test_an_independent_parser_reads_what_verify_reports(tmp_path: Path, clip: P
     [parent_label] = [label for label in manifests if label != active]
     assert manifests[parent_label].signature_verifies()
     assert verify_file(remix.path, pki.trust()).ingredients[0].manifest_id == parent_label
+
+
+def test_both_find_a_changed_media_byte(tmp_path: Path, signed: Signed, pki: DevelopmentPki) -> None:
+    tampered = tmp_path / "tampered.mp4"
+    tampered.write_bytes(flip_media_byte(signed.path.read_bytes()))
+    active, manifests = spec_parser.manifests(tampered)
+    manifest = manifests[active]
+    assert manifest.signature_verifies()  # the claim is untouched ...
+    assert not spec_parser.bmff_hash_matches(tampered, manifest.assertion("c2pa.hash.bmff.v3"))  # ... the media not
+    report = verify_file(tampered, pki.trust())
+    assert report.state == "Invalid" and "assertion.bmffHash.mismatch" in report.failures
+
+
+def test_c2patool_agrees_when_it_is_installed(tmp_path: Path, signed: Signed, pki: DevelopmentPki) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    import pytest
+
+    tool = shutil.which("c2patool")
+    if tool is None:
+        pytest.skip("c2patool is not on PATH (cargo install c2patool to run this comparison)")
+    settings = tmp_path / "settings.json"
+    anchors = [{"trust_anchors": pki.anchors_file.read_text(), "trust_kind": "manifest"}]
+    settings.write_text(json.dumps({"trust": {"anchors": anchors}, "verify": {"remote_manifest_fetch": False}}))
+    done = subprocess.run([tool, "--settings", str(settings), str(signed.path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["validation_state"] == verify_file(signed.path, pki.trust()).state
 
 
 def test_a_file_signed_by_another_root_does_not_chain_to_ours(
