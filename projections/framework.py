@@ -276,6 +276,11 @@ class ProjectionStore:
             ]
         return len(todo)
 
+    def forget_sources(self, names: Iterable[str]) -> None:
+        """Their stream versions were replaced wholesale (a rebuild's switch-over): trust no earlier source."""
+        for name in names:
+            self._sole_source.pop(name, None)
+
     def reset(self, names: Iterable[str]) -> None:
         """Drop a projection's tables and checkpoints, and create them empty, for a rebuild from the log."""
         for name in names:

@@ -1,25 +1,104 @@
-"""Dropping projections and replaying them from the log, with a progress bar."""
+"""Rebuilding projections from the log without taking the read side away.
+
+The log is replayed into a scratch store beside the live one (a SQLite file next to it, or a schema of the
+same PostgreSQL database); then one transaction on the live database replaces the projections' rows, their
+checkpoints and their stream versions with the scratch store's. Readers see the old read models until that
+commit and the new ones after it, never an empty or half-built one; events recorded meanwhile are applied
+after the switch from the copied checkpoints, so nothing is missed or applied twice.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
+from projections.framework import Checkpoint, ProjectionStore, StreamVersion, table_of
 from provenance.bootstrap import System
 from provenance.log import last_position
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 
+SCRATCH = "rebuild"
+"""The name the scratch store is attached under (SQLite) or the prefix of its schema (PostgreSQL)."""
+
 
 def rebuild(system: System, names: Sequence[str], progress: bool = True, batch_size: int = 20_000) -> tuple[int, float]:
-    """Reset the named projections and replay the whole log into them; returns (events, seconds)."""
+    """Replay the whole log into the named projections and switch over to them; returns (events, seconds)."""
     from tqdm import tqdm
 
-    system.store.reset(names)
-    runner = EmbeddedRunner(system.app, [ProjectionConsumer(system.store.only(names))], batch_size=batch_size)
+    live = system.store
     started = time.perf_counter()
-    with tqdm(
-        total=last_position(system.app), unit="ev", disable=not progress or not sys.stderr.isatty(), file=sys.stderr
-    ) as bar:
-        count = runner.run_once(progress=bar.update)
+    with scratch_store(live, names) as (scratch, source):
+        runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)], batch_size=batch_size)
+        with tqdm(
+            total=last_position(system.app),
+            unit="ev",
+            disable=not progress or not sys.stderr.isatty(),
+            file=sys.stderr,
+        ) as bar:
+            count = runner.run_once(progress=bar.update)
+        count += runner.run_until_idle()  # what was recorded while the replay ran
+        switch_over(live, names, source)
     return count, time.perf_counter() - started
+
+
+@contextmanager
+def scratch_store(live: ProjectionStore, names: Sequence[str]) -> Iterator[tuple[ProjectionStore, str]]:
+    """An empty store for the named projections beside `live`, and how the live database names it."""
+    projections = [live.projections[name] for name in names]
+    tag = uuid.uuid4().hex[:12]
+    if live.engine.dialect.name == "sqlite":
+        database = live.engine.url.database
+        if not database or database == ":memory:":
+            raise ValueError("an in-memory projections database cannot be rebuilt beside itself")
+        path = Path(database).with_name(f"{Path(database).stem}.{SCRATCH}-{tag}.db")
+        scratch = ProjectionStore(f"sqlite:///{path}", projections)
+        try:
+            yield scratch, str(path)
+        finally:
+            scratch.engine.dispose()
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+        return
+    schema = f"{SCRATCH}_{tag}"
+    with live.engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = live.engine.url.update_query_dict({"options": f"-csearch_path={schema}"})
+    scratch = ProjectionStore(url.render_as_string(hide_password=False), projections)
+    try:
+        yield scratch, schema
+    finally:
+        scratch.engine.dispose()
+        with live.engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> None:
+    """Replace the named projections' rows, checkpoints and stream versions with the scratch store's, at once."""
+    tables = [table_of(model).name for name in names for model in live.projections[name].tables]
+    checkpoints, versions = table_of(Checkpoint).name, table_of(StreamVersion).name
+    sqlite = live.engine.dialect.name == "sqlite"
+    prefix = f"{SCRATCH}." if sqlite else f'"{source}".'
+    chosen = ", ".join(f"'{name}'" for name in names)  # projection names are ours, never user input
+    with live.engine.connect() as conn:
+        if sqlite:  # ATTACH works outside a transaction only
+            conn.exec_driver_sql(f"ATTACH DATABASE ? AS {SCRATCH}", (source,))
+            conn.commit()
+        try:
+            with conn.begin():
+                for table in tables:
+                    conn.exec_driver_sql(f'DELETE FROM "{table}"')
+                    conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}"')
+                for table, column in ((checkpoints, "consumer"), (versions, "projection")):
+                    conn.exec_driver_sql(f'DELETE FROM "{table}" WHERE {column} IN ({chosen})')
+                    conn.exec_driver_sql(
+                        f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}" WHERE {column} IN ({chosen})'
+                    )
+        finally:
+            if sqlite:
+                conn.exec_driver_sql(f"DETACH DATABASE {SCRATCH}")
+                conn.commit()
+    live.forget_sources(names)
