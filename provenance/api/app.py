@@ -98,6 +98,7 @@ def context(request: Request) -> ApiContext:
 
 def create_app(system: System, accounts: Accounts | None = None) -> FastAPI:
     from provenance.api.routes import access, credentials, people, reading, videos
+    from provenance.console import pages
 
     settings = system.settings
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -115,8 +116,6 @@ def create_app(system: System, accounts: Accounts | None = None) -> FastAPI:
     install(app)
     for module in (access, people, videos, reading, credentials):
         app.include_router(module.router)
-    from provenance.console import pages
-
     app.include_router(pages.router)
     pages.install(app)
 
