@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from moderation.backbone import BackboneConfig
 from moderation.likeness import CameoReference, LikenessConfig
@@ -53,3 +53,6 @@ class ModerationContext:
     cameos: Mapping[str, CameoReference] = field(default_factory=dict)
     grants: Mapping[str, str] = field(default_factory=dict)
     source_media: Sequence[Path] = ()
+    index: Any = None
+    """A `LikenessIndex` of the other registered cameos, searched per face (its `grant_for` says which of
+    them this video may show); with it, `cameos` need only hold the cameos the video was requested with."""

@@ -21,10 +21,11 @@ import numpy as np
 
 from kernel.errors import InvalidInput
 from moderation.errors import ModelLoadError
-from moderation.scores import ScorerSpec, ScoreTrack
+from moderation.scores import OnMatch, ScorerSpec, ScoreTrack
 
 if TYPE_CHECKING:
     from moderation.backbone import Backbone
+    from moderation.likeness_index import LikenessIndex
     from moderation.sampling import FrameSample
 
 PROTECTED_FORMAT = "provenance-protected-people/1"
@@ -225,22 +226,26 @@ class LikenessScorer:
             out.extend(Identity(f"protected:{name}", "protected", e) for name, e in protected.embeddings.items())
         return out
 
-    def observe_video(self, identities: Sequence[Identity]) -> LikenessObserver:
-        return LikenessObserver(self, identities)
+    def observe_video(self, identities: Sequence[Identity], index: LikenessIndex | None = None) -> LikenessObserver:
+        return LikenessObserver(self, identities, index)
 
 
 class LikenessObserver:
     """Per-frame best similarity of the faces in each sample to each identity."""
 
-    def __init__(self, scorer: LikenessScorer, identities: Sequence[Identity]) -> None:
+    def __init__(
+        self, scorer: LikenessScorer, identities: Sequence[Identity], index: LikenessIndex | None = None
+    ) -> None:
         self._scorer = scorer
         self._identities = list(identities)
+        self._index = index
         self._timestamps: list[float] = []
         self._rows: list[np.ndarray] = []
+        self._closest: list[np.ndarray] = []
+        """Per sample, the closest registered cameo of the index (NaN without a face)."""
         self.faces_detected = 0
 
     def observe(self, samples: Sequence[FrameSample]) -> None:
-        scores = np.full((len(samples), len(self._identities)), np.nan)
         crops: list[np.ndarray] = []
         owners: list[int] = []
         for row, sample in enumerate(samples):
@@ -248,8 +253,12 @@ class LikenessObserver:
             crops.extend(found)
             owners.extend([row] * len(found))
         self.faces_detected += len(crops)
+        faces = self._scorer.backbone.encode_images(crops) if crops else np.zeros((0, 0), dtype=np.float32)
+        closest = np.full(len(samples), np.nan)
+        if crops and self._index is not None:
+            self._add_index_hits(faces, owners, closest)
+        scores = np.full((len(samples), len(self._identities)), np.nan)
         if crops and self._identities:
-            faces = self._scorer.backbone.encode_images(crops)
             for column, identity in enumerate(self._identities):
                 similarity = (faces @ identity.embeddings.T).max(axis=1)
                 for owner, value in zip(owners, similarity, strict=True):
@@ -257,13 +266,28 @@ class LikenessObserver:
                     scores[owner, column] = value if np.isnan(current) else max(current, value)
         self._timestamps.extend(s.timestamp_s for s in samples)
         self._rows.append(scores)
+        self._closest.append(closest)
+
+    def _add_index_hits(self, faces: np.ndarray, owners: list[int], closest: np.ndarray) -> None:
+        """Cameos of the index that some face comes near become identities (from this batch on)."""
+        assert self._index is not None
+        config = self._scorer.config
+        hits, best = self._index.search(faces, config.match_threshold - config.review_band)
+        for owner, value in zip(owners, best, strict=True):
+            closest[owner] = value if np.isnan(closest[owner]) else max(closest[owner], value)
+        known = {identity.key for identity in self._identities}
+        for key, person, embedding in hits:
+            if f"cameo:{key}" not in known:
+                grant = self._index.grant_for(key, person)
+                self._identities.append(Identity(f"cameo:{key}", "cameo", embedding, grant))
 
     def tracks(self, duration_s: float) -> list[ScoreTrack]:
         """A track for every cameo; for protected people, only those near or over the threshold, else
         one track with the closest protected person so the record shows the check ran."""
         config = self._scorer.config
-        backbone = self._scorer.backbone
-        matrix = np.concatenate(self._rows, axis=0) if self._rows else np.zeros((0, len(self._identities)))
+        width = len(self._identities)  # identities the index added later have no score for earlier samples
+        rows = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=np.nan) for r in self._rows]
+        matrix = np.concatenate(rows, axis=0) if rows else np.zeros((0, width))
         times = tuple(self._timestamps)
         review_level = config.match_threshold - config.review_band
         tracks: list[ScoreTrack] = []
@@ -280,19 +304,38 @@ class LikenessObserver:
         if protected_columns and not any(t.spec.detail.get("kind") == "protected" for t in tracks):
             block = matrix[:, protected_columns]
             closest = tuple(float(np.nanmax(row)) if not np.all(np.isnan(row)) else float("nan") for row in block)
-            spec = ScorerSpec(
-                name="likeness",
-                label="protected_people",
-                version=config.version,
-                model_hash=backbone.model_hash,
-                threshold=config.match_threshold,
-                review_band=config.review_band,
-                description="closest protected person",
-                development_model=backbone.development_model,
-                detail={"kind": "protected", "people_compared": len(protected_columns), "faces": self.faces_detected},
-            )
+            detail = {"kind": "protected", "people_compared": len(protected_columns), "faces": self.faces_detected}
+            spec = self._summary_spec("protected_people", "closest protected person", "block", detail)
             tracks.append(ScoreTrack(spec, times, closest, duration_s))
+        if self._index is not None:
+            tracks.append(self._index_track(times, duration_s))
         return tracks
+
+    def _index_track(self, times: tuple[float, ...], duration_s: float) -> ScoreTrack:
+        """The index check on record: the closest registered cameo per sample, over how many were compared.
+        It never decides by itself: a cameo that came near has a track of its own, with its rule."""
+        assert self._index is not None
+        closest = np.concatenate(self._closest) if self._closest else np.zeros(0)
+        detail = {"kind": "index", "cameos_compared": len(self._index), "faces": self.faces_detected}
+        description = "closest registered cameo (each one that came near is scored on its own)"
+        spec = self._summary_spec("registered_cameos", description, "allow", detail)
+        return ScoreTrack(spec, times, tuple(float(v) for v in closest), duration_s)
+
+    def _summary_spec(self, label: str, description: str, on_match: OnMatch, detail: dict[str, object]) -> ScorerSpec:
+        config = self._scorer.config
+        backbone = self._scorer.backbone
+        return ScorerSpec(
+            name="likeness",
+            label=label,
+            version=config.version,
+            model_hash=backbone.model_hash,
+            threshold=config.match_threshold,
+            review_band=config.review_band,
+            description=description,
+            on_match=on_match,
+            development_model=backbone.development_model,
+            detail=detail,
+        )
 
     def _spec(self, identity: Identity) -> ScorerSpec:
         config = self._scorer.config

@@ -106,7 +106,7 @@ class Moderator:
 
     def moderate_video(self, path: Path, context: ModerationContext) -> ModerationDecision:
         identities = self.likeness.identities(context.cameos, context.grants, self.protected)
-        observer = self.likeness.observe_video(identities)
+        observer = self.likeness.observe_video(identities, context.index)
         builders: list[TrackBuilder] = []
         sampler = VideoSampler(Path(path), self.config.sampling)
         for batch in sampler.batches():

@@ -216,12 +216,19 @@ class System:
         return GateWorkers(
             self.app,
             render=GeneratorStage(self.blobs) if render else None,
-            moderate=ModelModerationStage(self.moderator_config(policy)) if moderate else None,
+            moderate=ModelModerationStage(self.moderator_config(policy), self.cameo_index) if moderate else None,
             sign=CredentialsStage(self.blobs, self.settings.pki_directory, self.work_dir, self.settings.tsa_url)
             if sign
             else None,
-            known_cameos=lambda: self.reads.live_cameo_ids(),
         )
+
+    @cached_property
+    def cameo_index(self) -> Any:
+        """The moderation gate's index of every live cameo's sealed likeness embedding."""
+        from provenance.likeness_index import CameoIndex, SealedEmbeddings
+
+        sealed = SealedEmbeddings(self.settings.keys_database, self.keystore)
+        return CameoIndex(self.app, lambda: self.reads.live_cameo_ids(), sealed)
 
     def verify_cameo(self, cameo_id: UUID) -> str | None:
         """Hold a new cameo whose likeness matches an active cameo of another person; returns why, or None.
@@ -282,6 +289,8 @@ class System:
             self.app.close()
         if "store" in self.__dict__:
             self.store.engine.dispose()
+        if "cameo_index" in self.__dict__:
+            self.cameo_index.sealed.close()
         keystore = self.__dict__.get("keystore")
         if keystore is not None and self._keystore is None:
             keystore.close()

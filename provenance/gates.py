@@ -46,7 +46,8 @@ class ModerationJob:
     granted_cameos: dict[str, str]
     """cameo id -> grant id, for the cameos this video may show."""
     known_cameos: dict[str, bytes]
-    """cameo id -> reference image of every registered, not erased likeness the classifier compares with."""
+    """cameo id -> reference image of the cameos the video was requested with; every other registered
+    likeness is compared through the moderation stage's index."""
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,11 @@ class GateWorkers:
         render: RenderStage | None = None,
         moderate: ModerationStage | None = None,
         sign: SigningStage | None = None,
-        known_cameos: Callable[[], list[str]] | None = None,
     ) -> None:
         self.app = app
         self.render_stage = render
         self.moderation_stage = moderate
         self.signing_stage = sign
-        self.known_cameos = known_cameos or (lambda: [])
 
     def handlers(self) -> dict[str, Callable[[EventEnvelope], None]]:
         """Worker name -> handler, for the stages this process runs; each keeps its own checkpoint."""
@@ -150,9 +149,7 @@ class GateWorkers:
         command_id = f"moderate:{event.event_id}"
         try:
             known = {}
-            for cameo_id in self.known_cameos():
-                if not self.app.cameo(cameo_id).is_active:
-                    continue  # held for review or rejected: it must not block the real owner's videos
+            for cameo_id in video.cameo_ids:
                 try:
                     known[cameo_id] = self.app.cameo_reference(cameo_id)
                 except ProvenanceError:
@@ -161,7 +158,7 @@ class GateWorkers:
                 video_id=str(video.id),
                 video_path=self.app.blobs.resolve(video.rendered.blob_uri),
                 creator_id=video.creator_id,
-                granted_cameos=self._granted(video, list(known)),
+                granted_cameos={c.cameo_id: c.grant_id for c in video.cameos},
                 known_cameos=known,
             )
             decision = self.moderation_stage.moderate(job)
@@ -180,16 +177,6 @@ class GateWorkers:
             record()
         except InvalidTransition as exc:
             log.info("video %s moved on while its stage ran; result dropped: %s", video_id, exc)
-
-    def _granted(self, video: Video, cameo_ids: list[str]) -> dict[str, str]:
-        """Cameos this video may show: those it was requested with, and the creator's own likenesses."""
-        from provenance.domain.consent import OWNER_GRANT
-
-        granted = {c.cameo_id: c.grant_id for c in video.cameos}
-        for cameo_id in cameo_ids:
-            if cameo_id not in granted and self.app.cameo(cameo_id).owner_id == video.creator_id:
-                granted[cameo_id] = OWNER_GRANT
-        return granted
 
     def _sign(self, event: EventEnvelope) -> None:
         assert self.signing_stage is not None

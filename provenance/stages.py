@@ -161,20 +161,27 @@ def _mentions_tsa(message: str, url: str) -> bool:
 
 
 class ModelModerationStage:
-    """The CLIP policy and likeness classifiers, loaded once per process."""
+    """The CLIP policy and likeness classifiers, loaded once per process, and the index of every cameo."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, cameo_index: Any = None) -> None:
         from moderation.moderator import load_moderator
 
         self.config = config
         self.moderator = load_moderator(config)
+        self.cameo_index = cameo_index
+        """A `provenance.likeness_index.CameoIndex`: every other registered likeness, compared per face."""
 
     def moderate(self, job: ModerationJob) -> e.ModerationDecided:
         from moderation.config import ModerationContext
         from moderation.likeness import CameoReference
+        from provenance.likeness_index import grants_for
 
         cameos = {cid: CameoReference.from_image(decode_image(data)) for cid, data in job.known_cameos.items()}
-        context = ModerationContext(config=self.config, cameos=cameos, grants=job.granted_cameos)
+        index = None
+        if self.cameo_index is not None:
+            index = self.cameo_index.current(self.moderator.likeness)
+            index.grant_for = grants_for(job.creator_id, job.granted_cameos)
+        context = ModerationContext(config=self.config, cameos=cameos, grants=job.granted_cameos, index=index)
         return self.moderator.moderate_video(job.video_path, context).to_payload()
 
 

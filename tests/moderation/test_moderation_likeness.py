@@ -194,3 +194,42 @@ def test_reference_embedding_of_the_wrong_size(dev_backbone: Backbone) -> None:
         scorer.reference_embeddings("c1", CameoReference.from_embedding(np.ones(12)))
     with pytest.raises(InvalidInput, match="another backbone"):
         scorer.reference_embeddings("c1", CameoReference.from_embedding(np.ones(64), model_hash="f" * 64))
+
+
+def _index(dev_backbone: Backbone, cameos: dict[str, np.ndarray], strangers: int) -> Any:
+    from moderation.likeness_index import LikenessIndex
+
+    scorer = LikenessScorer(dev_backbone)
+    rng = np.random.default_rng(7)
+    index = LikenessIndex(dev_backbone.embed_dim, dev_backbone.model_hash)
+    added = {key: ("owner-" + key, scorer.face_embeddings(face)[0]) for key, face in cameos.items()}
+    added |= {f"stranger-{n}": ("someone", rng.normal(size=dev_backbone.embed_dim)) for n in range(strangers)}
+    index.update(added, set())
+    return index
+
+
+def test_the_index_finds_the_cameo_among_many_and_only_it_gets_a_track(
+    cameo_video: Path, dev_config: ModeratorConfig, dev_backbone: Backbone
+) -> None:
+    index = _index(dev_backbone, {"cameo-in-video": synthesize_face(IN_VIDEO), "other": synthesize_face(OTHER)}, 500)
+    payload = moderate_video(cameo_video, ModerationContext(config=dev_config, index=index)).to_payload()
+    found = entries(payload.model_dump(mode="json"), "likeness")
+    assert payload.verdict == "block" and found["cameo:cameo-in-video"]["outcome"] == "block"
+    assert "cameo:other" not in found and not any(k.startswith("cameo:stranger") for k in found)
+    summary = found["registered_cameos"]
+    assert summary["detail"]["cameos_compared"] == 502 and summary["outcome"] == "allow"
+
+    index.grant_for = lambda key, owner: "grant-7" if key == "cameo-in-video" else None
+    allowed = moderate_video(cameo_video, ModerationContext(config=dev_config, index=index)).to_payload()
+    entry = entries(allowed.model_dump(mode="json"), "likeness")["cameo:cameo-in-video"]
+    assert allowed.verdict != "block" and entry["outcome"] == "allow" and entry["detail"]["grant_id"] == "grant-7"
+
+
+def test_the_index_drops_an_erased_cameo(
+    cameo_video: Path, dev_config: ModeratorConfig, dev_backbone: Backbone
+) -> None:
+    index = _index(dev_backbone, {"cameo-in-video": synthesize_face(IN_VIDEO)}, 10)
+    index.update({}, {"cameo-in-video"})
+    payload = moderate_video(cameo_video, ModerationContext(config=dev_config, index=index)).to_payload()
+    assert "cameo:cameo-in-video" not in entries(payload.model_dump(mode="json"), "likeness")
+    assert len(index) == 10

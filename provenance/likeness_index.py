@@ -1,0 +1,149 @@
+"""Each cameo's likeness embedding, computed once and kept encrypted under the cameo's own key, and the
+moderation worker's index over all of them.
+
+A moderation job used to decrypt, decode and embed the reference image of every live cameo on the
+platform. Now a cameo's embedding is computed the first time a worker meets it (or when it registers), sealed
+with the cameo's key (AES-GCM, bound to the cameo and the model) in the keys database, and kept decrypted only
+in the worker's in-memory index; each job adds the cameos registered since the last one and drops the erased
+ones. Erasure destroys the key, so a stored embedding is unreadable like the reference image it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from kernel.errors import ProvenanceError
+
+if TYPE_CHECKING:
+    from moderation.likeness_index import LikenessIndex
+    from provenance.application import ProvenanceApp
+    from provenance.keystore import LikenessKeys
+
+log = logging.getLogger(__name__)
+
+_metadata = sa.MetaData()
+sealed = sa.Table(
+    "cameo_embeddings",
+    _metadata,
+    sa.Column("cameo_id", sa.String(64), primary_key=True),
+    sa.Column("model_hash", sa.String(128), primary_key=True),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+)
+
+
+class SealedEmbeddings:
+    """Embeddings encrypted under their cameo's key, one per (cameo, model)."""
+
+    def __init__(self, url: str, keys: LikenessKeys) -> None:
+        from provenance.kafka.positions import creating_tables
+
+        self.engine = sa.create_engine(url)
+        self.keys = keys
+        creating_tables(lambda: _metadata.create_all(self.engine))
+
+    @staticmethod
+    def _context(cameo_id: str, model_hash: str) -> bytes:
+        return f"likeness-embedding:{cameo_id}:{model_hash}".encode()
+
+    def store(self, cameo_id: str, key_id: str, model_hash: str, embedding: np.ndarray) -> None:
+        data = np.asarray(embedding, dtype="<f4").tobytes()
+        ciphertext = self.keys.encrypt(key_id, data, self._context(cameo_id, model_hash))
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(sealed).where(sealed.c.cameo_id == cameo_id, sealed.c.model_hash == model_hash))
+            conn.execute(sa.insert(sealed).values(cameo_id=cameo_id, model_hash=model_hash, ciphertext=ciphertext))
+
+    def load(self, cameo_id: str, key_id: str, model_hash: str) -> np.ndarray | None:
+        """The embedding, or None when none was stored or the key is destroyed (the cameo was erased)."""
+        with self.engine.connect() as conn:
+            ciphertext = conn.execute(
+                sa.select(sealed.c.ciphertext).where(sealed.c.cameo_id == cameo_id, sealed.c.model_hash == model_hash)
+            ).scalar()
+        if ciphertext is None:
+            return None
+        try:
+            data = self.keys.decrypt(key_id, ciphertext, self._context(cameo_id, model_hash))
+        except ProvenanceError:
+            return None
+        return np.frombuffer(data, dtype="<f4").copy()
+
+    def forget(self, cameo_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(sealed).where(sealed.c.cameo_id == cameo_id))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class CameoIndex:
+    """Keeps a `LikenessIndex` in step with the platform's live, active cameos."""
+
+    def __init__(
+        self,
+        app: ProvenanceApp,
+        live_cameo_ids: Callable[[], list[str]],
+        sealed_embeddings: SealedEmbeddings,
+    ) -> None:
+        self.app = app
+        self.live_cameo_ids = live_cameo_ids
+        self.sealed = sealed_embeddings
+        self.index: LikenessIndex | None = None
+        self._inactive: set[str] = set()
+        """Held or rejected cameos: looked at again at every sync (a held one may be cleared)."""
+
+    def current(self, scorer: Any) -> LikenessIndex:
+        """The index for `scorer`'s model, with the cameos registered since the last call added and the
+        erased ones dropped; a cameo met for the first time is embedded once and sealed."""
+        from moderation.likeness_index import LikenessIndex
+
+        model_hash = scorer.backbone.model_hash
+        if self.index is None or self.index.model_hash != model_hash:
+            self.index, self._inactive = LikenessIndex(scorer.backbone.embed_dim, model_hash), set()
+        index = self.index
+        live = set(self.live_cameo_ids())
+        added: dict[str, tuple[str, np.ndarray]] = {}
+        self._inactive &= live
+        for cameo_id in sorted((live - index.cameo_ids()) | self._inactive):
+            found = self._embedding(cameo_id, scorer)
+            if found is None:
+                self._inactive.add(cameo_id)
+            else:
+                self._inactive.discard(cameo_id)
+                added[cameo_id] = found
+        index.update(added, index.cameo_ids() - live)
+        return index
+
+    def _embedding(self, cameo_id: str, scorer: Any) -> tuple[str, np.ndarray] | None:
+        from moderation.likeness import CameoReference
+        from provenance.stages import decode_image
+
+        cameo = self.app.cameo(cameo_id)
+        if not cameo.is_active:
+            return None  # held for review or rejected: it must not block the real owner's videos
+        model_hash = scorer.backbone.model_hash
+        embedding = self.sealed.load(cameo_id, cameo.key_id, model_hash)
+        if embedding is None:
+            try:
+                image = self.app.cameo_reference(cameo_id)
+            except ProvenanceError:
+                return None  # erased since it was listed
+            reference = CameoReference.from_image(decode_image(image))
+            embedding = scorer.reference_embeddings(cameo_id, reference)[0]
+            self.sealed.store(cameo_id, cameo.key_id, model_hash, embedding)
+        return cameo.owner_id, embedding
+
+
+def grants_for(creator_id: str, granted: Mapping[str, str]) -> Callable[[str, str], str | None]:
+    """Which grant a matched cameo appears under: the video's own grants, or the creator's own likeness."""
+    from provenance.domain.consent import OWNER_GRANT
+
+    def grant_for(cameo_id: str, owner_id: str) -> str | None:
+        if cameo_id in granted:
+            return granted[cameo_id]
+        return OWNER_GRANT if owner_id == creator_id else None
+
+    return grant_for
