@@ -23,6 +23,8 @@ class LikenessIndex:
         self._position: dict[str, int] = {}
         self.grant_for: Callable[[str, str], str | None] = lambda _key, _owner: None
         """The grant under which a matched cameo may appear in the video being moderated (None: none)."""
+        self.usable: Callable[[str], bool] = lambda _key: True
+        """Whether a cameo may be compared with now (not held or rejected); asked only of cameos that match."""
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -45,12 +47,24 @@ class LikenessIndex:
         self._keys, self._owners = keys, owners
         self._position = {key: i for i, key in enumerate(keys)}
 
+    def closest(self, cameo_id: str) -> tuple[str, float] | None:
+        """The indexed cameo of another owner most like `cameo_id` (itself indexed), with its similarity."""
+        at = self._position.get(cameo_id)
+        if at is None:
+            return None
+        others = [i for i, owner in enumerate(self._owners) if owner != self._owners[at]]
+        similarity = self._matrix[others] @ self._matrix[at] if others else np.zeros(0)
+        for best in np.argsort(-similarity):
+            if self.usable(self._keys[others[best]]):
+                return self._keys[others[best]], float(similarity[best])
+        return None
+
     def search(self, faces: np.ndarray, floor: float) -> tuple[list[tuple[str, str, np.ndarray]], np.ndarray]:
         """Cameos some face comes within `floor` of (key, owner, embedding), and each face's closest similarity."""
         if not len(self._keys) or not len(faces):
             return [], np.full(len(faces), np.nan)
         similarity = faces.astype(np.float32) @ self._matrix.T  # (faces, cameos): one product for all
         closest = similarity.max(axis=1)
-        near = np.flatnonzero((similarity >= floor).any(axis=0))
+        near = [i for i in np.flatnonzero((similarity >= floor).any(axis=0)) if self.usable(self._keys[i])]
         hits = [(self._keys[i], self._owners[i], self._matrix[i : i + 1]) for i in near]
         return hits, closest

@@ -243,23 +243,11 @@ class System:
         if not cameo.is_active:
             return cameo.held
         self.catch_up()
-        others = [c for c in self.reads.live_cameo_ids() if c != str(cameo_id)]
-        candidates = [self.app.cameo(c) for c in others]
-        candidates = [c for c in candidates if c.owner_id != cameo.owner_id and c.is_active]
-        if not candidates:
-            return None
         matcher = ModelLikenessMatcher(self.moderator_config())
-        mine = matcher.embedding(str(cameo_id), self.app.cameo_reference(cameo_id))
-        best = max(
-            (
-                (matcher.similarity(mine, matcher.embedding(str(c.id), self.app.cameo_reference(c.id))), c)
-                for c in candidates
-            ),
-            key=lambda pair: pair[0],
-        )
-        if best[0] < matcher.threshold:
+        found = self.cameo_index.current(matcher.scorer).closest(str(cameo_id))
+        if found is None or found[1] < matcher.threshold:
             return None
-        self.app.hold_cameo(cameo_id, str(best[1].id), best[0])
+        self.app.hold_cameo(cameo_id, found[0], found[1])
         self.catch_up()
         return self.app.cameo(cameo_id).held
 

@@ -92,27 +92,23 @@ class CameoIndex:
         self.live_cameo_ids = live_cameo_ids
         self.sealed = sealed_embeddings
         self.index: LikenessIndex | None = None
-        self._inactive: set[str] = set()
-        """Held or rejected cameos: looked at again at every sync (a held one may be cleared)."""
 
     def current(self, scorer: Any) -> LikenessIndex:
         """The index for `scorer`'s model, with the cameos registered since the last call added and the
-        erased ones dropped; a cameo met for the first time is embedded once and sealed."""
+        erased ones dropped; a cameo met for the first time is embedded once and sealed. A held or rejected
+        cameo stays in it but is never a match (`usable` asks its state when it comes near)."""
         from moderation.likeness_index import LikenessIndex
 
         model_hash = scorer.backbone.model_hash
         if self.index is None or self.index.model_hash != model_hash:
-            self.index, self._inactive = LikenessIndex(scorer.backbone.embed_dim, model_hash), set()
+            self.index = LikenessIndex(scorer.backbone.embed_dim, model_hash)
+            self.index.usable = lambda cameo_id: self.app.cameo(cameo_id).is_active
         index = self.index
         live = set(self.live_cameo_ids())
         added: dict[str, tuple[str, np.ndarray]] = {}
-        self._inactive &= live
-        for cameo_id in sorted((live - index.cameo_ids()) | self._inactive):
+        for cameo_id in sorted(live - index.cameo_ids()):
             found = self._embedding(cameo_id, scorer)
-            if found is None:
-                self._inactive.add(cameo_id)
-            else:
-                self._inactive.discard(cameo_id)
+            if found is not None:
                 added[cameo_id] = found
         index.update(added, index.cameo_ids() - live)
         return index
@@ -122,8 +118,6 @@ class CameoIndex:
         from provenance.stages import decode_image
 
         cameo = self.app.cameo(cameo_id)
-        if not cameo.is_active:
-            return None  # held for review or rejected: it must not block the real owner's videos
         model_hash = scorer.backbone.model_hash
         embedding = self.sealed.load(cameo_id, cameo.key_id, model_hash)
         if embedding is None:

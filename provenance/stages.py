@@ -186,18 +186,10 @@ class ModelModerationStage:
 
 
 class ModelLikenessMatcher:
-    """How alike two reference images are, with the moderation gate's own likeness model (cosine of faces)."""
+    """The moderation gate's own likeness model and match threshold, for registration's impersonation check."""
 
     def __init__(self, config: Any) -> None:
         from moderation.moderator import load_moderator
 
         self.scorer = load_moderator(config).likeness
         self.threshold = self.scorer.config.match_threshold
-
-    def embedding(self, key: str, image: bytes) -> np.ndarray:
-        from moderation.likeness import CameoReference
-
-        return np.asarray(self.scorer.reference_embeddings(key, CameoReference.from_image(decode_image(image)))[0])
-
-    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.dot(a, b))

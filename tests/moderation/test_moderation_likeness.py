@@ -219,6 +219,10 @@ def test_the_index_finds_the_cameo_among_many_and_only_it_gets_a_track(
     summary = found["registered_cameos"]
     assert summary["detail"]["cameos_compared"] == 502 and summary["outcome"] == "allow"
 
+    index.usable = lambda key: key != "cameo-in-video"  # held for review: never a match
+    held = moderate_video(cameo_video, ModerationContext(config=dev_config, index=index)).to_payload()
+    assert "cameo:cameo-in-video" not in entries(held.model_dump(mode="json"), "likeness")
+    index.usable = lambda key: True
     index.grant_for = lambda key, owner: "grant-7" if key == "cameo-in-video" else None
     allowed = moderate_video(cameo_video, ModerationContext(config=dev_config, index=index)).to_payload()
     entry = entries(allowed.model_dump(mode="json"), "likeness")["cameo:cameo-in-video"]
