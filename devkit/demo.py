@@ -65,21 +65,28 @@ class Demo:
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True)
         (self.out / MARKER).write_text("made by provenance demo\n")
-        system = System(Settings(home=self.out / "data", event_store="sqlite", mode="development"))
-        try:
-            return self._run(system)
-        finally:
-            system.close()
+        from dataclasses import replace
+
+        from devkit.timestamp_authority import TimestampAuthority, serving
+        from provenance.credentials.pki import create_development_pki
+
+        settings = Settings(home=self.out / "data", event_store="sqlite", mode="development")
+        create_development_pki(settings.pki_directory)
+        # Every signature gets an RFC 3161 time-stamp, so the demo's files outlive their signing certificate.
+        with serving(TimestampAuthority.from_directory(settings.pki_directory)) as authority:
+            system = System(replace(settings, tsa_url=authority.url))
+            try:
+                return self._run(system)
+            finally:
+                system.close()
 
     # --- the story -------------------------------------------------------------------------------------
 
     def _run(self, system: System) -> int:
         app = system.app
         self.step("Setting up: development signing PKI, tiny development CLIP, a violence head trained here")
-        from provenance.credentials.pki import create_development_pki
-
-        create_development_pki(system.settings.pki_directory)
         self.note(f"PKI (DEVELOPMENT ONLY) in {system.settings.pki_directory}")
+        self.note(f"a DEVELOPMENT RFC 3161 time-stamp authority at {system.settings.tsa_url}")
         policy = self._train_policy(system)
 
         self.step("People and who follows whom")

@@ -199,6 +199,10 @@ def render_verification(report: dict[str, Any], trusted_anchors: bool) -> list[s
     if report.get("signer"):
         dev = "  [DEVELOPMENT PKI]" if report.get("development_pki") else ""
         lines.append(f"  signer: {report['signer']}{dev}")
+    stamp = report.get("time_stamp")
+    if stamp:
+        trusted = "trusted" if stamp.get("trusted") else "NOT trusted"
+        lines.append(f"  time-stamped {stamp.get('time')} by {stamp.get('authority')} ({trusted})")
     for code in report["failures"]:
         lines.append(f"  failure: {code}")
     for ingredient in report["ingredients"]:

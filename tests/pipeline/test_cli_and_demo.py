@@ -73,6 +73,7 @@ def test_the_demo_runs_end_to_end(home: Path, tmp_path: Path, capsys: pytest.Cap
     assert text.count("(cascade, case") == 2 and "(consent_revocation, case" in text
     assert "(found by watermark)" in text and "assertion.bmffHash.mismatch" in text
     assert "Trusted: signed by Provenance Signer" in text and "└─ origin" in text
+    assert "time-stamped" in text and "by Provenance Time-Stamp Authority DEVELOPMENT ONLY (trusted)" in text
     signed = list((out / "videos").glob("*.mp4"))
     assert len(signed) == 4
     code, report, _ = run(capsys, "verify", str(signed[0]), "--json")
