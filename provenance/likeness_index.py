@@ -104,13 +104,13 @@ class CameoIndex:
             self.index = LikenessIndex(scorer.backbone.embed_dim, model_hash)
             self.index.usable = lambda cameo_id: self.app.cameo(cameo_id).is_active
         index = self.index
-        live = set(self.live_cameo_ids())
+        live, indexed = set(self.live_cameo_ids()), index.cameo_ids()
         added: dict[str, tuple[str, np.ndarray]] = {}
-        for cameo_id in sorted(live - index.cameo_ids()):
+        for cameo_id in sorted(live - indexed):
             found = self._embedding(cameo_id, scorer)
             if found is not None:
                 added[cameo_id] = found
-        index.update(added, index.cameo_ids() - live)
+        index.update(added, indexed - live)
         return index
 
     def _embedding(self, cameo_id: str, scorer: Any) -> tuple[str, np.ndarray] | None:

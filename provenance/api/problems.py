@@ -59,22 +59,23 @@ def problem(status: int, kind: str, detail: str, *, exit_code: int | None = None
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
 
 
+_STATUSES: tuple[tuple[type[ProvenanceError], int, str], ...] = (
+    (InvalidInput, 400, "invalid-input"),
+    (NotFound, 404, "not-found"),
+    (NotPermitted, 403, "not-permitted"),
+    (CommandConflict, 409, "command-conflict"),
+    (RuleViolation, 409, "rule-violation"),
+    (MissingDependency, 501, "missing-dependency"),
+    (StageFailed, 502, "stage-failed"),
+)
+"""Domain errors by HTTP status, the more specific first (a `NotPermitted` is also a `RuleViolation`)."""
+
+
 def status_of(exc: ProvenanceError) -> tuple[int, str]:
     """The HTTP status and problem kind of a domain error."""
-    if isinstance(exc, InvalidInput):
-        return 400, "invalid-input"
-    if isinstance(exc, NotFound):
-        return 404, "not-found"
-    if isinstance(exc, NotPermitted):
-        return 403, "not-permitted"
-    if isinstance(exc, CommandConflict):
-        return 409, "command-conflict"
-    if isinstance(exc, RuleViolation):
-        return 409, "rule-violation"
-    if isinstance(exc, MissingDependency):
-        return 501, "missing-dependency"
-    if isinstance(exc, StageFailed):
-        return 502, "stage-failed"
+    for kind, status, name in _STATUSES:
+        if isinstance(exc, kind):
+            return status, name
     return 500, "operation-failed"
 
 

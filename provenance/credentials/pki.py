@@ -236,8 +236,7 @@ def common_name_of(name: x509.Name) -> str:
 
 
 def common_name(certificate: x509.Certificate) -> str:
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else certificate.subject.rfc4514_string()
+    return common_name_of(certificate.subject) or certificate.subject.rfc4514_string()
 
 
 def is_development_certificate(certificate: x509.Certificate) -> bool:
@@ -424,10 +423,9 @@ def distrust_signer(directory: Path, certificate_file: Path, reason: str) -> Dis
     if not reason.strip():
         raise PkiError("distrusting a signer needs a reason, kept with the entry")
     [certificate, *_] = _load_pem_certificates(certificate_file, "certificate file")
-    issuer = certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     entry = DistrustedSigner(
         serial_number=f"{certificate.serial_number:x}",
-        issuer=str(issuer[0].value) if issuer else certificate.issuer.rfc4514_string(),
+        issuer=common_name_of(certificate.issuer) or certificate.issuer.rfc4514_string(),
         subject=common_name(certificate),
         fingerprint=certificate_fingerprint(certificate),
         reason=reason.strip()[:2000],

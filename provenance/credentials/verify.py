@@ -383,9 +383,7 @@ def _failures_of(results: Any) -> list[Failure]:
 
 
 def _successes_of(results: Any) -> set[str]:
-    if isinstance(results, dict) and isinstance(results.get("activeManifest"), dict):
-        return {str(e.get("code")) for e in results["activeManifest"].get("success", []) if isinstance(e, dict)}
-    return set()
+    return set(_codes(results, "success"))
 
 
 def _state_from(failures: list[str], successes: set[str]) -> State:
