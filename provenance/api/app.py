@@ -72,6 +72,22 @@ class ApiContext:
                 self._workers = self.system.gate_workers(render=True, moderate=True, sign=True)
             return self._workers
 
+    def request_video(self, creator: Any, prompt: str, **request: Any) -> Any:
+        """Record a generation request and take it through the gates (in the embedded mode: without a signing
+        identity it is refused before anything is recorded)."""
+        if self.embedded:
+            self.gate_workers()
+        video_id = self.system.app.request_generation(creator, prompt, **request)
+        self.drive(video_id)
+        return video_id
+
+    def decide_review(self, video_id: Any, actor: Any, verdict: str, statement: str, **options: Any) -> None:
+        """A person's decision on a held video; an allowed one goes on to signing and publishing."""
+        if verdict == "allow" and self.embedded:
+            self.gate_workers()
+        self.system.app.decide_review(video_id, actor, verdict, statement, **options)
+        self.drive(video_id)
+
     def drive(self, video_id: Any) -> None:
         """Take a video through the gates in the background (embedded mode); failures are recorded by the gates."""
         if not self.embedded:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from fastapi import Request
+from fastapi import Request, Response
 
 from kernel.errors import NotFound
 
@@ -110,6 +110,33 @@ def limit(limiter: RateLimiter, key: str) -> None:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+SIGN_IN_TTL_S = 12 * 3600
+
+
+def sign_in_person(request: Request, handle: str, password: str, *, session: bool) -> tuple[str, Token] | None:
+    """A new token for a person whose password this is (tries throttled per address and handle); None when
+    the handle or password is wrong. A browser session also gets its cookie through `set_session_cookie`."""
+    from provenance.api.app import context
+    from provenance.domain.person import person_id_for
+
+    ctx = context(request)
+    limit(ctx.sign_in_limiter, f"sign-in:{client_address(request)}:{handle.casefold()}")
+    if not handle.strip():
+        return None
+    person_id = str(person_id_for(handle))
+    if not ctx.accounts.check_password(person_id, password):
+        return None
+    roles = frozenset(ctx.system.app.person(person_id).roles)
+    return ctx.accounts.issue("person", person_id, person_scopes(roles), SIGN_IN_TTL_S, session=session)
+
+
+def set_session_cookie(request: Request, response: Response, secret: str) -> None:
+    secure = request.url.scheme == "https"
+    response.set_cookie(
+        SESSION_COOKIE, secret, max_age=SIGN_IN_TTL_S, httponly=True, samesite="strict", secure=secure, path="/"
+    )
 
 
 def authenticate(request: Request, csrf: str | None = None) -> Principal:

@@ -8,11 +8,11 @@ done. Access follows the API's rules: the same roles open the same things.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -28,16 +28,14 @@ from provenance.api.security import (
     TRUST_AND_SAFETY,
     Principal,
     authenticate,
-    client_address,
-    limit,
-    person_scopes,
+    set_session_cookie,
+    sign_in_person,
 )
 from provenance.console.statements import block_statement, takedown_statement
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
-SIGN_IN_TTL_S = 12 * 3600
 STAGES = ("requested", "rendered", "moderated", "signed", "published")
 
 
@@ -80,8 +78,11 @@ def page(request: Request, template: str, principal: Principal | None, status: i
 
 
 async def form(request: Request) -> dict[str, Any]:
-    data = await request.form()
-    return {k: v for k, v in data.multi_items() if k != "file"} | ({"file": data["file"]} if "file" in data else {})
+    """The posted form (parsed on the event loop; the handler that gets it runs in a worker thread)."""
+    return dict((await request.form()).items())
+
+
+Posted = Annotated[dict[str, Any], Depends(form)]
 
 
 def back(path: str) -> RedirectResponse:
@@ -101,30 +102,20 @@ def sign_in_page(request: Request, next: str = "/console") -> Response:
 
 
 @router.post("/sign-in")
-async def sign_in(request: Request) -> Response:
-    from provenance.domain.person import person_id_for
-
-    ctx = context(request)
-    data = await form(request)
+def sign_in(request: Request, data: Posted) -> Response:
     handle, password = str(data.get("handle", ""))[:64], str(data.get("password", ""))[:MAX_SECRET]
     next_path = _local(str(data.get("next", "/console")))
-    limit(ctx.sign_in_limiter, f"sign-in:{client_address(request)}:{handle.casefold()}")
-    person_id = str(person_id_for(handle)) if handle.strip() else ""
-    if not person_id or not ctx.accounts.check_password(person_id, password):
+    issued = sign_in_person(request, handle, password, session=True)
+    if issued is None:
         return page(request, "sign_in.html", None, 401, next=next_path, error="Wrong handle or password.")
-    roles = frozenset(ctx.system.app.person(person_id).roles)
-    secret, _ = ctx.accounts.issue("person", person_id, person_scopes(roles), SIGN_IN_TTL_S, session=True)
     response = back(next_path)
-    secure = request.url.scheme == "https"
-    response.set_cookie(
-        SESSION_COOKIE, secret, max_age=SIGN_IN_TTL_S, httponly=True, samesite="strict", secure=secure, path="/"
-    )
+    set_session_cookie(request, response, issued[0])
     return response
 
 
 @router.post("/sign-out")
-async def sign_out(request: Request) -> Response:
-    principal = viewer(request, (await form(request)).get("csrf"))
+def sign_out(request: Request, data: Posted) -> Response:
+    principal = viewer(request, data.get("csrf"))
     context(request).accounts.revoke(principal.token.token_id)
     response = back("/console/sign-in")
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -154,18 +145,13 @@ def feed(request: Request, cursor: str | None = None) -> Response:
 
 
 @router.post("/videos")
-async def request_video(request: Request) -> Response:
-    data = await form(request)
+def request_video(request: Request, data: Posted) -> Response:
     principal = viewer(request, data.get("csrf"))
     require(principal, MEMBER)
-    ctx = context(request)
-    ctx.gate_workers()
     size = {"duration_s": 2.0, "fps": 12, "width": 288, "height": 512}
     cameos = [c.strip() for c in str(data.get("cameos", "")).split(",") if c.strip()]
-    video_id = ctx.system.app.request_generation(
-        principal.person_id, str(data.get("prompt", ""))[:1000], parameters=size, cameo_ids=cameos
-    )
-    ctx.drive(video_id)
+    prompt = str(data.get("prompt", ""))[:1000]
+    video_id = context(request).request_video(principal.person_id, prompt, parameters=size, cameo_ids=cameos)
     return back(f"/console/videos/{video_id}")
 
 
@@ -211,8 +197,7 @@ def _lineage(reads: Any, video_id: str) -> dict[str, Any]:
 
 
 @router.post("/videos/{video_id}/takedowns")
-async def take_down(request: Request, video_id: UUID) -> Response:
-    data = await form(request)
+def take_down(request: Request, video_id: UUID, data: Posted) -> Response:
     principal = viewer(request, data.get("csrf"))
     ctx = context(request)
     ctx.system.app.take_down(
@@ -227,8 +212,7 @@ async def take_down(request: Request, video_id: UUID) -> Response:
 
 
 @router.post("/videos/{video_id}/takedowns/{case_id}/appeal")
-async def appeal(request: Request, video_id: UUID, case_id: str) -> Response:
-    data = await form(request)
+def appeal(request: Request, video_id: UUID, case_id: str, data: Posted) -> Response:
     principal = viewer(request, data.get("csrf"))
     ctx = context(request)
     ctx.system.app.appeal(video_id, case_id[:100], principal.person_id, str(data.get("grounds", ""))[:5000])
@@ -237,8 +221,7 @@ async def appeal(request: Request, video_id: UUID, case_id: str) -> Response:
 
 
 @router.post("/videos/{video_id}/takedowns/{case_id}/reinstate")
-async def reinstate(request: Request, video_id: UUID, case_id: str) -> Response:
-    data = await form(request)
+def reinstate(request: Request, video_id: UUID, case_id: str, data: Posted) -> Response:
     principal = viewer(request, data.get("csrf"))
     require(principal, TRUST_AND_SAFETY)
     ctx = context(request)
@@ -271,16 +254,11 @@ def review(request: Request) -> Response:
 
 
 @router.post("/review/{video_id}")
-async def decide(request: Request, video_id: UUID) -> Response:
-    data = await form(request)
+def decide(request: Request, video_id: UUID, data: Posted) -> Response:
     principal = viewer(request, data.get("csrf"))
     require(principal, TRUST_AND_SAFETY)
-    ctx = context(request)
-    verdict = str(data.get("verdict", ""))
-    if verdict == "allow":
-        ctx.gate_workers()
-    ctx.system.app.decide_review(video_id, principal.person_id, verdict, str(data.get("statement", ""))[:5000])
-    ctx.drive(video_id)
+    verdict, statement = str(data.get("verdict", "")), str(data.get("statement", ""))[:5000]
+    context(request).decide_review(video_id, principal.person_id, verdict, statement)
     return back(f"/console/videos/{video_id}")
 
 
@@ -303,27 +281,23 @@ def cameos(request: Request) -> Response:
 
 
 @router.post("/cameos")
-async def register_cameo(request: Request) -> Response:
-    from starlette.concurrency import run_in_threadpool
-
-    data = await form(request)
+def register_cameo(request: Request, data: Posted) -> Response:
     principal = viewer(request, data.get("csrf"))
     require(principal, MEMBER)
     upload = data.get("file")
     if upload is None or not hasattr(upload, "read"):
         raise InvalidInput("choose an image file of your face")
-    image = await upload.read()
+    image = upload.file.read()
     ctx = context(request)
-    cameo_id = await run_in_threadpool(ctx.system.app.register_cameo, principal.person_id, image)
-    await run_in_threadpool(ctx.system.verify_cameo, cameo_id)
+    cameo_id = ctx.system.app.register_cameo(principal.person_id, image)
+    ctx.system.verify_cameo(cameo_id)
     return back("/console/cameos")
 
 
 @router.post("/cameos/{cameo_id}/grants")
-async def grant(request: Request, cameo_id: UUID) -> Response:
+def grant(request: Request, cameo_id: UUID, data: Posted) -> Response:
     from provenance.cli.handlers.common import parse_expiry
 
-    data = await form(request)
     principal = viewer(request, data.get("csrf"))
     ctx = context(request)
     app = ctx.system.app
@@ -342,8 +316,7 @@ async def grant(request: Request, cameo_id: UUID) -> Response:
 
 
 @router.post("/cameos/{cameo_id}/grants/{grant_id}/revoke")
-async def revoke(request: Request, cameo_id: UUID, grant_id: str) -> Response:
-    data = await form(request)
+def revoke(request: Request, cameo_id: UUID, grant_id: str, data: Posted) -> Response:
     principal = viewer(request, data.get("csrf"))
     ctx = context(request)
     ctx.system.app.revoke_consent(principal.person_id, cameo_id, grant_id[:100], str(data.get("reason", ""))[:2000])
@@ -352,8 +325,7 @@ async def revoke(request: Request, cameo_id: UUID, grant_id: str) -> Response:
 
 
 @router.post("/cameos/{cameo_id}/erase")
-async def erase(request: Request, cameo_id: UUID) -> Response:
-    data = await form(request)
+def erase(request: Request, cameo_id: UUID, data: Posted) -> Response:
     principal = viewer(request, data.get("csrf"))
     if data.get("confirm") != "erase":
         raise InvalidInput('to erase the likeness, type "erase" in the confirmation box')
@@ -372,15 +344,13 @@ def verify_page(request: Request) -> Response:
 
 
 @router.post("/verify")
-async def verify(request: Request) -> Response:
+def verify(request: Request, data: Posted) -> Response:
+    import shutil
     import tempfile
-
-    from starlette.concurrency import run_in_threadpool
 
     from provenance.credentials.verify import verify_file
     from provenance.verification import ReadModelStatus
 
-    data = await form(request)
     principal = viewer(request, data.get("csrf"))
     upload = data.get("file")
     if upload is None or not hasattr(upload, "read"):
@@ -388,11 +358,9 @@ async def verify(request: Request) -> Response:
     ctx = context(request)
     ctx.system.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=ctx.system.work_dir, prefix="upload-", suffix=".mp4") as out:
-        while chunk := await upload.read(1 << 20):
-            out.write(chunk)
+        shutil.copyfileobj(upload.file, out, 1 << 20)
         out.flush()
-        reads = await run_in_threadpool(ctx.reads)
-        report = await run_in_threadpool(verify_file, Path(out.name), ctx.system.trust(), ReadModelStatus(reads))
+        report = verify_file(Path(out.name), ctx.system.trust(), ReadModelStatus(ctx.reads()))
     shown = {**report.to_json(), "path": getattr(upload, "filename", None) or "the uploaded file"}
     return page(request, "verify.html", principal, report=shown)
 

@@ -15,16 +15,17 @@ from provenance.api.security import (
     ADMINISTRATOR,
     ROLES,
     SESSION_COOKIE,
+    SIGN_IN_TTL_S,
     Principal,
     client_address,
     limit,
     needs,
-    person_scopes,
+    set_session_cookie,
+    sign_in_person,
 )
 
 router = APIRouter(tags=["access"])
 
-SIGN_IN_TTL_S = 12 * 3600
 CLIENT_TOKEN_TTL_S = 3600
 
 
@@ -45,26 +46,14 @@ class Issued(BaseModel):
 
 @router.post("/auth/sign-in", summary="sign in with a password; get a bearer token (and a session cookie)")
 def sign_in(body: SignIn, request: Request, response: Response) -> Issued:
-    from provenance.domain.person import person_id_for
-
-    ctx = context(request)
-    limit(ctx.sign_in_limiter, f"sign-in:{client_address(request)}:{body.handle.casefold()}")
-    person_id = str(person_id_for(body.handle))
-    if not ctx.accounts.check_password(person_id, body.password):
+    issued = sign_in_person(request, body.handle, body.password, session=body.session)
+    if issued is None:
         raise ApiError(
             401, "unauthorized", "wrong handle or password", {"WWW-Authenticate": 'Bearer realm="provenance"'}
         )
-    roles = frozenset(ctx.system.app.person(person_id).roles)
-    secret, token = ctx.accounts.issue("person", person_id, person_scopes(roles), SIGN_IN_TTL_S, session=body.session)
+    secret, token = issued
     if body.session:
-        response.set_cookie(
-            SESSION_COOKIE,
-            secret,
-            max_age=SIGN_IN_TTL_S,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
+        set_session_cookie(request, response, secret)
     return Issued(
         access_token=secret,
         expires_in=SIGN_IN_TTL_S,

@@ -36,10 +36,8 @@ def request_video(
     principal: Annotated[Principal, Depends(needs("write", MEMBER))],
 ) -> dict[str, Any]:
     ctx = context(request)
-    if ctx.embedded:
-        ctx.gate_workers()  # refuses (before anything is recorded) without a signing identity
     parameters = body.model_dump(include={"duration_s", "fps", "width", "height"}, exclude_none=True)
-    video_id = ctx.system.app.request_generation(
+    video_id = ctx.request_video(
         principal.person_id,
         body.prompt,
         parameters=parameters,
@@ -48,7 +46,6 @@ def request_video(
         remix_of=body.remix_of,
         command_id=command_id(request),
     )
-    ctx.drive(video_id)
     response.headers["Location"] = f"/videos/{video_id}"
     return {"video_id": str(video_id), "state": ctx.system.app.video(video_id).state}
 
@@ -100,12 +97,7 @@ def decide(
     principal: Annotated[Principal, Depends(needs("write", TRUST_AND_SAFETY))],
 ) -> dict[str, Any]:
     ctx = context(request)
-    if body.verdict == "allow" and ctx.embedded:
-        ctx.gate_workers()
-    ctx.system.app.decide_review(
-        video_id, principal.person_id, body.verdict, body.statement, command_id=command_id(request)
-    )
-    ctx.drive(video_id)
+    ctx.decide_review(video_id, principal.person_id, body.verdict, body.statement, command_id=command_id(request))
     return {"video_id": str(video_id), "state": ctx.system.app.video(video_id).state}
 
 
