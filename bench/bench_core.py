@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from projections import open_store
 from projections.queries import ReadModels
+from projections.store import open_store
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
@@ -96,7 +96,7 @@ def bench_cascade(home: Path, roots: int, depth: int) -> dict[str, float]:
     app = System(Settings(home=home / "cascade", event_store="sqlite")).app
     store = open_store(f"sqlite:///{home / 'cascade' / 'projections.db'}")
     runner = EmbeddedRunner(app, [ProjectionConsumer(store)])
-    reads = ReadModels(store.engine)
+    reads = ReadModels(store.url)
     alice = app.register_person("alice")
     bob = app.register_person("bob")
     cameo = app.register_cameo(alice, face())

@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench.bench_core import lifecycle
-from projections import open_store
 from projections.queries import ReadModels
+from projections.store import open_store
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.kafka.admin import TopicSpec, ensure_topic
@@ -302,7 +302,7 @@ def bench_revocation(home: Path, base: Settings, videos: int) -> Revocation:
     runner.run_once()
 
     ensure_topic(settings.kafka_bootstrap, TopicSpec(settings.kafka_topic, PARTITIONS))
-    reads = ReadModels(open_projections(settings.projections_database).engine)
+    reads = ReadModels(open_projections(settings.projections_database).url)
     go, ready, stop, done_at = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Value("d", 0.0)
     processes = [
         SPAWN.Process(target=projections_process, args=(settings, 0, ready, done_at, stop), name="projections"),
@@ -324,7 +324,7 @@ def bench_revocation(home: Path, base: Settings, videos: int) -> Revocation:
     caught_up = time.perf_counter()
     runner.run_once()
     embedded_s = (commanded - started) + (time.perf_counter() - caught_up)
-    assert not made & ReadModels(embedded.engine).feed_ids()
+    assert not made & ReadModels(embedded.url).feed_ids()
     app.close()
     return Revocation(len(outcome.takedowns), commanded - started, seen - started, embedded_s)
 

@@ -11,44 +11,27 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
 from kernel.errors import InvalidInput, NotFound
-from projections.framework import table_of, utc
-from projections.tables import (
-    AuditEntry,
-    ConsentCameo,
-    ConsentGrant,
-    FeedItem,
-    LineageCameo,
-    LineageVideo,
-    Person,
-    TakedownCase,
-)
-
-_feed = table_of(FeedItem)
-_videos = table_of(LineageVideo)
-_video_cameos = table_of(LineageCameo)
-_cameos = table_of(ConsentCameo)
-_grants = table_of(ConsentGrant)
-_audit = table_of(AuditEntry)
-_cases = table_of(TakedownCase)
-_people = table_of(Person)
+from projections.database import ReadDatabase
 
 
-def _json_safe(row: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in dict(row).items():
-        if isinstance(value, datetime):
-            value = utc(value).isoformat()  # type: ignore[union-attr]
-        out[key] = value
-    return out
+def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: _utc(value).isoformat() if isinstance(value, datetime) else value for key, value in row.items()}
+
+
+def _utc(value: datetime) -> datetime:
+    """Everything is stored in UTC; SQLite and a PostgreSQL `timestamp` hand it back without a zone."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class ReadModels:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    """Queries over the read models, on the database at `url` (see `projections.database`)."""
+
+    def __init__(self, url: str) -> None:
+        self.db = ReadDatabase(url)
+
+    def close(self) -> None:
+        self.db.close()
 
     # --- feed --------------------------------------------------------------------------------------------
 
@@ -56,28 +39,19 @@ class ReadModels:
         """One page of the feed, newest first; pass `next_cursor` back for the page after."""
         if not 1 <= limit <= 500:
             raise InvalidInput("limit must be between 1 and 500")
-        query = (
-            sa.select(_feed)
-            .where(_feed.c.visible.is_(True))
-            .order_by(_feed.c.published_at.desc(), _feed.c.video_id.desc())
-            .limit(limit + 1)
-        )
+        after = ""
+        params: dict[str, Any] = {"limit": limit + 1}
         if cursor:
-            published_at, video_id = _decode_cursor(cursor)
-            query = query.where(
-                sa.or_(
-                    _feed.c.published_at < published_at,
-                    sa.and_(_feed.c.published_at == published_at, _feed.c.video_id < video_id),
-                )
-            )
-        with self.engine.connect() as conn:
-            rows = list(conn.execute(query).mappings())
+            params["published_at"], params["video_id"] = _decode_cursor(cursor)
+            after = "AND (published_at < :published_at OR (published_at = :published_at AND video_id < :video_id))"
+        rows = self.db.rows(
+            "SELECT video_id, creator_id, prompt, remix_of, requested_at, published_at, development_model"
+            f" FROM feed_items WHERE visible {after} ORDER BY published_at DESC, video_id DESC LIMIT :limit",
+            params,
+        )
         page = rows[:limit]
         next_cursor = _encode_cursor(page[-1]["published_at"], page[-1]["video_id"]) if len(rows) > limit else None
-        items = [
-            {k: v for k, v in _json_safe(r).items() if k not in ("visible", "open_cases", "grant_ids")} for r in page
-        ]
-        return {"items": items, "next_cursor": next_cursor}
+        return {"items": [_json_safe(r) for r in page], "next_cursor": next_cursor}
 
     def feed_ids(self) -> set[str]:
         """Every video id the feed shows now (for checks; the feed itself is paged)."""
@@ -92,15 +66,16 @@ class ReadModels:
 
     def awaiting_review(self) -> list[dict[str, Any]]:
         """Videos the classifiers held for a person's decision, oldest first."""
-        query = sa.select(_videos).where(_videos.c.state == "moderated").order_by(_videos.c.updated_at)
-        with self.engine.connect() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+        rows = self.db.rows(
+            "SELECT video_id, creator_id, prompt, updated_at, moderation FROM lineage_videos"
+            " WHERE state = 'moderated' ORDER BY updated_at"
+        )
         return [
             {
                 "video_id": row["video_id"],
                 "creator_id": row["creator_id"],
                 "prompt": row["prompt"],
-                "held_since": _json_safe({"t": row["updated_at"]})["t"],
+                "held_since": _utc(row["updated_at"]).isoformat(),
                 "reasons": (row["moderation"] or {}).get("reasons", []),
             }
             for row in rows
@@ -111,25 +86,26 @@ class ReadModels:
 
     def video(self, video_id: str) -> dict[str, Any]:
         video_id = stream_id_of(video_id, "video")
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(_videos).where(_videos.c.video_id == video_id)).mappings().first()
-        if row is None:
+        rows = self.db.rows("SELECT * FROM lineage_videos WHERE video_id = :video_id", {"video_id": video_id})
+        if not rows:
             raise NotFound(f"no video with id {video_id} in the read models (unknown, or not projected yet)")
-        return _json_safe(row)
+        return _json_safe(rows[0])
 
     def children(self, video_id: str) -> list[str]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(_videos.c.video_id).where(_videos.c.parent_id == video_id).order_by(_videos.c.requested_at)
-            )
-            return [r[0] for r in rows]
+        return self.db.values(
+            "SELECT video_id FROM lineage_videos WHERE parent_id = :video_id ORDER BY requested_at",
+            {"video_id": video_id},
+        )
 
     def descendants(self, video_id: str) -> list[str]:
         """Every remix below a video, at any depth (a recursive query over parent ids)."""
-        tree = sa.select(_videos.c.video_id).where(_videos.c.parent_id == video_id).cte("tree", recursive=True)
-        tree = tree.union_all(sa.select(_videos.c.video_id).where(_videos.c.parent_id == tree.c.video_id))
-        with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(sa.select(tree.c.video_id))]
+        return self.db.values(
+            "WITH RECURSIVE tree(video_id) AS ("
+            " SELECT video_id FROM lineage_videos WHERE parent_id = :video_id"
+            " UNION ALL SELECT v.video_id FROM lineage_videos v JOIN tree ON v.parent_id = tree.video_id"
+            ") SELECT video_id FROM tree",
+            {"video_id": video_id},
+        )
 
     def ancestors(self, video_id: str) -> list[str]:
         chain: list[str] = []
@@ -140,35 +116,28 @@ class ReadModels:
         return chain
 
     def cameos_of(self, video_id: str) -> list[dict[str, Any]]:
-        query = (
-            sa.select(_video_cameos.c.cameo_id, _video_cameos.c.grant_id, _grants, _cameos.c.erased_at)
-            .select_from(
-                _video_cameos.outerjoin(_grants, _grants.c.grant_id == _video_cameos.c.grant_id).outerjoin(
-                    _cameos, _cameos.c.cameo_id == _video_cameos.c.cameo_id
-                )
-            )
-            .where(_video_cameos.c.video_id == video_id)
+        rows = self.db.rows(
+            "SELECT used.cameo_id, used.grant_id, g.audience, g.expires_at, g.revoked_at, g.revoke_reason,"
+            " c.erased_at FROM lineage_cameos used"
+            " LEFT JOIN consent_grants g ON g.grant_id = used.grant_id"
+            " LEFT JOIN consent_cameos c ON c.cameo_id = used.cameo_id"
+            " WHERE used.video_id = :video_id",
+            {"video_id": video_id},
         )
-        with self.engine.connect() as conn:
-            rows = [_json_safe(r) for r in conn.execute(query).mappings()]
         return [
             {
-                "cameo_id": r["cameo_id"],
-                "grant_id": r["grant_id"],
+                **(r := _json_safe(row)),
                 "audience": r["audience"] if r["grant_id"] != "owner" else "owner",
-                "expires_at": r["expires_at"],
-                "revoked_at": r["revoked_at"],
-                "revoke_reason": r["revoke_reason"],
-                "erased_at": r["erased_at"],
                 "consent": _consent_state(r),
             }
-            for r in rows
+            for row in rows
         ]
 
     def takedowns(self, video_id: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(_cases).where(_cases.c.video_id == video_id).order_by(_cases.c.issued_at))
-            return [_json_safe(r) for r in rows.mappings()]
+        rows = self.db.rows(
+            "SELECT * FROM takedown_cases WHERE video_id = :video_id ORDER BY issued_at", {"video_id": video_id}
+        )
+        return [_json_safe(r) for r in rows]
 
     def trace(self, video_id: str) -> dict[str, Any]:
         """Everything an auditor asks of a clip: origin, gates, cameos and consent, takedowns, lineage."""
@@ -199,81 +168,79 @@ class ReadModels:
 
     def handles(self, person_ids: set[str]) -> dict[str, str]:
         """person id -> handle, for the ids that are people (workers act as `system:<role>`)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(_people.c.person_id, _people.c.handle).where(_people.c.person_id.in_(person_ids))
-            )
-            return {person_id: handle for person_id, handle in rows}
+        if not person_ids:
+            return {}
+        listed, params = self.db.expand("person", sorted(person_ids))
+        rows = self.db.rows(f"SELECT person_id, handle FROM audit_people WHERE person_id IN ({listed})", params)
+        return {row["person_id"]: row["handle"] for row in rows}
 
     # --- consent, audit, status --------------------------------------------------------------------------
 
     def grants(self, cameo_id: str, live_only: bool = False, now: datetime | None = None) -> list[dict[str, Any]]:
-        now = now or datetime.now(UTC)
-        query = sa.select(_grants).where(_grants.c.cameo_id == cameo_id).order_by(_grants.c.granted_at)
-        if live_only:
-            query = query.where(_grants.c.revoked_at.is_(None)).where(
-                sa.or_(_grants.c.expires_at.is_(None), _grants.c.expires_at > now)
-            )
-        with self.engine.connect() as conn:
-            return [_json_safe(r) for r in conn.execute(query).mappings()]
+        live = " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)" if live_only else ""
+        rows = self.db.rows(
+            f"SELECT * FROM consent_grants WHERE cameo_id = :cameo_id{live} ORDER BY granted_at",
+            {"cameo_id": cameo_id, "now": now or datetime.now(UTC)},
+        )
+        return [_json_safe(r) for r in rows]
 
     def cameos_owned_by(self, owner_id: str) -> list[dict[str, Any]]:
         """A person's cameos, oldest first (the console's "my cameos")."""
-        query = sa.select(_cameos).where(_cameos.c.owner_id == owner_id).order_by(_cameos.c.registered_at)
-        with self.engine.connect() as conn:
-            return [_json_safe(r) for r in conn.execute(query).mappings()]
+        rows = self.db.rows(
+            "SELECT * FROM consent_cameos WHERE owner_id = :owner_id ORDER BY registered_at", {"owner_id": owner_id}
+        )
+        return [_json_safe(r) for r in rows]
 
     def remix_counts(self, video_ids: list[str]) -> dict[str, int]:
         """How many direct remixes each video has."""
-        query = (
-            sa.select(_videos.c.parent_id, sa.func.count())
-            .where(_videos.c.parent_id.in_(video_ids))
-            .group_by(_videos.c.parent_id)
+        if not video_ids:
+            return {}
+        listed, params = self.db.expand("video", video_ids)
+        rows = self.db.rows(
+            "SELECT parent_id, COUNT(*) AS remixes FROM lineage_videos"
+            f" WHERE parent_id IN ({listed}) GROUP BY parent_id",
+            params,
         )
-        with self.engine.connect() as conn:
-            return {parent: count for parent, count in conn.execute(query)}
+        return {row["parent_id"]: row["remixes"] for row in rows}
 
     def videos_signed_by(self, certificate_fingerprint: str) -> list[str]:
         """Every video signed with a certificate (sha256 of its DER), oldest first: what a distrust affects."""
-        query = (
-            sa.select(_videos.c.video_id, _videos.c.signature)
-            .where(_videos.c.signature.is_not(None))
-            .order_by(_videos.c.requested_at)
+        rows = self.db.rows(
+            "SELECT video_id, signature FROM lineage_videos WHERE signature IS NOT NULL ORDER BY requested_at"
         )
-        found = []
-        with self.engine.connect() as conn:
-            for video_id, signature in conn.execute(query).yield_per(1000):
-                if (signature or {}).get("certificate_fingerprint") == certificate_fingerprint:
-                    found.append(video_id)
-        return found
+        return [
+            row["video_id"]
+            for row in rows
+            if (row["signature"] or {}).get("certificate_fingerprint") == certificate_fingerprint
+        ]
 
     def open_appeals(self) -> list[dict[str, Any]]:
         """Takedown cases appealed and not yet decided, oldest appeal first (trust and safety's queue)."""
-        query = sa.select(_cases).where(_cases.c.status == "appealed").order_by(_cases.c.appealed_at)
-        with self.engine.connect() as conn:
-            return [_json_safe(r) for r in conn.execute(query).mappings()]
+        rows = self.db.rows("SELECT * FROM takedown_cases WHERE status = 'appealed' ORDER BY appealed_at")
+        return [_json_safe(r) for r in rows]
 
     def live_cameo_ids(self) -> list[str]:
         """Every registered likeness not erased: what the likeness classifier compares faces with."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(_cameos.c.cameo_id).where(_cameos.c.erased_at.is_(None)))
-            return [r[0] for r in rows]
+        return self.db.values("SELECT cameo_id FROM consent_cameos WHERE erased_at IS NULL")
 
     def videos_with_cameo(self, cameo_id: str) -> list[dict[str, Any]]:
-        query = (
-            sa.select(_videos.c.video_id, _videos.c.creator_id, _videos.c.state, _videos.c.taken_down)
-            .join(_video_cameos, _video_cameos.c.video_id == _videos.c.video_id)
-            .where(_video_cameos.c.cameo_id == cameo_id)
-            .order_by(_videos.c.requested_at)
+        rows = self.db.rows(
+            "SELECT v.video_id, v.creator_id, v.state, v.taken_down FROM lineage_videos v"
+            " JOIN lineage_cameos used ON used.video_id = v.video_id"
+            " WHERE used.cameo_id = :cameo_id ORDER BY v.requested_at",
+            {"cameo_id": cameo_id},
         )
-        with self.engine.connect() as conn:
-            return [_json_safe(r) for r in conn.execute(query).mappings()]
+        return [_json_safe(r) for r in rows]
 
     def audit_trail(self, stream_id: str) -> list[dict[str, Any]]:
         stream_id = stream_id_of(stream_id, "stream")
-        query = sa.select(_audit).where(_audit.c.stream_id == stream_id).order_by(_audit.c.stream_version)
-        with self.engine.connect() as conn:
-            rows = [_json_safe(r) for r in conn.execute(query).mappings()]
+        rows = [
+            _json_safe(r)
+            for r in self.db.rows(
+                "SELECT * FROM audit_events WHERE stream_id = :stream_id ORDER BY stream_version",
+                {"stream_id": stream_id},
+            )
+        ]
         if not rows:
             raise NotFound(f"no events for stream {stream_id} in the audit trail")
         names = self.handles({r["actor"] for r in rows})
@@ -315,18 +282,22 @@ class ReadModels:
     ) -> str | None:
         """The video a soft binding (`alg:value`, or any of several), a content or signed-file hash, or a
         manifest id points at."""
-        clauses: list[sa.ColumnElement[bool]] = []
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
         keys = [*([soft_binding] if soft_binding else []), *(soft_bindings or [])]
         if keys:
-            clauses.append(_videos.c.soft_binding.in_(keys))
+            listed, params = self.db.expand("binding", keys)
+            clauses.append(f"soft_binding IN ({listed})")
         if sha256:
-            clauses += [_videos.c.signed_sha256 == sha256, _videos.c.content_sha256 == sha256]
+            clauses += ["signed_sha256 = :sha256", "content_sha256 = :sha256"]
+            params["sha256"] = sha256
         if manifest_id:
-            clauses.append(_videos.c.manifest_id == manifest_id)
+            clauses.append("manifest_id = :manifest_id")
+            params["manifest_id"] = manifest_id
         if not clauses:
             return None
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(_videos.c.video_id).where(sa.or_(*clauses)).limit(1)).scalar_one_or_none()
+        found = self.db.values(f"SELECT video_id FROM lineage_videos WHERE {' OR '.join(clauses)} LIMIT 1", params)
+        return found[0] if found else None
 
 
 def _consent_state(row: dict[str, Any]) -> str:
@@ -342,7 +313,7 @@ def _consent_state(row: dict[str, Any]) -> str:
 
 
 def _encode_cursor(published_at: datetime, video_id: str) -> str:
-    raw = f"{utc(published_at).isoformat()}|{video_id}"  # type: ignore[union-attr]
+    raw = f"{_utc(published_at).isoformat()}|{video_id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 

@@ -17,19 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from kernel.blobstore import BlobStore
-from provenance.application import ProvenanceApp
 from provenance.config import Settings
-from provenance.keystore import KeyStore, LikenessKeys
-from provenance.reference_check import OneFaceCheck, ReferenceCheck
+from provenance.freshness import nothing_to_do
 
 if TYPE_CHECKING:
-    from projections import ProjectionStore
+    from kernel.blobstore import BlobStore
+    from projections.framework import ProjectionStore
     from projections.queries import ReadModels
+    from provenance.application import ProvenanceApp
     from provenance.consent_watch import ConsentWatch
     from provenance.credentials.pki import TrustConfig
     from provenance.domain.video import Video
     from provenance.gates import GateWorkers
+    from provenance.keystore import LikenessKeys
+    from provenance.reference_check import ReferenceCheck
     from provenance.runner import Consumer, EmbeddedRunner
     from schemas.envelope import EventEnvelope
 
@@ -72,6 +73,8 @@ class System:
 
     @cached_property
     def keystore(self) -> LikenessKeys:
+        from provenance.keystore import KeyStore
+
         if self._keystore is not None:
             return self._keystore
         self.settings.home.mkdir(parents=True, exist_ok=True)
@@ -79,10 +82,15 @@ class System:
 
     @cached_property
     def blobs(self) -> BlobStore:
+        from kernel.blobstore import BlobStore
+
         return self._blobs or BlobStore(self.settings.blob_root)
 
     @cached_property
     def app(self) -> ProvenanceApp:
+        from provenance.application import ProvenanceApp
+        from provenance.reference_check import OneFaceCheck
+
         env = {**event_store_env(self.settings), **self._app_env}
         check = self._reference_check or OneFaceCheck()
         app = ProvenanceApp(
@@ -103,7 +111,7 @@ class System:
 
     @cached_property
     def store(self) -> ProjectionStore:
-        from projections import open_store
+        from projections.store import open_store
         from provenance.kafka.positions import creating_tables
 
         if self.settings.projections_database.startswith("sqlite"):
@@ -113,9 +121,15 @@ class System:
 
     @cached_property
     def reads(self) -> ReadModels:
+        """The read models' queries, which need neither SQLAlchemy nor the write side."""
+        from projections.database import sqlite_path
         from projections.queries import ReadModels
 
-        return ReadModels(self.store.engine)
+        url = self.settings.projections_database
+        file = sqlite_path(url)
+        if file is None or not Path(file).is_file():
+            _ = self.store  # creates the tables (once per database)
+        return ReadModels(url)
 
     def runner(self, consumers: Sequence[Consumer] | None = None, batch_size: int = 2000) -> EmbeddedRunner:
         from provenance.runner import EmbeddedRunner, ProjectionConsumer
@@ -164,23 +178,44 @@ class System:
         mode (a Kafka broker configured) the projections service builds the read models from the topic, and
         the CLI reads what it wrote rather than replaying the log itself: this does nothing there.
 
-        When nothing was recorded since the last catch-up and the clock moved less than a second, there is
-        nothing to do (the HTTP service calls this before every read; one query answers it).
+        Finding that there is nothing to do is cheap: a long-running process (the HTTP service calls this before
+        every read) asks its own log for the head and goes on when nothing was recorded and the clock moved less
+        than a second; any process on the embedded SQLite default asks the databases (`freshness`) without
+        loading the write side, which is what lets a read command start quickly.
         """
         if self.settings.kafka_bootstrap:
             return 0
 
         with self._catching_up:  # one at a time: the HTTP service calls this from several threads
             now = self.clock()
-            head = self.app.recorder.max_notification_id() or 0
-            if self._caught_up is not None and self._caught_up[0] == head and now - self._caught_up[1] < SWEEP_EVERY:
+            if self._caught_up is not None:
+                head = self.app.recorder.max_notification_id() or 0
+                if self._caught_up[0] == head and now - self._caught_up[1] < SWEEP_EVERY:
+                    return 0
+            elif self._on_sqlite and nothing_to_do(self.settings.events_path, self.reads.db, now):
                 return 0
             runner = self.runner(self._read_side())
-            read = runner.run_once()
-            self.consent_watch.sweep_expiries(now)
+            read = 0
+            for _ in range(3):  # again once the expiries it recorded are projected, so the sweep saw them all
+                projected = self.app.recorder.max_notification_id() or 0
+                read += runner.run_until_idle()
+                self.consent_watch.sweep_expiries(now, projected)
+                if (self.app.recorder.max_notification_id() or 0) == projected:
+                    break
             read += runner.run_until_idle()
             self._caught_up = (self.app.recorder.max_notification_id() or 0, now)
             return read
+
+    @property
+    def _on_sqlite(self) -> bool:
+        """Both the events and the read models in the embedded SQLite files (not a test's fakes)."""
+        from projections.database import sqlite_path
+
+        return (
+            self.settings.event_store == "sqlite"
+            and "PERSISTENCE_MODULE" not in self._app_env
+            and sqlite_path(self.settings.projections_database) is not None
+        )
 
     # --- the gates -----------------------------------------------------------------------------------------
 
@@ -277,6 +312,8 @@ class System:
             self.app.close()
         if "store" in self.__dict__:
             self.store.engine.dispose()
+        if "reads" in self.__dict__:
+            self.reads.close()
         if "cameo_index" in self.__dict__:
             self.cameo_index.sealed.close()
         keystore = self.__dict__.get("keystore")

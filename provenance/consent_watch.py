@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from projections.framework import read_checkpoint, table_of, write_checkpoint
 from projections.tables import ConsentCameo, ConsentGrant
 from provenance.application import ProvenanceApp
+from provenance.freshness import CLOCK_SOURCE, EXPIRY_TIMER, LOG_SOURCE
 from provenance.gates import WorkerConsumer
 from schemas import events as e
 from schemas.envelope import EventEnvelope
@@ -24,7 +25,6 @@ from schemas.envelope import EventEnvelope
 log = logging.getLogger(__name__)
 
 NAME = "worker:consent"
-_EXPIRY_SOURCE = "clock"
 _MARGIN = timedelta(days=1)
 """How far back each sweep looks again: a grant projected late, or stored in another UTC offset, is still seen
 (the write side records each expiry once)."""
@@ -53,11 +53,14 @@ class ConsentWatch:
 
     # --- the expiry timer ----------------------------------------------------------------------------------
 
-    def sweep_expiries(self, now: datetime) -> int:
-        """Record every expiry that has passed since the last sweep; returns how many grants were looked at."""
+    def sweep_expiries(self, now: datetime, projected: int | None = None) -> int:
+        """Record every expiry that has passed since the last sweep; returns how many grants were looked at.
+
+        `projected`: how far the log had been projected before the sweep, noted for `freshness`.
+        """
         grants = table_of(ConsentGrant)
         with self.engine.connect() as conn:
-            last = read_checkpoint(conn, "timer:expiry", _EXPIRY_SOURCE, 0)
+            last = read_checkpoint(conn, EXPIRY_TIMER, CLOCK_SOURCE, 0)
             since = datetime.fromtimestamp(last / 1e6, now.tzinfo) - _MARGIN if last is not None else None
             query = sa.select(grants.c.cameo_id, grants.c.grant_id).where(
                 grants.c.expires_at.is_not(None), grants.c.expires_at <= now, grants.c.revoked_at.is_(None)
@@ -68,7 +71,9 @@ class ConsentWatch:
         for cameo_id, grant_id in due:
             self.app.expire_consent(cameo_id, grant_id)
         with self.engine.begin() as conn:
-            write_checkpoint(conn, "timer:expiry", _EXPIRY_SOURCE, 0, int(now.timestamp() * 1e6))
+            write_checkpoint(conn, EXPIRY_TIMER, CLOCK_SOURCE, 0, int(now.timestamp() * 1e6))
+            if projected is not None:
+                write_checkpoint(conn, EXPIRY_TIMER, LOG_SOURCE, 0, projected)
         return len(due)
 
     def _cameos_of(self, *owners: str) -> list[str]:

@@ -13,10 +13,9 @@ from typing import Protocol
 
 from projections.framework import ProjectionStore
 from provenance.application import ProvenanceApp
+from provenance.freshness import LOG_SOURCE
 from provenance.log import last_position, read_log
 from schemas.envelope import EventEnvelope
-
-LOG_SOURCE = "log"
 
 
 class Consumer(Protocol):

@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("provenance: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`provenance feed | head`): nothing more to say, to no one
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         message, code = _describe(exc)
         if os.environ.get("PROVENANCE_DEBUG"):

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -458,8 +459,86 @@ def _transcode_marked(
     return frames, squared_error, out_audio is not None
 
 
-def _sampled_lumas(path: Path, config: WatermarkConfig) -> Iterator[np.ndarray]:
-    """Luma planes of up to `sample_frames` frames spread over the first `scan_frames` frames."""
+_LUMA_FIRST = frozenset({"I420", "J420", "YV12", "NV12", "NV21"})
+"""8-bit 4:2:0 pixel formats whose first plane is the luma: what OpenCV hands back of a frame it does not
+convert (`CAP_PROP_CONVERT_RGB` off), exactly the decoded luma plane."""
+
+_CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+"""FFmpeg options OpenCV reads at every open; the protocol white list keeps a capture to local files."""
+
+
+def _sampled_lumas(path: Path, config: WatermarkConfig) -> Generator[np.ndarray, None, None]:
+    """Luma planes of up to `sample_frames` frames spread over the first `scan_frames` frames.
+
+    Read through OpenCV, which the canonical resize needs anyway, so verifying a file does not also load
+    PyAV (most of a small file's verification time was importing the two). A pixel format whose luma
+    OpenCV cannot hand back as it is, or a file it cannot open, is read through PyAV, which also says what
+    is wrong with a file that cannot be decoded at all.
+    """
+    capture = _luma_capture(path)
+    if capture is None:
+        yield from _sampled_lumas_pyav(path, config)
+        return
+    import cv2
+
+    try:
+        every = _sampling_stride(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), config)
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        taken = 0
+        for index in range(config.scan_frames):
+            if taken >= config.sample_frames:
+                break
+            if index % every:
+                if not capture.grab():
+                    break
+                continue
+            ok, frame = _quietly(capture.read)
+            if not ok or frame is None or frame.shape != (height, width) or frame.dtype != np.uint8:
+                break
+            taken += 1
+            yield frame
+    finally:
+        capture.release()
+    if taken == 0:  # nothing came out this way: PyAV reads it or says why it cannot
+        yield from _sampled_lumas_pyav(path, config)
+
+
+def _luma_capture(path: Path) -> Any:
+    """An OpenCV capture that hands back undecorated luma planes, or None when this file needs PyAV."""
+    import cv2
+
+    if not path.is_file() or sniff(path).ffmpeg_format is None:
+        return None
+    options = os.environ.get(_CAPTURE_OPTIONS, "")
+    if "protocol_whitelist" not in options:
+        os.environ[_CAPTURE_OPTIONS] = "|".join(filter(None, (options, "protocol_whitelist;file")))
+    capture = _quietly(lambda: cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_CONVERT_RGB, 0]))
+    pixel_format = int(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)).to_bytes(4, "little").decode("latin-1")
+    if capture.isOpened() and pixel_format in _LUMA_FIRST:
+        return capture
+    capture.release()
+    return None
+
+
+def _quietly(call: Any) -> Any:
+    """OpenCV warns on stderr that it hands back frames unconverted: that is what is asked of it here."""
+    from cv2.utils import logging as cv_logging
+
+    level = cv_logging.getLogLevel()
+    cv_logging.setLogLevel(cv_logging.LOG_LEVEL_ERROR)
+    try:
+        return call()
+    finally:
+        cv_logging.setLogLevel(level)
+
+
+def _sampling_stride(total: int, config: WatermarkConfig) -> int:
+    """Every how-many frames one is sampled, given the stream's frame count (0 when unknown)."""
+    span = min(total, config.scan_frames) if total else config.scan_frames
+    return max(1, span // max(1, config.sample_frames))
+
+
+def _sampled_lumas_pyav(path: Path, config: WatermarkConfig) -> Iterator[np.ndarray]:
     import av
 
     container = _open_input(path)
@@ -471,8 +550,7 @@ def _sampled_lumas(path: Path, config: WatermarkConfig) -> Iterator[np.ndarray]:
         total = stream.frames or 0
         if not total and stream.duration and stream.time_base and stream.average_rate:
             total = int(stream.duration * stream.time_base * stream.average_rate)
-        span = min(total, config.scan_frames) if total else config.scan_frames
-        every = max(1, span // max(1, config.sample_frames))
+        every = _sampling_stride(total, config)
         taken = 0
         for index, frame in enumerate(container.decode(stream)):
             if index >= config.scan_frames or taken >= config.sample_frames:
@@ -487,11 +565,29 @@ def _sampled_lumas(path: Path, config: WatermarkConfig) -> Iterator[np.ndarray]:
         container.close()
 
 
+EARLY_VOTES = (3, 8)
+"""Sampled frame counts after which the vote is already tried: a copy that kept its mark decodes from a few
+frames, and the CRC makes an early wrong answer as unlikely as a late one (2**-32 a try)."""
+
+
 def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> WatermarkReading:
-    """Vote over sampled frames; `payload` is set only when the CRC checks."""
-    chip_rows = [read_luma(luma, config) for luma in _sampled_lumas(Path(video), config)]
+    """Vote over sampled frames; `payload` is set only when the CRC checks.
+
+    The vote is tried after `EARLY_VOTES` frames and stops at the first that checks; otherwise it takes every
+    sampled frame, as a copy that lost most of its mark needs.
+    """
+    chip_rows: list[np.ndarray] = []
+    with contextlib.closing(_sampled_lumas(Path(video), config)) as lumas:
+        for luma in lumas:
+            chip_rows.append(read_luma(luma, config))
+            if len(chip_rows) in EARLY_VOTES and (reading := _vote(chip_rows, config)).payload is not None:
+                return reading
     if not chip_rows:
         return WatermarkReading(soft=np.zeros(0), message=np.zeros(0, np.uint8), frames=0, payload=None)
+    return _vote(chip_rows, config)
+
+
+def _vote(chip_rows: list[np.ndarray], config: WatermarkConfig) -> WatermarkReading:
     soft = vote(np.stack(chip_rows), config)
     message, payload = decode_soft(soft, config)
     return WatermarkReading(soft=soft, message=message, frames=len(chip_rows), payload=payload)

@@ -14,8 +14,8 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from projections import open_store
 from projections.framework import ProjectionStore, read_checkpoint, write_checkpoint
+from projections.store import open_store
 
 T = TypeVar("T")
 

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from kernel.errors import NotFound
-from projections import ProjectionStore, open_store
-from projections.framework import table_of
+from projections.framework import ProjectionStore, table_of
 from projections.queries import ReadModels
+from projections.store import open_store
 from projections.tables import Checkpoint
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
@@ -94,9 +94,9 @@ def test_projection_rows_and_checkpoint_commit_together(sqlite_app: ProvenanceAp
 
     assert dump(store) == before, "rows of the crashed batch are visible"
     assert checkpoints(store) == positions
-    assert ReadModels(store.engine).feed_ids() == {str(first)}
+    assert ReadModels(store.url).feed_ids() == {str(first)}
     with pytest.raises(NotFound):
-        ReadModels(store.engine).audit_trail(str(second))
+        ReadModels(store.url).audit_trail(str(second))
     store.engine.dispose()
 
     restarted = open_store(url)  # a new process, resuming from the stored checkpoints
@@ -104,8 +104,8 @@ def test_projection_rows_and_checkpoint_commit_together(sqlite_app: ProvenanceAp
     clean = open_store(f"sqlite:///{tmp_path / 'clean.db'}")
     catch_up(app, clean)
     assert dump(restarted) == dump(clean)
-    assert ReadModels(restarted.engine).feed_ids() == {str(second)}
-    assert [e["event_type"] for e in ReadModels(restarted.engine).audit_trail(str(second))].count("VideoPublished") == 1
+    assert ReadModels(restarted.url).feed_ids() == {str(second)}
+    assert [e["event_type"] for e in ReadModels(restarted.url).audit_trail(str(second))].count("VideoPublished") == 1
     restarted.engine.dispose()
     clean.engine.dispose()
 

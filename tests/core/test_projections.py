@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from projections import ProjectionStore, all_projections, open_store
 from projections.feed import FeedProjection
-from projections.framework import table_of
+from projections.framework import ProjectionStore, table_of
 from projections.queries import ReadModels
+from projections.store import all_projections, open_store
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
@@ -27,7 +27,7 @@ from tests.core.support import ProcessDied, face, publish_new
 def world(tmp_path: Path) -> Iterator[tuple[ProvenanceApp, ProjectionStore, ReadModels]]:
     app = System(Settings(home=tmp_path / "home", event_store="sqlite")).app
     store = open_store(f"sqlite:///{tmp_path / 'projections.db'}")
-    yield app, store, ReadModels(store.engine)
+    yield app, store, ReadModels(store.url)
     app.close()
     store.engine.dispose()
 
@@ -184,7 +184,7 @@ def test_projections_on_postgresql_equal_those_on_sqlite(world: Any, fresh_postg
     catch_up(app, postgres, batch_size=4)
     catch_up(app, store)
     assert dump(postgres) == dump(store)
-    assert ReadModels(postgres.engine).feed_ids() == ReadModels(store.engine).feed_ids() == set()
+    assert ReadModels(postgres.url).feed_ids() == ReadModels(store.url).feed_ids() == set()
     postgres.engine.dispose()
 
 
@@ -200,5 +200,5 @@ def test_kafka_offsets_past_32_bits_are_kept_on_postgresql(world: Any, fresh_pos
     assert postgres.process(envelopes, "provenance.events", 3) > 0
     assert postgres.checkpoint("feed", "provenance.events", 3) == far + len(envelopes) - 1
     assert postgres.process(envelopes, "provenance.events", 3) == 0  # redelivered: skipped by the checkpoint
-    assert len(ReadModels(postgres.engine).feed_ids()) == 1
+    assert len(ReadModels(postgres.url).feed_ids()) == 1
     postgres.engine.dispose()

@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from kernel.errors import ProvenanceError
-from projections import ProjectionStore, all_projections, open_store
+from projections.framework import ProjectionStore
 from projections.queries import ReadModels
+from projections.store import all_projections, open_store
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
@@ -182,7 +183,7 @@ class PlatformMachine(RuleBasedStateMachine):
             if video.is_live:
                 assert self.app.why_not_live(video, self.now) == [], video_id
                 live.add(str(video_id))
-        assert ReadModels(self.store.engine).feed_ids() == live
+        assert ReadModels(self.store.url).feed_ids() == live
 
     def check_rebuild(self) -> None:
         scratch = open_store(f"sqlite:///{self.dir / 'scratch.db'}")

@@ -42,14 +42,14 @@ def test_a_rebuild_equals_the_incremental_read_models_and_leaves_nothing_behind(
     person = system.app.person_by_handle("bob").id
     video = publish_new(system.app, person, "after the rebuild")
     system.catch_up()
-    assert str(video) in ReadModels(system.store.engine).feed_ids()
+    assert str(video) in ReadModels(system.store.url).feed_ids()
 
 
 def test_readers_never_see_the_read_models_empty_during_a_rebuild(system: System) -> None:
     for tag in range(3):
         record_history(system.app, videos=6, tag=str(tag))
     system.catch_up()
-    reads = ReadModels(system.store.engine)
+    reads = ReadModels(system.store.url)
     published = len(reads.feed_ids())
     assert published > 0
     seen: list[int] = []

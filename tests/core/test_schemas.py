@@ -10,8 +10,8 @@ from uuid import uuid4
 import jsonschema
 import pytest
 
-from projections import open_store
 from projections.queries import ReadModels
+from projections.store import open_store
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
@@ -76,7 +76,7 @@ def test_video_rendered_v1_events_written_before_v2_still_read(tmp_path: Path) -
     assert loaded.rendered.frame_count == 48 and loaded.rendered.seed is None
     store = open_store(settings.projections_database)
     EmbeddedRunner(reopened, [ProjectionConsumer(store)]).run_once()
-    trace = ReadModels(store.engine).trace(str(video_id))
+    trace = ReadModels(store.url).trace(str(video_id))
     assert trace["rendered"]["video_codec"] == "h264"
     assert trace["rendered"]["audio_codec"] == "aac"
 

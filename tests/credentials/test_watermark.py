@@ -96,8 +96,43 @@ def test_mark_survives_h264_reencoding(clip: Path, tmp_path: Path) -> None:
 
 def test_unmarked_video_has_no_watermark(clip: Path) -> None:
     reading = wm.read_watermark(clip)
-    assert reading.frames > 0
+    assert reading.frames > wm.EARLY_VOTES[-1]  # no early vote checked: every sampled frame was read
     assert reading.payload is None
+
+
+def test_a_copy_that_kept_its_mark_is_read_from_the_first_few_frames(clip: Path, tmp_path: Path) -> None:
+    wm.embed_watermark(clip, tmp_path / "marked.mp4", PAYLOAD)
+    reading = wm.read_watermark(tmp_path / "marked.mp4")
+    assert reading.payload == PAYLOAD and reading.frames == wm.EARLY_VOTES[0]
+
+
+def test_opencv_hands_back_exactly_the_luma_plane_pyav_decodes(clip: Path, tmp_path: Path) -> None:
+    marked = tmp_path / "marked.mp4"
+    wm.embed_watermark(clip, marked, PAYLOAD)
+    config = wm.WatermarkConfig(sample_frames=6)
+    capture = wm._luma_capture(marked)
+    assert capture is not None  # the fast path is the one taken for H.264 in yuv420p
+    capture.release()
+    through_opencv = list(wm._sampled_lumas(marked, config))
+    through_pyav = list(wm._sampled_lumas_pyav(marked, config))
+    assert len(through_opencv) == len(through_pyav) == 6
+    assert all(np.array_equal(a, b) for a, b in zip(through_opencv, through_pyav, strict=True))
+
+
+def test_a_pixel_format_opencv_cannot_hand_back_is_read_through_pyav(clip: Path, tmp_path: Path) -> None:
+    import av
+
+    wm.embed_watermark(clip, tmp_path / "marked.mp4", PAYLOAD)
+    full_chroma = tmp_path / "yuv444.mp4"
+    with av.open(str(tmp_path / "marked.mp4")) as src, av.open(str(full_chroma), "w", format="mp4") as dst:
+        out = dst.add_stream("libx264", rate=src.streams.video[0].average_rate)
+        assert isinstance(out, av.VideoStream)
+        out.width, out.height, out.pix_fmt, out.options = 160, 288, "yuv444p", {"crf": "18"}
+        for frame in src.decode(video=0):
+            dst.mux(out.encode(frame.reformat(format="yuv444p")))
+        dst.mux(out.encode(None))
+    assert wm._luma_capture(full_chroma) is None
+    assert wm.decode_watermark(full_chroma) == PAYLOAD
 
 
 def test_bad_inputs_raise_watermark_error(tmp_path: Path) -> None:

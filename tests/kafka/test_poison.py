@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from projections import all_projections, open_store
 from projections.framework import Projection, ProjectionStore, table_of
 from projections.queries import ReadModels
+from projections.store import all_projections, open_store
 from projections.tables import AuditEntry, LineageVideo
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
@@ -120,7 +120,7 @@ def test_poison_is_parked_later_events_flow_and_replay_works_once_fixed(
     assert any("invalid ConsentGranted payload" in r for r in reasons)
     assert any("projection failed on GenerationRequested" in r and "boom" in r for r in reasons)
     assert {p.raw for p in parked} >= set(poison.values())
-    assert {str(v) for v in later} <= ReadModels(store.engine).feed_ids()  # nothing behind the poison waited
+    assert {str(v) for v in later} <= ReadModels(store.url).feed_ids()  # nothing behind the poison waited
 
     # Read again from the start (a new group, same database): parked once, applied once.
     again = TopicFollower(bootstrap, topic, ProjectionSink(store), ConsumerOptions(group_id=f"{topic}-again"))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Connection
 
-from projections import all_projections, open_store
 from projections.framework import Projection, ProjectionStore
+from projections.store import all_projections, open_store
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from projections import open_store
+from projections.store import open_store
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings

@@ -13,9 +13,9 @@ from eventsourcing.persistence import OperationalError as StoreDown
 from sqlalchemy.engine import Connection
 
 from kernel.errors import InvalidInput
-from projections import all_projections, open_store
 from projections.framework import Projection, ProjectionStore
 from projections.queries import ReadModels
+from projections.store import all_projections, open_store
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
@@ -194,11 +194,11 @@ def test_embedded_batches_park_what_a_projection_fails_on_and_replay_through_the
     [parked] = list_parked(System(settings), "projections")
     assert parked.event_id == next(e.event_id for e in events if e.event_type == "VideoPublished")
     assert EventEnvelope.from_json(parked.raw) == next(e for e in events if e.event_type == "VideoPublished")
-    assert str(video) not in ReadModels(broken.engine).feed_ids()
+    assert str(video) not in ReadModels(broken.url).feed_ids()
 
     [result_of_replay] = replay_parked(System(settings), "projections")  # the store the settings open has no bug
     assert result_of_replay.status == "replayed"
-    assert str(video) in ReadModels(broken.engine).feed_ids()
+    assert str(video) in ReadModels(broken.url).feed_ids()
     assert list_parked(System(settings)) == []
     with pytest.raises(InvalidInput, match="needs its handler"):
         replay_parked(System(settings), "signing")

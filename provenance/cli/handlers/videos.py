@@ -10,10 +10,10 @@ from uuid import UUID
 from kernel.errors import RuleViolation, StageFailed
 from provenance.cli import render
 from provenance.cli.handlers.common import emit, person_id, show
-from provenance.domain.video import MODERATED, PUBLISHED, RENDER_FAILED, Video
 
 if TYPE_CHECKING:
     from provenance.bootstrap import System
+    from provenance.domain.video import Video
 
 
 def _request_video(system: System, args: argparse.Namespace) -> UUID:
@@ -68,6 +68,8 @@ def review_decide(system: System, args: argparse.Namespace) -> int:
 
 def _outcome(system: System, video: Video) -> int:
     """Print where a video ended up: the signed file when published; why not, with a non-zero status."""
+    from provenance.domain.video import MODERATED, PUBLISHED, RENDER_FAILED
+
     if video.state == PUBLISHED and video.signature is not None:
         from kernel.blobstore import export
 
