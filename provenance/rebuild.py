@@ -15,7 +15,11 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
+
+from kernel.memory import no_cyclic_collection
 from projections.framework import Checkpoint, ProjectionStore, StreamVersion, table_of
 from provenance.bootstrap import System
 from provenance.log import last_position
@@ -33,12 +37,15 @@ def rebuild(system: System, names: Sequence[str], progress: bool = True, batch_s
     started = time.perf_counter()
     with scratch_store(live, names) as (scratch, source):
         runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)], batch_size=batch_size)
-        with tqdm(
-            total=last_position(system.app),
-            unit="ev",
-            disable=not progress or not sys.stderr.isatty(),
-            file=sys.stderr,
-        ) as bar:
+        with (
+            tqdm(
+                total=last_position(system.app),
+                unit="ev",
+                disable=not progress or not sys.stderr.isatty(),
+                file=sys.stderr,
+            ) as bar,
+            no_cyclic_collection(),
+        ):
             count = runner.run_once(progress=bar.update)
         count += runner.run_until_idle()  # what was recorded while the replay ran
         switch_over(live, names, source)
@@ -56,6 +63,7 @@ def scratch_store(live: ProjectionStore, names: Sequence[str]) -> Iterator[tuple
             raise ValueError("an in-memory projections database cannot be rebuilt beside itself")
         path = Path(database).with_name(f"{Path(database).stem}.{SCRATCH}-{tag}.db")
         scratch = ProjectionStore(f"sqlite:///{path}", projections)
+        _without_durability(scratch)
         try:
             yield scratch, str(path)
         finally:
@@ -74,6 +82,19 @@ def scratch_store(live: ProjectionStore, names: Sequence[str]) -> Iterator[tuple
         scratch.engine.dispose()
         with live.engine.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _without_durability(scratch: ProjectionStore) -> None:
+    """A scratch file is thrown away if anything fails, so its writes need neither a journal nor a sync."""
+
+    @sa.event.listens_for(scratch.engine, "connect")
+    def _pragmas(dbapi_connection: Any, _: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=OFF")
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.close()
+
+    scratch.engine.dispose()  # connections opened to create the tables reconnect with these settings
 
 
 def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> None:

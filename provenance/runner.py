@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from kernel.memory import no_cyclic_collection
 from projections.framework import ProjectionStore
 from provenance.application import ProvenanceApp
 from provenance.freshness import LOG_SOURCE
@@ -64,10 +65,11 @@ class EmbeddedRunner:
         for consumer in self.consumers:
             position = consumer.checkpoint(LOG_SOURCE, 0) or 0
             while True:
-                batch = read_log(self.app, position, self.batch_size)
-                if not batch:
-                    break
-                consumer.handle(batch, LOG_SOURCE, 0)
+                with no_cyclic_collection():
+                    batch = read_log(self.app, position, self.batch_size)
+                    if not batch:
+                        break
+                    consumer.handle(batch, LOG_SOURCE, 0)
                 position = batch[-1].position or position
                 total += len(batch)
                 if progress is not None:

@@ -19,6 +19,7 @@ from eventsourcing.persistence import IntegrityError
 
 from kernel.blobstore import BlobStore
 from kernel.errors import InvalidInput, NotFound, ProvenanceError
+from kernel.memory import no_cyclic_collection
 from provenance.domain.cameo import Cameo
 from provenance.domain.consent import Coverage, coverage, covering_grant
 from provenance.domain.person import Person, person_id_for
@@ -156,7 +157,8 @@ class Service(Application[UUID]):
             self._local.loaded = []
             self._local.prefetched = {}
             try:
-                return command()
+                with no_cyclic_collection():  # a cascade loads and changes thousands of aggregates
+                    return command()
             except IntegrityError:
                 self._evict_loaded()
                 continue
