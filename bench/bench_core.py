@@ -92,6 +92,41 @@ def bench_rebuild(home: Path, backend: str, dsn: str | None, events: int) -> dic
     return {"events": float(count or total), "seconds": seconds, "events_per_s": count / seconds}
 
 
+def bench_rebuild_curve(home: Path, sizes: list[int]) -> list[dict[str, float]]:
+    """The rebuild rate as the log grows: one log, extended to each size in turn and rebuilt at each.
+
+    The log is a few hundred videos taken through every gate by the application, then copies of those streams
+    (new stream and event ids, same payloads) appended with eventsourcing's own recorder in large transactions:
+    the events a rebuild replays are the application's, without hours of commands to make two million of them.
+    """
+    from provenance.rebuild import rebuild
+
+    system = System(make_settings(home / "curve", "sqlite", None))
+    app = system.app
+    creator = app.register_person(f"bench-{uuid.uuid4().hex[:8]}")
+    for n in range(400):
+        lifecycle(app, creator, n)
+    template = [app.mapper.to_domain_event(n) for n in app.recorder.select_notifications(start=1, limit=10_000)]
+    template = [e for e in template if getattr(e, "type", None) != "PersonRegistered"]
+    results = []
+    for size in sorted(sizes):
+        while (app.recorder.max_notification_id() or 0) < size:
+            renamed: dict[Any, uuid.UUID] = {}
+            copies = [
+                dataclasses.replace(  # type: ignore[type-var]
+                    e,
+                    originator_id=renamed.setdefault(e.originator_id, uuid.uuid4()),
+                    event_id=str(uuid.uuid4()),
+                )
+                for e in template
+            ]
+            app.events.put(copies)
+        count, seconds = rebuild(system, list(system.store.projections), progress=False)
+        results.append({"events": float(count), "seconds": seconds, "events_per_s": count / seconds})
+    system.close()
+    return results
+
+
 def bench_cascade(home: Path, roots: int, depth: int) -> dict[str, float]:
     app = System(Settings(home=home / "cascade", event_store="sqlite")).app
     store = open_store(f"sqlite:///{home / 'cascade' / 'projections.db'}")
@@ -133,6 +168,12 @@ def main() -> int:
     parser.add_argument("--dsn", help="PostgreSQL URL for --backend postgres")
     parser.add_argument("--videos", type=int, default=1000, help="videos through every gate for part 1")
     parser.add_argument("--rebuild-events", type=int, default=200_000)
+    parser.add_argument(
+        "--rebuild-curve",
+        type=lambda text: [int(size) for size in text.split(",")],
+        metavar="N,N,...",
+        help="rebuild a growing log at each of these sizes (e.g. 20000,200000,2000000) instead of part 2",
+    )
     parser.add_argument("--cascade-roots", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of part 1 (the median ratio is reported)")
     parser.add_argument("--skip", action="append", default=[], choices=["commands", "rebuild", "cascade"])
@@ -147,7 +188,11 @@ def main() -> int:
                 f"commands [{args.backend}]: application {best['app_per_s']:.0f}/s, bare eventsourcing append "
                 f"{best['bare_per_s']:.0f}/s, ratio {ratio:.2f} (median of {len(runs)}; target >= 0.70)"
             )
-        if "rebuild" not in args.skip:
+        if args.rebuild_curve:
+            for r in bench_rebuild_curve(home, args.rebuild_curve):
+                rate = r["events_per_s"]
+                print(f"rebuild curve: {r['events']:>9,.0f} events in {r['seconds']:7.2f} s = {rate:>7,.0f} events/s")
+        elif "rebuild" not in args.skip:
             r = bench_rebuild(home, args.backend, args.dsn, args.rebuild_events)
             print(
                 f"rebuild [{args.backend}]: {r['events']:.0f} events into all projections in {r['seconds']:.2f} s = "

@@ -11,11 +11,11 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Recording
 
 from kernel.blobstore import BlobStore
 from kernel.errors import InvalidInput, NotFound, ProvenanceError
@@ -74,6 +74,27 @@ class Service(Application[UUID]):
         self.max_render_cost = max_render_cost
         self.batch_loader: BatchLoader | None = None
         self._local = threading.local()
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """eventsourcing's `save`, collecting the pending events of our own aggregates directly.
+
+        eventsourcing 9.5 tells aggregates from events by two runtime-checkable protocols per object; on
+        Python 3.11 those checks cost about 20 microseconds each, a fifth of a cascade that saves thousands of
+        videos at once. Anything else goes to eventsourcing's own collection; the recording, the cache, the
+        snapshots and the notifications are eventsourcing's, in its order.
+        """
+        if not all(isinstance(obj, EventStream) for obj in objs):  # a plain class check, not a protocol's
+            return super().save(*objs, **kwargs)
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in objs:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
+        processing.saved_kwargs.update(kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        self.notify(processing.events)
+        return recordings
 
     # --- loading -----------------------------------------------------------------------------------------
 
