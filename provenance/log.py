@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import JSONTranscoder, Mapper, Notification
 from eventsourcing.utils import resolve_topic
 
@@ -65,6 +67,24 @@ def last_position(app: ProvenanceApp) -> int:
     return app.recorder.max_notification_id() or 0
 
 
+_LONG_NUMBER = re.compile(rb"\d{19}")
+"""A run of digits that may be an integer past 64 bits, which orjson would read as a float."""
+
+
+def _loads(state: bytes) -> Any:
+    """The stored JSON read as the transcoder's standard library reads it, through orjson when that is the same.
+
+    orjson refuses what only the standard library accepts (NaN and infinities, lone surrogates) and reads an
+    integer past 64 bits as a float; those documents go to the standard library, so every value is the same.
+    """
+    if _LONG_NUMBER.search(state) is None:
+        try:
+            return orjson.loads(state)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(state)
+
+
 def _direct_decoder(mapper: Mapper[Any]) -> Callable[[Notification], EventEnvelope | None] | None:
     """Envelopes straight from the stored JSON, without building domain event objects on the way.
 
@@ -74,7 +94,7 @@ def _direct_decoder(mapper: Mapper[Any]) -> Callable[[Notification], EventEnvelo
     """
     if mapper.cipher is not None or mapper.compressor is not None or type(mapper.transcoder) is not JSONTranscoder:
         return None
-    loads = json.loads  # the standard library, like the transcoder: same numbers, NaN and all
+    loads = _loads
     from_iso = datetime.fromisoformat
 
     def decode(n: Notification) -> EventEnvelope | None:

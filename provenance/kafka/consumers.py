@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kernel.memory import no_cyclic_collection
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import kafka, topic_source
 from provenance.kafka.errors import TopicError, TransientFailure, is_transient
@@ -164,7 +165,10 @@ class TopicFollower:
         if self._unpositioned:
             self._retry_unpositioned()
         k = kafka()
-        batches = self._consumer.poll(timeout_ms=self.options.poll_timeout_ms)
+        with no_cyclic_collection():
+            return self._handle(k, self._consumer.poll(timeout_ms=self.options.poll_timeout_ms))
+
+    def _handle(self, k: Any, batches: dict[Any, Any]) -> int:
         done = 0
         commits: dict[Any, Any] = {}
         for tp, records in batches.items():

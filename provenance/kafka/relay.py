@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kernel.memory import no_cyclic_collection
 from provenance.application import ProvenanceApp
 from provenance.kafka.admin import TopicSpec, ensure_topic
 from provenance.kafka.backoff import Backoff
@@ -141,10 +142,11 @@ class Relay:
         """
         partition_of = self.ensure_topic()
         position = self.position()
-        batch = read_log(self.app, position, self.options.batch_size)
-        if not batch:
-            return 0
-        self._publish(batch, partition_of, stop)
+        with no_cyclic_collection():
+            batch = read_log(self.app, position, self.options.batch_size)
+            if not batch:
+                return 0
+            self._publish(batch, partition_of, stop)
         last = batch[-1].position
         assert last is not None
         self.positions.set(RELAY, self.source, 0, last)
