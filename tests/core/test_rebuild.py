@@ -30,7 +30,7 @@ def test_a_rebuild_equals_the_incremental_read_models_and_leaves_nothing_behind(
     record_history(system.app, videos=4)
     system.catch_up()
     before = dump(system.store)
-    count, _ = rebuild(system, list(system.store.projections), progress=False)
+    count = rebuild(system, list(system.store.projections), progress=False).events
     assert count > 0 and dump(system.store) == before
     if system.store.engine.dialect.name == "sqlite":
         assert sorted(p.name for p in system.settings.home.glob("*.db")) == ["events.db", "keys.db", "projections.db"]
