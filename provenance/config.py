@@ -103,7 +103,7 @@ class Settings:
             home=home,
             event_store=store,  # type: ignore[arg-type]
             postgres_dsn=_with_password(get("POSTGRES_DSN"), password),
-            projections_url=_with_password(get("PROJECTIONS_URL"), password),
+            projections_url=_with_password(_database_url("PROJECTIONS_URL", get("PROJECTIONS_URL")), password),
             keys_url=_with_password(get("KEYS_URL"), password),
             kafka_bootstrap=get("KAFKA_BOOTSTRAP"),
             kafka_topic=get("KAFKA_TOPIC") or "provenance.events",
@@ -134,6 +134,17 @@ def _positive_int(name: str, value: str | None, default: int) -> int:
     if not value.isdigit() or int(value) <= 0:
         raise InvalidInput(f"PROVENANCE_{name} must be a positive whole number, not {value!r}")
     return int(value)
+
+
+def _database_url(name: str, value: str | None) -> str | None:
+    """A SQLite file or a PostgreSQL database: what the read models are written to and read from."""
+    if value is None:
+        return None
+    if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+        raise InvalidInput(
+            f"PROVENANCE_{name} must be a sqlite:///PATH or postgresql:// URL, not {value.split('://')[0]!r}://..."
+        )
+    return value
 
 
 def _http_url(name: str, value: str | None) -> str | None:

@@ -33,6 +33,13 @@ def test_the_render_budget_is_configuration() -> None:
         Settings.from_env({"PROVENANCE_MAX_RENDER_COST": "-5"})
 
 
+def test_the_read_models_live_in_a_database_both_sides_can_use() -> None:
+    url = "postgresql+psycopg://provenance@127.0.0.1:5432/projections"
+    assert Settings.from_env({"PROVENANCE_PROJECTIONS_URL": url}).projections_database == url
+    with pytest.raises(InvalidInput, match=r"sqlite:///PATH or postgresql:// URL, not 'mysql'://\.\.\."):
+        Settings.from_env({"PROVENANCE_PROJECTIONS_URL": "mysql://user:secret@db/projections"})
+
+
 def test_a_worker_removes_only_the_renders_its_host_left_behind(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = socket.gethostname()
