@@ -24,7 +24,7 @@ class FeedProjection(Projection):
     )
 
     def apply(self, events: Sequence[EventEnvelope], conn: Connection) -> None:
-        items = RowCache(FeedItem, "video_id")
+        items = RowCache(FeedItem, "video_id", reads=("open_cases", "published_at"))
         items.load(
             conn,
             to_load((e.stream_id, e.event_type == "GenerationRequested") for e in events if e.stream_type == "video"),
