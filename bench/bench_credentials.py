@@ -22,8 +22,9 @@ from uuid import uuid4
 from devkit.sample_video import SampleClip, write_sample_video
 from kernel.blobstore import sha256_file
 from provenance.credentials.manifest import ClassifierRecord, ManifestInputs
-from provenance.credentials.pki import SigningIdentity, TrustConfig, create_development_pki
+from provenance.credentials.pki import SigningIdentity, create_development_pki
 from provenance.credentials.signing import sign_video, sign_watermarked_video
+from provenance.credentials.trust import TrustConfig
 from provenance.credentials.verify import verify_file
 
 MB = 1 << 20

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from projections.queries import ReadModels
     from provenance.application import ProvenanceApp
     from provenance.consent_watch import ConsentWatch
-    from provenance.credentials.pki import TrustConfig
+    from provenance.credentials.trust import TrustConfig
     from provenance.domain.video import Video
     from provenance.gates import GateWorkers
     from provenance.keystore import LikenessKeys
@@ -221,7 +221,7 @@ class System:
 
     def trust(self) -> TrustConfig | None:
         """The trust anchors verification uses: the configured file, or none (then nothing is `Trusted`)."""
-        from provenance.credentials.pki import DISTRUST_FILE, TrustConfig
+        from provenance.credentials.trust import DISTRUST_FILE, TrustConfig
 
         anchors = self.settings.trust_anchor_file
         if not anchors.is_file():

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from provenance.credentials.pki import SigningIdentity, TrustConfig
+from provenance.credentials.trust import TrustConfig
 
 if TYPE_CHECKING:
     import c2pa
+
+    from provenance.credentials.pki import SigningIdentity
 
 CLAIM_GENERATOR = "provenance"
 

@@ -28,63 +28,28 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provenance.credentials.errors import PkiError
+from provenance.credentials.trust import (
+    ANCHORS_FILE,
+    DEVELOPMENT_MARK,
+    DISTRUST_FILE,
+    DistrustedSigner,
+    TrustConfig,
+    is_development_name,
+    load_distrusted,
+)
 
 CHAIN_FILE = "signer-chain.pem"
 KEY_FILE = "signer-key.pem"
-ANCHORS_FILE = "trust-anchors.pem"
 README_FILE = "README.txt"
-DISTRUST_FILE = "distrusted-signers.json"
-"""Signing certificates no longer trusted (a compromised key): every file they signed is reported."""
 RETIRED_DIR = "retired"
 TSA_CHAIN_FILE = "tsa-chain.pem"
 TSA_KEY_FILE = "tsa-key.pem"
 """A DEVELOPMENT time-stamp authority's certificate (EKU timeStamping) and key, under the same root."""
-DEVELOPMENT_MARK = "DEVELOPMENT ONLY"
 C2PA_CLAIM_SIGNING_EKU = "1.3.6.1.4.1.62558.2.1"
 _ACCEPTED_EKUS = {ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string, C2PA_CLAIM_SIGNING_EKU}
 
 SignCallback = Callable[[bytes], bytes]
 """Signs the COSE to-be-signed bytes with the leaf's key (ES256); lets a KMS or HSM hold the key."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrustConfig:
-    """The roots a verifier trusts. Nothing else is trusted: there is no built-in list."""
-
-    anchor_files: tuple[Path, ...]
-    allowed_ekus: tuple[str, ...] = ()
-    """Extended key usages accepted for signers; empty keeps the C2PA defaults (emailProtection among them)."""
-    distrust_file: Path | None = None
-    only_development: bool = False
-    """Keep only the DEVELOPMENT anchors: a file trusted by them alone was signed under a development PKI."""
-
-    @classmethod
-    def from_directory(cls, directory: Path) -> TrustConfig:
-        return cls(anchor_files=(Path(directory) / ANCHORS_FILE,), distrust_file=Path(directory) / DISTRUST_FILE)
-
-    def distrusted(self) -> list[DistrustedSigner]:
-        return load_distrusted(self.distrust_file) if self.distrust_file is not None else []
-
-    def anchors(self) -> list[x509.Certificate]:
-        """Every anchor, each checked to be a CA certificate."""
-        if not self.anchor_files:
-            raise PkiError("no trust anchors configured: give at least one PEM file of root certificates")
-        found = []
-        for path in self.anchor_files:
-            for certificate in _load_pem_certificates(Path(path), "trust anchor file"):
-                if not _is_ca(certificate):
-                    raise PkiError(f"trust anchor file {path} holds a certificate that is not a CA")
-                found.append(certificate)
-        return found
-
-    def anchors_pem(self) -> str:
-        """The anchors as one PEM bundle (only the development ones when `only_development` is set)."""
-        chosen = [c for c in self.anchors() if is_development_certificate(c) or not self.only_development]
-        return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in chosen)
-
-    def development_kinds(self) -> set[bool]:
-        """Whether the anchors are development roots: {True}, {False}, or both when mixed."""
-        return {is_development_certificate(c) for c in self.anchors()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +165,7 @@ def _load_private_key(pem: str, path: Path | None) -> ec.EllipticCurvePrivateKey
     return key
 
 
-def _is_ca(certificate: x509.Certificate) -> bool:
+def is_ca(certificate: x509.Certificate) -> bool:
     try:
         return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
@@ -208,7 +173,7 @@ def _is_ca(certificate: x509.Certificate) -> bool:
 
 
 def _check_signing_leaf(leaf: x509.Certificate, where: Path) -> None:
-    if _is_ca(leaf):
+    if is_ca(leaf):
         raise PkiError(f"the signing certificate in {where} is a CA certificate; C2PA needs a non-CA leaf")
     try:
         usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -241,11 +206,6 @@ def common_name(certificate: x509.Certificate) -> str:
 
 def is_development_certificate(certificate: x509.Certificate) -> bool:
     return is_development_name(common_name(certificate))
-
-
-def is_development_name(name: str | None) -> bool:
-    """True for a certificate name issued by `create_development_pki` (the mark is in every CN)."""
-    return bool(name) and DEVELOPMENT_MARK in str(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,33 +347,6 @@ def create_development_pki(
         certificate_fingerprint=certificate_fingerprint(leaf),
         signer=common_name(leaf),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class DistrustedSigner:
-    serial_number: str
-    """Hex, lower case, as verifiers print it."""
-    issuer: str
-    """The issuer's common name."""
-    subject: str
-    fingerprint: str
-    reason: str
-    distrusted_at: str
-
-    def matches(self, serial_number: str | None, issuer: str | None) -> bool:
-        return (serial_number or "").lower().lstrip("0") == self.serial_number.lstrip("0") and issuer == self.issuer
-
-
-def load_distrusted(path: Path) -> list[DistrustedSigner]:
-    import json
-
-    if not path.is_file():
-        return []
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-        return [DistrustedSigner(**entry) for entry in entries]
-    except (ValueError, TypeError) as exc:
-        raise PkiError(f"the distrust list {path} is not readable: {exc}") from exc
 
 
 def distrust_signer(directory: Path, certificate_file: Path, reason: str) -> DistrustedSigner:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from kernel.blobstore import BlobStore, sha256_file
 from kernel.errors import InvalidInput, NotFound
 from provenance.credentials.errors import CredentialsError
-from provenance.credentials.pki import TrustConfig
+from provenance.credentials.trust import TrustConfig
 from provenance.credentials.verify import StatusLookup, VerificationReport, verify_file
 from provenance.credentials.watermark import ALG, decode_watermark, payload_from_value, soft_binding_value
 

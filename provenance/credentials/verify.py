@@ -23,7 +23,7 @@ from provenance.credentials.c2pa_context import reading_context
 from provenance.credentials.errors import CredentialsError
 from provenance.credentials.formats import Container, sniff
 from provenance.credentials.manifest import LOG_ASSERTION
-from provenance.credentials.pki import TrustConfig
+from provenance.credentials.trust import TrustConfig
 from provenance.credentials.watermark import ALG, decode_watermark, soft_binding_value
 
 State = Literal["Trusted", "Valid", "Invalid", "NoManifest"]

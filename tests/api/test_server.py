@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from provenance.credentials.pki import TrustConfig
+from provenance.credentials.trust import TrustConfig
 from provenance.credentials.verify import verify_file
 from tests.api.conftest import PASSWORD, Api
 from tests.api.support import cli, running_server, until

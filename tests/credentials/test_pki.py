@@ -10,7 +10,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provenance.credentials.errors import PkiError
 from provenance.credentials.pki import (
-    ANCHORS_FILE,
     CHAIN_FILE,
     KEY_FILE,
     README_FILE,
@@ -19,9 +18,9 @@ from provenance.credentials.pki import (
     DevelopmentPki,
     PkiValidity,
     SigningIdentity,
-    TrustConfig,
     create_development_pki,
 )
+from provenance.credentials.trust import ANCHORS_FILE, TrustConfig
 
 
 def _chain(pki: DevelopmentPki) -> list[x509.Certificate]:

@@ -8,12 +8,12 @@ from uuid import uuid4
 from provenance.credentials.pki import (
     CHAIN_FILE,
     RETIRED_DIR,
-    TrustConfig,
     create_development_pki,
     distrust_signer,
     rotate_development_pki,
 )
 from provenance.credentials.signing import sign_video
+from provenance.credentials.trust import TrustConfig
 from provenance.credentials.verify import SIGNER_DISTRUSTED, verify_file
 from tests.credentials.support import manifest_inputs
 
@@ -74,7 +74,8 @@ def _pki_named(directory: Path, root_name: str, signer_name: str) -> Path:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from provenance.credentials.pki import ANCHORS_FILE, KEY_FILE, _issue
+    from provenance.credentials.pki import KEY_FILE, _issue
+    from provenance.credentials.trust import ANCHORS_FILE
 
     def name(cn: str) -> x509.Name:
         return x509.Name(

@@ -19,14 +19,9 @@ from cryptography import x509
 
 from devkit.timestamp_authority import RunningAuthority, TimestampAuthority, serving
 from provenance.credentials.errors import SigningError
-from provenance.credentials.pki import (
-    ANCHORS_FILE,
-    TSA_CHAIN_FILE,
-    DevelopmentPki,
-    PkiValidity,
-    create_development_pki,
-)
+from provenance.credentials.pki import TSA_CHAIN_FILE, DevelopmentPki, PkiValidity, create_development_pki
 from provenance.credentials.signing import sign_video
+from provenance.credentials.trust import ANCHORS_FILE
 from provenance.credentials.verify import verify_file
 from tests.credentials.support import manifest_inputs
 

@@ -369,7 +369,7 @@ def test_the_watermark_is_read_beside_a_trusted_manifest_and_a_conflict_is_repor
 def test_an_ingredient_is_judged_by_todays_anchors_not_by_what_the_remix_signer_knew(
     tmp_path: Path, clip: Path, pki: DevelopmentPki, other_pki: DevelopmentPki
 ) -> None:
-    from provenance.credentials.pki import TrustConfig
+    from provenance.credentials.trust import TrustConfig
 
     parent = sign_video(clip, tmp_path / "elsewhere.mp4", manifest_inputs(uuid4()), other_pki.identity()).path
     remix = sign_video(clip, tmp_path / "remix.mp4", manifest_inputs(uuid4(), remix_of=uuid4()), pki.identity(), parent)
