@@ -1,11 +1,11 @@
 """Read commands at the command line: `feed`, `trace` and `verify` of a small signed file, as whole processes,
 against the same call made in this process once everything is imported (the floor: the work itself).
 
-The project's modules are byte-compiled first, as an install leaves them. A fresh embedded home (SQLite) gets
-a development PKI and one small video taken through every gate. Each
-command then runs RUNS times as `python -m provenance.cli ...` (wall clock, median) and RUNS times in-process
-through `provenance.cli.main`. Reported: both medians, the ratio, and what the process imports, timed on its
-own (`python -X importtime` of the same command, the biggest top-level packages).
+The project's modules are byte-compiled first, as an install leaves them. A fresh embedded home (SQLite) gets a
+development PKI and one small video taken through every gate. Each command then runs RUNS times as the installed
+`provenance` script (wall clock, median) and RUNS times in-process through `provenance.cli.main`. Reported: both
+medians, the ratio, and what the process imports, timed on its own (`python -X importtime` of the same command,
+the packages whose modules took longest).
 
     python -m bench.bench_startup [--runs 7]
 """
@@ -27,12 +27,18 @@ from pathlib import Path
 from provenance.cli import main
 
 
+def command_line() -> list[str]:
+    """How a user runs it: the installed `provenance` script beside this interpreter, else the module."""
+    script = Path(sys.executable).with_name("provenance")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "provenance.cli"]
+
+
 def whole_process(argv: list[str], env: dict[str, str], runs: int) -> float:
-    """Median wall seconds of the command as a new interpreter (one warm-up run first)."""
+    """Median wall seconds of the command as a new process (one warm-up run first)."""
     times = []
     for index in range(runs + 1):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "provenance.cli", *argv], env=env, capture_output=True, check=False)
+        subprocess.run([*command_line(), *argv], env=env, capture_output=True, check=False)
         if index:
             times.append(time.perf_counter() - started)
     return statistics.median(times)
