@@ -93,10 +93,9 @@ def scratch_store(live: ProjectionStore, names: Sequence[str]) -> Iterator[tuple
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-SWITCH_OVER_CACHE_KIB = 512 * 1024
-"""The page cache of the scratch store, and of the live connection while it copies the rows over: the tables'
-keys are random ids, so every row inserted touches a random page of each index, and once an index outgrows
-the cache each insert reads from disk (the copy of a million-event rebuild took 24 s with the default)."""
+SCRATCH_CACHE_KIB = 512 * 1024
+"""The scratch store's page cache: the tables' keys are random ids, so every row a replay inserts touches a
+random page of each index, and once an index outgrows the cache each insert reads from disk."""
 
 
 def _without_durability(scratch: ProjectionStore) -> None:
@@ -107,7 +106,7 @@ def _without_durability(scratch: ProjectionStore) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=OFF")
         cursor.execute("PRAGMA synchronous=OFF")
-        cursor.execute(f"PRAGMA cache_size=-{SWITCH_OVER_CACHE_KIB}")
+        cursor.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
         cursor.close()
 
     scratch.engine.dispose()  # connections opened to create the tables reconnect with these settings
@@ -121,10 +120,8 @@ def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> Non
     prefix = f"{SCRATCH}." if sqlite else f'"{source}".'
     chosen = ", ".join(f"'{name}'" for name in names)  # projection names are ours, never user input
     with live.engine.connect() as conn:
-        default_cache = conn.exec_driver_sql("PRAGMA main.cache_size").scalar() if sqlite else None
         if sqlite:  # ATTACH works outside a transaction only
             conn.exec_driver_sql(f"ATTACH DATABASE ? AS {SCRATCH}", (source,))
-            conn.exec_driver_sql(f"PRAGMA main.cache_size=-{SWITCH_OVER_CACHE_KIB}")
             conn.commit()
         try:
             with conn.begin():
@@ -139,6 +136,5 @@ def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> Non
         finally:
             if sqlite:
                 conn.exec_driver_sql(f"DETACH DATABASE {SCRATCH}")
-                conn.exec_driver_sql(f"PRAGMA main.cache_size={default_cache}")
                 conn.commit()
     live.forget_sources(names)
