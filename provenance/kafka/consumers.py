@@ -165,10 +165,7 @@ class TopicFollower:
         if self._unpositioned:
             self._retry_unpositioned()
         k = kafka()
-        with no_cyclic_collection():
-            return self._handle(k, self._consumer.poll(timeout_ms=self.options.poll_timeout_ms))
-
-    def _handle(self, k: Any, batches: dict[Any, Any]) -> int:
+        batches = self._consumer.poll(timeout_ms=self.options.poll_timeout_ms)
         done = 0
         commits: dict[Any, Any] = {}
         for tp, records in batches.items():
@@ -179,7 +176,8 @@ class TopicFollower:
             messages = [Message(r.offset, r.value) for r in records if r.offset >= floor]
             if not messages:
                 continue
-            result = self.sink.apply(messages, self.source, tp.partition)
+            with no_cyclic_collection():  # only around our own work: the client's group protocol runs as it is
+                result = self.sink.apply(messages, self.source, tp.partition)
             next_offset = messages[-1].position + 1
             with self._lock:
                 if tp in self._next:
