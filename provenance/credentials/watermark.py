@@ -459,9 +459,9 @@ def _transcode_marked(
     return frames, squared_error, out_audio is not None
 
 
-_LUMA_FIRST = frozenset({"I420", "J420", "YV12", "NV12", "NV21"})
-"""8-bit 4:2:0 pixel formats whose first plane is the luma: what OpenCV hands back of a frame it does not
-convert (`CAP_PROP_CONVERT_RGB` off), exactly the decoded luma plane."""
+_LUMA_FIRST = frozenset({"I420", "J420"})
+"""Planar 8-bit 4:2:0 (what software H.264 decoders produce), whose first plane is the luma: what OpenCV hands
+back of a frame it does not convert (`CAP_PROP_CONVERT_RGB` off) is then exactly the decoded luma plane."""
 
 _CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 """FFmpeg options OpenCV reads at every open; the protocol white list keeps a capture to local files."""
