@@ -35,16 +35,28 @@ class TransientFailure(ProvenanceError):
     exit_code = 7
 
 
+def _psycopg_failures() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:  # the postgres extra is not installed: nothing of it can fail
+        return ()
+    return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures of the infrastructure (a database down or locked), not of the event itself.
 
     Those must not park events: parking every event that arrives while PostgreSQL restarts would empty the
     read models of a whole outage. The batch is retried from the stored position instead.
     """
+    import sqlite3
+
     import sqlalchemy.exc as sa_exc
     from eventsourcing import persistence as es
 
     transient: tuple[type[BaseException], ...] = (
+        sqlite3.OperationalError,  # the read side's own driver calls (`projections.database`)
+        *_psycopg_failures(),
         sa_exc.OperationalError,
         sa_exc.InterfaceError,
         sa_exc.DisconnectionError,

@@ -107,6 +107,18 @@ def test_failures_of_the_infrastructure_are_transient_and_bugs_are_not() -> None
     assert not is_transient(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")))
 
 
+def test_a_read_model_server_that_cannot_be_reached_is_an_outage_not_a_bug(tmp_path: Path) -> None:
+    """The read side queries through the drivers themselves: their failures are outages too (exit 7, HTTP 503)."""
+    with pytest.raises(Exception) as unreachable:
+        ReadModels("postgresql://provenance@127.0.0.1:1/projections").feed()
+    assert is_transient(unreachable.value)
+    missing = tmp_path / "no-such-directory" / "projections.db"
+    with pytest.raises(Exception) as unopenable:
+        ReadModels(f"sqlite:///{missing}").feed()
+    assert is_transient(unopenable.value)
+    assert not missing.exists()  # reading never creates a database
+
+
 def raw_event(event_type: str, version: int, payload: dict[str, object]) -> bytes:
     return orjson.dumps(
         {
