@@ -136,23 +136,44 @@ def bench_rebuild_curve(home: Path, sizes: list[int]) -> list[dict[str, float]]:
     return results
 
 
+@dataclasses.dataclass(frozen=True)
+class CascadeTree:
+    """A cameo in `roots` published videos, each with `depth` levels of remixes below it."""
+
+    owner: Any
+    cameo: Any
+    grant: Any
+    """The grant whose revocation takes every video of the tree down."""
+    videos: frozenset[str]
+
+
+def cascade_tree(app: ProvenanceApp, roots: int, depth: int) -> CascadeTree:
+    tag = uuid.uuid4().hex[:6]
+    owner = app.register_person(f"owner{tag}")
+    grantee = app.register_person(f"grantee{tag}")
+    cameo = app.register_cameo(owner, face())
+    grant = app.grant_consent(owner, cameo, "approved", grantees=[grantee])
+    app.grant_consent(owner, cameo, "everyone", scope=["remix"])
+    videos: set[str] = set()
+    n = 0
+    for _ in range(roots):
+        parent = lifecycle(app, grantee, n, cameo=cameo)
+        videos.add(str(parent))
+        n += 1
+        for _ in range(depth):
+            parent = lifecycle(app, owner, n, remix_of=parent)
+            videos.add(str(parent))
+            n += 1
+    return CascadeTree(owner, cameo, grant, frozenset(videos))
+
+
 def bench_cascade(home: Path, roots: int, depth: int) -> dict[str, float]:
     app = System(Settings(home=home / "cascade", event_store="sqlite")).app
     store = open_store(f"sqlite:///{home / 'cascade' / 'projections.db'}")
     runner = EmbeddedRunner(app, [ProjectionConsumer(store)])
     reads = ReadModels(store.url)
-    alice = app.register_person("alice")
-    bob = app.register_person("bob")
-    cameo = app.register_cameo(alice, face())
-    grant = app.grant_consent(alice, cameo, "approved", grantees=[bob])
-    app.grant_consent(alice, cameo, "everyone", scope=["remix"])
-    n = 0
-    for _ in range(roots):
-        parent = lifecycle(app, bob, n, cameo=cameo)
-        n += 1
-        for _ in range(depth):
-            parent = lifecycle(app, alice, n, remix_of=parent)
-            n += 1
+    tree = cascade_tree(app, roots, depth)
+    alice, cameo, grant = tree.owner, tree.cameo, tree.grant
     runner.run_once()
     visible_before = len(reads.feed_ids())
     started = time.perf_counter()

@@ -11,15 +11,16 @@ Each role runs in a process of its own, as each runs in a container of its own w
      third process), timed from the first command. The write side alone (the same commands with no
      pipeline) is timed too: the live rate cannot beat it.
    Target: pipeline rate >= 0.7 x the floor.
-2. Latency of a revocation: a cameo used in 1,000 published videos; time from the ConsentRevoked command to
-   the feed showing none of them, with the relay and the projection consumer following live. Median and
-   p99 over several runs (with few runs, p99 is the slowest). The embedded runner's time for the same
-   work (command, then catch-up in-process) is measured in the same run for comparison.
+2. Latency of a revocation cascade: a cameo used in 1,000 published videos, each with three levels of remixes
+   below it (4,000 takedowns); time from the ConsentRevoked command to the feed showing none of them, with the
+   relay and the projection consumer following live. Median and p99 over several runs (with few runs, p99 is
+   the slowest). The embedded runner's time for the same work (command, then catch-up in-process) is measured
+   in the same run for comparison.
 
 It needs a broker: PROVENANCE_TEST_KAFKA_BOOTSTRAP=host:port, or one is started from the cached Kafka
 distribution (scripts/kafka/fetch) as the test suite does.
 
-    python -m bench.bench_kafka [--events 10000] [--repeat 3] [--latency-runs 7] [--videos 1000]
+    python -m bench.bench_kafka [--events 10000] [--repeat 3] [--latency-runs 7] [--videos 1000] [--remix-depth 3]
                                 [--backend sqlite|postgres --dsn URL]
 """
 
@@ -43,7 +44,7 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any, cast
 
-from bench.bench_core import lifecycle
+from bench.bench_core import cascade_tree, lifecycle
 from projections.queries import ReadModels
 from projections.store import open_store
 from provenance.bootstrap import System
@@ -55,7 +56,6 @@ from provenance.kafka.relay import Relay, RelayOptions
 from provenance.kafka.sinks import ProjectionSink
 from provenance.log import last_position, read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
-from tests.core.support import face
 
 PARTITIONS = 6
 DEADLINE_S = 900.0
@@ -287,16 +287,12 @@ class Revocation:
     embedded_s: float
 
 
-def bench_revocation(home: Path, base: Settings, videos: int) -> Revocation:
+def bench_revocation(home: Path, base: Settings, videos: int, depth: int) -> Revocation:
     settings = replace(base, home=home, kafka_topic=f"bench-revoke-{uuid.uuid4().hex[:8]}")
     assert settings.kafka_bootstrap is not None
     app = System(settings).app
-    tag = uuid.uuid4().hex[:6]
-    owner = app.register_person(f"owner{tag}")
-    grantee = app.register_person(f"grantee{tag}")
-    cameo = app.register_cameo(owner, face())
-    grant = app.grant_consent(owner, cameo, "approved", grantees=[grantee])
-    made = {str(lifecycle(app, grantee, n, cameo=cameo)) for n in range(videos)}
+    tree = cascade_tree(app, videos, depth)
+    owner, cameo, grant, made = tree.owner, tree.cameo, tree.grant, set(tree.videos)
     embedded = open_store(f"sqlite:///{home / 'embedded.db'}")
     runner = EmbeddedRunner(app, [ProjectionConsumer(embedded)])
     runner.run_once()
@@ -360,6 +356,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs (medians are reported)")
     parser.add_argument("--latency-runs", type=int, default=7)
     parser.add_argument("--videos", type=int, default=1000, help="videos using the revoked cameo")
+    parser.add_argument("--remix-depth", type=int, default=3, help="levels of remixes below each of them")
     parser.add_argument("--skip", action="append", default=[], choices=["throughput", "latency"])
     args = parser.parse_args()
     if args.backend == "postgres" and not args.dsn:
@@ -396,10 +393,13 @@ def main() -> int:
                 f"ratio {statistics.median(r.write_side_per_s / r.raw_per_s for r in runs):.2f}"
             )
         if "latency" not in args.skip:
-            results = [bench_revocation(home / f"r{i}", base, args.videos) for i in range(args.latency_runs)]
+            results = [
+                bench_revocation(home / f"r{i}", base, args.videos, args.remix_depth) for i in range(args.latency_runs)
+            ]
             kafka_s = [r.kafka_s for r in results]
             print(
-                f"revocation [{args.backend} event store, cameo in {args.videos} videos, "
+                f"revocation [{args.backend} event store, cameo in {args.videos} videos with {args.remix_depth} "
+                "levels of remixes below each, "
                 f"{results[0].takedowns} takedowns, {len(results)} runs]:"
             )
             print(
