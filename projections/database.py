@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from kernel.errors import InvalidInput
 
@@ -41,6 +41,17 @@ def _register_sqlite_converters() -> None:
 
 def _sqlite_datetime(raw: bytes) -> datetime:
     return datetime.fromisoformat(raw.decode()).replace(tzinfo=UTC)
+
+
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
+def utc(value: datetime | None) -> datetime | None:
+    """Everything is stored in UTC; SQLite and a PostgreSQL `timestamp` hand it back without a zone."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 def sqlite_path(url: str) -> str | None:

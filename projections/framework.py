@@ -13,7 +13,6 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,13 +25,6 @@ from schemas.catalogue import upcast
 from schemas.envelope import EventEnvelope
 
 _IN_CHUNK = 500
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without a zone; everything here is stored in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def table_of(model: type[SQLModel]) -> sa.Table:

@@ -12,16 +12,11 @@ from typing import Any
 from uuid import UUID
 
 from kernel.errors import InvalidInput, NotFound
-from projections.database import ReadDatabase
+from projections.database import ReadDatabase, utc
 
 
 def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: _utc(value).isoformat() if isinstance(value, datetime) else value for key, value in row.items()}
-
-
-def _utc(value: datetime) -> datetime:
-    """Everything is stored in UTC; SQLite and a PostgreSQL `timestamp` hand it back without a zone."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return {key: utc(value).isoformat() if isinstance(value, datetime) else value for key, value in row.items()}
 
 
 class ReadModels:
@@ -75,7 +70,7 @@ class ReadModels:
                 "video_id": row["video_id"],
                 "creator_id": row["creator_id"],
                 "prompt": row["prompt"],
-                "held_since": _utc(row["updated_at"]).isoformat(),
+                "held_since": utc(row["updated_at"]).isoformat(),
                 "reasons": (row["moderation"] or {}).get("reasons", []),
             }
             for row in rows
@@ -313,7 +308,7 @@ def _consent_state(row: dict[str, Any]) -> str:
 
 
 def _encode_cursor(published_at: datetime, video_id: str) -> str:
-    raw = f"{_utc(published_at).isoformat()}|{video_id}"
+    raw = f"{utc(published_at).isoformat()}|{video_id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-from projections.framework import ProjectionStore, table_of, utc
+from projections.database import utc
+from projections.framework import ProjectionStore, table_of
 from projections.tables import ParkedEvent
 from provenance.kafka.errors import ParkedEventNotFound
 from provenance.kafka.positions import creating_tables

@@ -15,7 +15,8 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 
-from projections.framework import ProjectionStore, table_of, utc
+from projections.database import utc
+from projections.framework import ProjectionStore, table_of
 from provenance.application import ProvenanceApp
 from provenance.kafka.relay import Relay
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
@@ -68,7 +69,7 @@ def dump(store: ProjectionStore) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every projection table in key order, times in UTC: equal dumps are equal read models."""
 
     def norm(value: Any) -> Any:
-        return utc(value).isoformat() if isinstance(value, datetime) else value  # type: ignore[union-attr]
+        return utc(value).isoformat() if isinstance(value, datetime) else value
 
     out: dict[str, list[tuple[Any, ...]]] = {}
     with store.engine.connect() as conn:
