@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from projections.database import sqlite_path
 from provenance.config import Settings
-from provenance.freshness import nothing_to_do
+from provenance.freshness import up_to_date_at
 
 if TYPE_CHECKING:
     from kernel.blobstore import BlobStore
@@ -122,7 +123,6 @@ class System:
     @cached_property
     def reads(self) -> ReadModels:
         """The read models' queries, which need neither SQLAlchemy nor the write side."""
-        from projections.database import sqlite_path
         from projections.queries import ReadModels
 
         url = self.settings.projections_database
@@ -192,7 +192,8 @@ class System:
                 head = self.app.recorder.max_notification_id() or 0
                 if self._caught_up[0] == head and now - self._caught_up[1] < SWEEP_EVERY:
                     return 0
-            elif self._on_sqlite and nothing_to_do(self.settings.events_path, self.reads.db, now):
+            elif self._on_sqlite and (at := up_to_date_at(self.settings.events_path, self.reads.db, now)) is not None:
+                self._caught_up = (at, now)  # the next call in this process asks its own log, as after a catch-up
                 return 0
             runner = self.runner(self._read_side())
             read = 0
@@ -209,8 +210,6 @@ class System:
     @property
     def _on_sqlite(self) -> bool:
         """Both the events and the read models in the embedded SQLite files (not a test's fakes)."""
-        from projections.database import sqlite_path
-
         return (
             self.settings.event_store == "sqlite"
             and "PERSISTENCE_MODULE" not in self._app_env

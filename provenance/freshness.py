@@ -48,11 +48,11 @@ def log_head(events_file: Path) -> int | None:
     return int(row[0] or 0)
 
 
-def nothing_to_do(events_file: Path, projections: ReadDatabase, now: datetime) -> bool:
-    """True when the read models are up to date with the log and no consent expiry is due."""
+def up_to_date_at(events_file: Path, projections: ReadDatabase, now: datetime) -> int | None:
+    """The log head, when the read models are up to date with it and no consent expiry is due; else None."""
     head = log_head(events_file)
     if head is None:
-        return False
+        return None
     listed, params = projections.expand("consumer", (*READ_SIDE_CONSUMERS, EXPIRY_TIMER))
     try:
         rows = projections.rows(
@@ -64,12 +64,12 @@ def nothing_to_do(events_file: Path, projections: ReadDatabase, now: datetime) -
         if swept is None or any(
             positions.get((consumer, LOG_SOURCE), -1) < head for consumer in (*READ_SIDE_CONSUMERS, EXPIRY_TIMER)
         ):
-            return False
+            return None
         due = projections.values(
             "SELECT 1 FROM consent_grants WHERE expires_at > :since AND expires_at <= :now"
             " AND revoked_at IS NULL LIMIT 1",
             {"since": datetime.fromtimestamp(swept / 1e6, UTC), "now": now},
         )
     except sqlite3.Error:  # a database from before these tables: the long way creates them
-        return False
-    return not due
+        return None
+    return None if due else head

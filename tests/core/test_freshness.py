@@ -15,7 +15,7 @@ from projections.store import all_projections
 from provenance import consent_watch
 from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.freshness import READ_SIDE_CONSUMERS, nothing_to_do
+from provenance.freshness import READ_SIDE_CONSUMERS, up_to_date_at
 from tests.core.support import face, publish_new
 
 WRITE_SIDE = {"sqlalchemy", "sqlmodel", "eventsourcing", "pydantic", "torch", "av"}
@@ -32,7 +32,7 @@ def _process(home: Path, now: list[datetime]) -> Callable[[], System]:
 
 
 def _fresh(system: System) -> bool:
-    return nothing_to_do(system.settings.events_path, system.reads.db, system.clock())
+    return up_to_date_at(system.settings.events_path, system.reads.db, system.clock()) is not None
 
 
 def test_nothing_to_do_only_when_every_event_is_projected_and_no_expiry_is_due(tmp_path: Path) -> None:
