@@ -86,11 +86,22 @@ class Service(Application[UUID]):
         if not all(isinstance(obj, EventStream) for obj in objs):  # a plain class check, not a protocol's
             return super().save(*objs, **kwargs)
         processing: ProcessingEvent[UUID] = ProcessingEvent()
+        created: list[EventStream] = []
         for aggregate in objs:
-            processing.events.extend(aggregate.collect_events())
+            pending = aggregate.collect_events()
+            if pending and pending[0].originator_version == 1:
+                created.append(aggregate)
+            processing.events.extend(pending)
             processing.aggregates[aggregate.id] = aggregate
         processing.saved_kwargs.update(kwargs)
         recordings = self._record(processing)
+        saved: set[UUID] | None = getattr(self._local, "saved", None)
+        if saved is not None:
+            saved.update(processing.aggregates)
+        cache = self.repository.cache
+        if cache is not None:  # a stream created here is cached as saved, as one loaded and changed is
+            for aggregate in created:
+                cache.put(aggregate.id, aggregate)
         self._take_snapshots(processing)
         self._notify(recordings)
         self.notify(processing.events)
@@ -106,6 +117,11 @@ class Service(Application[UUID]):
         try:
             prefetched: dict[UUID, EventStream] | None = getattr(self._local, "prefetched", None)
             found = prefetched.get(uid) if prefetched else None
+            trusted: dict[UUID, int] | None = getattr(self._local, "trusted", None)
+            if found is None and trusted is not None and self._local.writing:
+                found = _cached(self.repository.cache, uid)
+                if found is not None:
+                    trusted[uid] = found.version
             aggregate: EventStream = found if found is not None else self.repository.get(uid)
             loaded = getattr(self._local, "loaded", None)
             if loaded is not None:
@@ -173,22 +189,60 @@ class Service(Application[UUID]):
 
         Aggregates come from the repository's cache without a copy (copying dominated command cost), so a
         command that fails after changing an aggregate evicts what it loaded: no half-applied change lives on.
+
+        The aggregate a command changes (`_writing`) is taken from the cache as it is, without asking the store
+        for newer events: if another process recorded any, saving it conflicts on the version and the command
+        runs again on a fresh copy. A command that ends without saving it (it had nothing to do, or refused)
+        asks the store afterwards, and runs again on a fresh copy if the answer was based on an old one.
+        Every other aggregate a command reads (the consent it checks) is brought up to date when loaded.
         """
+        trust = True
         for _ in range(5):
             self._local.loaded = []
             self._local.prefetched = {}
+            self._local.trusted = {} if trust else None
+            self._local.saved = set()
+            self._local.writing = False
             try:
                 with no_cyclic_collection():  # a cascade loads and changes thousands of aggregates
-                    return command()
+                    result = command()
             except IntegrityError:
                 self._evict_loaded()
                 continue
             except BaseException:
                 self._evict_loaded()
+                if self._answered_from_old_copy():
+                    trust = False
+                    continue
                 raise
+            else:
+                if not self._answered_from_old_copy():
+                    return result
+                self._evict_loaded()
+                trust = False
             finally:
                 self._local.prefetched = {}
+                self._local.trusted = None
         raise ProvenanceError("the command kept conflicting with concurrent changes; try again")
+
+    def _writing(self, load: Callable[[], TStream]) -> TStream:
+        """Load the aggregate the running command is about to change (see `_retrying`)."""
+        self._local.writing = True
+        try:
+            return load()
+        finally:
+            self._local.writing = False
+
+    def _answered_from_old_copy(self) -> bool:
+        """Whether an aggregate taken from the cache untested and not saved has newer events in the store."""
+        trusted: dict[UUID, int] = self._local.trusted or {}
+        saved: set[UUID] = self._local.saved
+        store = self.repository.event_store
+        return any(
+            next(iter(store.get(uid, gt=version, limit=1)), None) is not None
+            for uid, version in trusted.items()
+            if uid not in saved
+        )
 
     def _prefetch_videos_and_remixes(self, video_ids: Iterable[str | UUID]) -> None:
         """Bring the videos and every remix below them up to date, one batch per generation of remixes.
@@ -228,10 +282,20 @@ class Service(Application[UUID]):
         """Load one aggregate, change it, and save it if the change recorded anything (retried on conflicts)."""
 
         def run() -> bool:
-            aggregate = load()
+            aggregate = self._writing(load)
             if change(aggregate):
                 self.save(aggregate)
                 return True
             return False
 
         return self._retrying(run)
+
+
+def _cached(cache: Any, aggregate_id: UUID) -> Any:
+    """The repository cache's copy of an aggregate, or None (without evicting or fast-forwarding it)."""
+    if cache is None:
+        return None
+    try:
+        return cache.get(aggregate_id)
+    except KeyError:
+        return None

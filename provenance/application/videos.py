@@ -193,7 +193,7 @@ class VideoCommands(Service):
         command_id = command_id or new_command_id()
 
         def run() -> PublishOutcome:
-            video = self.video(video_id)
+            video = self._writing(lambda: self.video(video_id))
             if video.handled(command_id):
                 return PublishOutcome(video.state == PUBLISHED, list(video.block_reasons))
             if not actor.startswith(f"{SYSTEM}:") and actor != video.creator_id:
