@@ -135,6 +135,14 @@ class Service(Application[UUID]):
     def person(self, person_id: UUID | str) -> Person:
         return self._get(Person, person_id, "person")
 
+    def registered(self, person_id: UUID | str) -> Person:
+        """A registered person, for a command that needs no more than that they exist (their id).
+
+        Registration is never undone, so a copy from the cache of any age proves it without a read.
+        """
+        cached = _cached(self.repository.cache, person_id) if isinstance(person_id, UUID) else None
+        return cached if isinstance(cached, Person) else self.person(person_id)
+
     def person_by_handle(self, handle: str) -> Person:
         try:
             return self.person(person_id_for(handle))

@@ -47,7 +47,7 @@ class VideoCommands(Service):
         def run() -> UUID:
             nonlocal attempts
             attempts += 1
-            creator = self.person(actor)
+            creator = self.registered(actor)
             # A repeated command id is found by the save itself: the video's first event is already there, the
             # save conflicts and the command runs again, this time looking for the video it made before.
             if attempts > 1 and self.exists(video_id):
