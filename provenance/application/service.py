@@ -217,11 +217,14 @@ class Service(Application[UUID]):
             except IntegrityError:
                 self._evict_loaded()
                 continue
-            except BaseException:
+            except Exception:
                 self._evict_loaded()
-                if self._answered_from_old_copy():
+                if self._refused_from_old_copy():
                     trust = False
                     continue
+                raise
+            except BaseException:
+                self._evict_loaded()
                 raise
             else:
                 if not self._answered_from_old_copy():
@@ -240,6 +243,13 @@ class Service(Application[UUID]):
             return load()
         finally:
             self._local.writing = False
+
+    def _refused_from_old_copy(self) -> bool:
+        """`_answered_from_old_copy` for a command that raised: a store that cannot answer leaves its error as it is."""
+        try:
+            return self._answered_from_old_copy()
+        except Exception:
+            return False
 
     def _answered_from_old_copy(self) -> bool:
         """Whether an aggregate taken from the cache untested and not saved has newer events in the store."""
