@@ -2,7 +2,7 @@
 
 Consumers are the projections and the gate workers, behind the same interface the Kafka consumers use:
 `handle(batch, source, partition)` with the batch's positions on the envelopes, and `checkpoint(source,
-partition)` to resume from. SQLite has no push subscription, so the runner polls `select_notifications`.
+partition)` to resume from. SQLite has no push subscription, so the runner polls the log (`read_log`).
 """
 
 from __future__ import annotations
