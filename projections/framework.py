@@ -205,6 +205,7 @@ class ProjectionStore:
         upcasted = [upcast(e) for e in envelopes]
         applied = 0
         with self.engine.begin() as conn:
+            lock_checkpoints(conn, exclusive=False)
             checkpoints = _checkpoints(conn, list(self.projections))
             versions_out: list[dict[str, Any]] = []
             checkpoints_out: list[dict[str, Any]] = []
@@ -285,6 +286,21 @@ class ProjectionStore:
                 conn.execute(sa.delete(table_of(Checkpoint)).where(table_of(Checkpoint).c.consumer == name))
                 conn.execute(sa.delete(table_of(StreamVersion)).where(table_of(StreamVersion).c.projection == name))
             SQLModel.metadata.create_all(self.engine, tables=tables)
+
+
+def lock_checkpoints(conn: Connection, *, exclusive: bool) -> None:
+    """Lock the checkpoints for the rest of the transaction, before reading them.
+
+    A batch takes the shared lock and a rebuild's switch-over the exclusive one, so a batch never applies
+    events against checkpoints that a switch-over replaces before it commits. PostgreSQL's batches of
+    different partitions do not wait for each other; SQLite has one writer at a time, and a write (even of
+    nothing) is what takes its lock, where a read alone would run outside the transaction.
+    """
+    table = table_of(Checkpoint).name
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'LOCK TABLE "{table}" IN {"EXCLUSIVE" if exclusive else "ROW SHARE"} MODE')
+    else:
+        conn.exec_driver_sql(f'DELETE FROM "{table}" WHERE 0')
 
 
 def read_checkpoint(conn: Connection, consumer: str, source: str, partition: int) -> int | None:

@@ -18,12 +18,18 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from kernel.errors import ProvenanceError
 from kernel.memory import no_cyclic_collection
-from projections.framework import Checkpoint, ProjectionStore, StreamVersion, table_of
+from projections.framework import Checkpoint, ProjectionStore, StreamVersion, lock_checkpoints, table_of
 from provenance.bootstrap import System
+from provenance.freshness import LOG_SOURCE
 from provenance.log import last_position
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
+
+SWITCH_ATTEMPTS = 10
+"""How often a switch-over is tried again after catching up with live read models that moved on meanwhile."""
 
 SCRATCH = "rebuild"
 """The name the scratch store is attached under (SQLite) or the prefix of its schema (PostgreSQL)."""
@@ -57,7 +63,15 @@ def rebuild(system: System, names: Sequence[str], progress: bool = True, batch_s
         count += runner.run_until_idle()  # what was recorded while the replay ran
         index(scratch)
         switching = time.perf_counter()
-        switch_over(live, names, source)
+        for _ in range(SWITCH_ATTEMPTS):
+            if switch_over(live, names, source):
+                break
+            count += runner.run_until_idle()  # the live read models moved past the scratch store's
+        else:
+            raise ProvenanceError(
+                "the live read models have applied more of the log than a replay of it reaches; are they built "
+                "from this event store? Nothing was switched over"
+            )
         switched = time.perf_counter()
     return Rebuilt(count, switched - started, switched - switching)
 
@@ -137,8 +151,14 @@ def index(scratch: ProjectionStore) -> None:
             secondary.create(conn, checkfirst=True)
 
 
-def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> None:
-    """Replace the named projections' rows, checkpoints and stream versions with the scratch store's, at once."""
+def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> bool:
+    """Replace the named projections' rows, checkpoints and stream versions with the scratch store's, at once.
+
+    Refused (False, nothing changed) while the live projections have applied more of the log than the scratch
+    store: a runner following the log elsewhere would otherwise go on from its own position, past events that
+    the switch-over took out of the read models. The check runs after the transaction holds the write lock on
+    the checkpoints, so no live runner can move between the check and the commit.
+    """
     tables = [table_of(model).name for name in names for model in live.projections[name].tables]
     checkpoints, versions = table_of(Checkpoint).name, table_of(StreamVersion).name
     sqlite = live.engine.dialect.name == "sqlite"
@@ -150,6 +170,9 @@ def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> Non
             conn.commit()
         try:
             with conn.begin():
+                lock_checkpoints(conn, exclusive=True)
+                if _behind(conn, f'{prefix}"{checkpoints}"', f'"{checkpoints}"', chosen):
+                    return False
                 for table in tables:
                     conn.exec_driver_sql(f'DELETE FROM "{table}"')
                     conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}"')
@@ -163,3 +186,16 @@ def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> Non
                 conn.exec_driver_sql(f"DETACH DATABASE {SCRATCH}")
                 conn.commit()
     live.forget_sources(names)
+    return True
+
+
+def _behind(conn: Connection, scratch: str, live: str, chosen: str) -> bool:
+    """Whether any of the chosen projections has applied more of the application's log live than in scratch."""
+    return (
+        conn.exec_driver_sql(
+            f"SELECT 1 FROM {live} AS l LEFT JOIN {scratch} AS s ON s.consumer = l.consumer "
+            f"AND s.source = l.source AND s.partition = l.partition WHERE l.consumer IN ({chosen}) "
+            f"AND l.source = '{LOG_SOURCE}' AND (s.position IS NULL OR s.position < l.position) LIMIT 1"
+        ).first()
+        is not None
+    )

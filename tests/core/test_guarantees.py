@@ -67,7 +67,7 @@ def crash_on_checkpoint_write(store: ProjectionStore) -> list[str]:
 
     def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if statement.lstrip().upper().startswith(WRITES):
-            if name in statement:
+            if name in statement and not statement.rstrip().endswith("WHERE 0"):  # not the lock that comes first
                 raise Crash("crash between writing the rows and writing the checkpoint")
             writes.append(statement)
 
