@@ -25,6 +25,9 @@ from typing import Any, overload
 
 from kernel.errors import InvalidInput
 
+DATABASE_URLS = ("sqlite:///", "postgresql://", "postgresql+psycopg://")
+"""How the read models' database may be named: a SQLite file or a PostgreSQL database."""
+
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 _converters_registered = False
 
@@ -67,7 +70,7 @@ class ReadDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = sqlite_path(url)
-        if self.path is None and not url.startswith(("postgresql://", "postgresql+psycopg://")):
+        if not url.startswith(DATABASE_URLS):
             raise InvalidInput(f"the read models need a SQLite file or a PostgreSQL database, not {url!r}")
         self._local = threading.local()
         self._opened: list[Any] = []

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from kernel.errors import InvalidInput
+from projections.database import DATABASE_URLS
 
 EventStoreKind = Literal["sqlite", "postgres", "memory"]
 Mode = Literal["development", "production"]
@@ -140,7 +141,7 @@ def _database_url(name: str, value: str | None) -> str | None:
     """A SQLite file or a PostgreSQL database: what the read models are written to and read from."""
     if value is None:
         return None
-    if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+    if not value.startswith(DATABASE_URLS):
         raise InvalidInput(
             f"PROVENANCE_{name} must be a sqlite:///PATH or postgresql:// URL, not {value.split('://')[0]!r}://..."
         )

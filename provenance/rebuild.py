@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kernel.errors import ProvenanceError
-from kernel.memory import no_cyclic_collection
 from projections.framework import Checkpoint, ProjectionStore, StreamVersion, lock_checkpoints, table_of
 from provenance.bootstrap import System
 from provenance.freshness import LOG_SOURCE
@@ -50,15 +49,12 @@ def rebuild(system: System, names: Sequence[str], progress: bool = True, batch_s
     started = time.perf_counter()
     with scratch_store(live, names) as (scratch, source):
         runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)], batch_size=batch_size)
-        with (
-            tqdm(
-                total=last_position(system.app),
-                unit="ev",
-                disable=not progress or not sys.stderr.isatty(),
-                file=sys.stderr,
-            ) as bar,
-            no_cyclic_collection(),
-        ):
+        with tqdm(
+            total=last_position(system.app),
+            unit="ev",
+            disable=not progress or not sys.stderr.isatty(),
+            file=sys.stderr,
+        ) as bar:
             count = runner.run_once(progress=bar.update)
         count += runner.run_until_idle()  # what was recorded while the replay ran
         index(scratch)
@@ -110,8 +106,9 @@ def scratch_store(live: ProjectionStore, names: Sequence[str]) -> Iterator[tuple
 
 
 SCRATCH_CACHE_KIB = 512 * 1024
-"""The scratch store's page cache: the tables' keys are random ids, so every row a replay inserts touches a
-random page of each index, and once an index outgrows the cache each insert reads from disk."""
+"""The scratch store's page cache: the tables' primary keys are random ids, so every row a replay inserts
+touches a random page of its table's key index, and once that index outgrows the cache each insert reads from
+disk (the secondary indexes are built after the replay, see `_without_indexes`)."""
 
 
 def _without_durability(scratch: ProjectionStore) -> None:
