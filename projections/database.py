@@ -28,6 +28,12 @@ from kernel.errors import InvalidInput
 DATABASE_URLS = ("sqlite:///", "postgresql://", "postgresql+psycopg://")
 """How the read models' database may be named: a SQLite file or a PostgreSQL database."""
 
+SQLITE_TABLES_READY = 1
+"""The `user_version` of a SQLite read-model file once every read model's tables are in it.
+
+Opening a database file creates it, empty, before its tables are; another process may look in between. The
+store sets this last, so a reader that finds it knows every table is there without knowing their names."""
+
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 _converters_registered = False
 
@@ -55,6 +61,20 @@ def utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+def sqlite_tables_ready(path: str) -> bool:
+    """Whether the SQLite read-model file at `path` exists and has every read model's tables."""
+    try:
+        conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=rw", uri=True, timeout=30)
+    except sqlite3.Error:
+        return False
+    try:
+        return bool(conn.execute("PRAGMA user_version").fetchone()[0] == SQLITE_TABLES_READY)
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
 
 
 def sqlite_path(url: str) -> str | None:

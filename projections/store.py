@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from projections.audit import AuditProjection
 from projections.consent import ConsentProjection
+from projections.database import SQLITE_TABLES_READY
 from projections.feed import FeedProjection
 from projections.framework import Projection, ProjectionStore
 from projections.lineage import LineageProjection
@@ -15,4 +16,9 @@ def all_projections() -> list[Projection]:
 
 
 def open_store(url: str) -> ProjectionStore:
-    return ProjectionStore(url, all_projections())
+    """The store of every read model, its tables created; on SQLite marked as complete for readers."""
+    store = ProjectionStore(url, all_projections())
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"PRAGMA user_version = {SQLITE_TABLES_READY}")
+    return store

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from projections.database import sqlite_path
+from projections.database import sqlite_path, sqlite_tables_ready
 from provenance.config import Settings
 from provenance.freshness import up_to_date_at
 
@@ -127,8 +127,8 @@ class System:
 
         url = self.settings.projections_database
         file = sqlite_path(url)
-        if file is None or not Path(file).is_file():
-            _ = self.store  # creates the tables (once per database)
+        if file is None or not sqlite_tables_ready(file):
+            _ = self.store  # creates the tables, once per database (another process may be creating them too)
         return ReadModels(url)
 
     def runner(self, consumers: Sequence[Consumer] | None = None, batch_size: int = 2000) -> EmbeddedRunner:

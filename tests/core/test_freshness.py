@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -98,3 +99,22 @@ def run_cli(home: Path, argv: list[str]) -> tuple[str, set[str]]:
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout, set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_a_reader_finds_every_table_even_while_another_process_is_still_creating_them(tmp_path: Path) -> None:
+    from provenance.kafka.positions import open_engine
+
+    def half_made(name: str, make: Callable[[str], None]) -> System:
+        settings = Settings(home=tmp_path / name, event_store="sqlite")
+        settings.home.mkdir()
+        make(settings.projections_database)
+        return System(settings)
+
+    # What another process leaves for a moment: the file alone, then only some of the tables.
+    for system in (
+        half_made("empty", lambda url: sqlite3.connect(url.removeprefix("sqlite:///")).close()),
+        half_made("checkpoints only", lambda url: open_engine(url).dispose()),
+    ):
+        assert system.reads.live_cameo_ids() == []
+        assert system.reads.feed_ids() == set()
+        system.close()
