@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -94,6 +94,8 @@ class Service(Application[UUID]):
             processing.events.extend(pending)
             processing.aggregates[aggregate.id] = aggregate
         processing.saved_kwargs.update(kwargs)
+        if getattr(self._local, "trusted", None) and self._answered_from_old_copy(besides=processing.aggregates):
+            raise _OutdatedCopy  # what is saved may have been decided from it: nothing is recorded
         recordings = self._record(processing)
         saved: set[UUID] | None = getattr(self._local, "saved", None)
         if saved is not None:
@@ -200,9 +202,11 @@ class Service(Application[UUID]):
 
         The aggregate a command changes (`_writing`) is taken from the cache as it is, without asking the store
         for newer events: if another process recorded any, saving it conflicts on the version and the command
-        runs again on a fresh copy. A command that ends without saving it (it had nothing to do, or refused)
-        asks the store afterwards, and runs again on a fresh copy if the answer was based on an old one.
-        Every other aggregate a command reads (the consent it checks) is brought up to date when loaded.
+        runs again on a fresh copy. One taken that way and not saved (a video a cascade left alone, or the
+        aggregate of a command that had nothing to do or refused) is checked against the store before anything
+        else is saved, or after the command when nothing is; if the store has moved on, the command runs again on
+        fresh copies. Every other aggregate a command reads (the consent it checks) is brought up to date when
+        loaded.
         """
         trust = True
         for _ in range(5):
@@ -216,6 +220,10 @@ class Service(Application[UUID]):
                     result = command()
             except IntegrityError:
                 self._evict_loaded()
+                continue
+            except _OutdatedCopy:
+                self._evict_loaded()
+                trust = False
                 continue
             except Exception:
                 self._evict_loaded()
@@ -251,32 +259,45 @@ class Service(Application[UUID]):
         except Exception:
             return False
 
-    def _answered_from_old_copy(self) -> bool:
-        """Whether an aggregate taken from the cache untested and not saved has newer events in the store."""
+    def _answered_from_old_copy(self, besides: Container[UUID] = ()) -> bool:
+        """Whether an aggregate taken from the cache untested and not saved (nor `besides`, being saved now) has
+        newer events in the store."""
         trusted: dict[UUID, int] = self._local.trusted or {}
         saved: set[UUID] = self._local.saved
         store = self.repository.event_store
         return any(
             next(iter(store.get(uid, gt=version, limit=1)), None) is not None
             for uid, version in trusted.items()
-            if uid not in saved
+            if uid not in saved and uid not in besides
         )
 
     def _prefetch_videos_and_remixes(self, video_ids: Iterable[str | UUID]) -> None:
-        """Bring the videos and every remix below them up to date, one batch per generation of remixes.
+        """Have the videos the command is about to change, and every remix below them, at hand.
 
-        A revocation can touch thousands of videos; loading them one by one costs a query each. What this
-        loads is what `_get` would have loaded at this point; it stays valid until the command ends. Without
-        a batch loader (stores other than SQLite) `_get` loads each aggregate when asked.
+        A revocation can touch thousands of videos; loading them one by one costs a query each. Videos are
+        what the cascade changes, so the cache's copies serve as they are (`_retrying` says why that is safe);
+        the others come in one batch per generation of remixes, up to date. What this finds stays valid until
+        the command ends. Without a batch loader (stores other than SQLite) `_get` loads each when asked.
         """
         prefetched: dict[UUID, EventStream] | None = getattr(self._local, "prefetched", None)
         if self.batch_loader is None or prefetched is None:
             return
+        trusted: dict[UUID, int] | None = getattr(self._local, "trusted", None)
+        cache = self.repository.cache
         level = list(dict.fromkeys(UUID(str(v)) for v in video_ids))
         seen: set[UUID] = set()
         while level:
             seen.update(level)
-            loaded = self.batch_loader.load(level, prefetched)
+            loaded: list[EventStream] = []
+            if trusted is not None:
+                for uid in level:
+                    cached = _cached(cache, uid)
+                    if isinstance(cached, Video):
+                        trusted[uid] = cached.version
+                        loaded.append(cached)
+            if len(loaded) < len(level):
+                found = {aggregate.id for aggregate in loaded}
+                loaded += self.batch_loader.load([uid for uid in level if uid not in found], prefetched)
             prefetched.update((aggregate.id, aggregate) for aggregate in loaded)
             level = [
                 child
@@ -317,3 +338,7 @@ def _cached(cache: Any, aggregate_id: UUID) -> Any:
         return cache.get(aggregate_id)
     except KeyError:
         return None
+
+
+class _OutdatedCopy(Exception):
+    """A command was about to save what it may have decided from a cached copy the store has since moved past."""

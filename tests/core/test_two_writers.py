@@ -16,7 +16,7 @@ from kernel.errors import RuleViolation
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
-from tests.core.support import moderation, rendered, signature
+from tests.core.support import face, moderation, publish_new, rendered, signature
 
 
 @pytest.fixture
@@ -60,3 +60,21 @@ def test_a_refusal_that_the_store_confirms_is_not_retried(writers: tuple[Provena
     with pytest.raises(RuleViolation):
         here.record_signature(video, signature(video), command_id="sign")  # not rendered, not moderated
     assert here.video(video).state == "requested"
+
+
+def test_a_cascade_takes_down_a_video_that_another_process_put_back_up(
+    writers: tuple[ProvenanceApp, ProvenanceApp],
+) -> None:
+    here, there = writers
+    alice, bob = here.register_person("alice"), here.register_person("bob")
+    tess = here.register_person("tess", roles=["member", "trust_and_safety"])
+    cameo = here.register_cameo(alice, face())
+    grant = here.grant_consent(alice, cameo, "approved", grantees=[bob])
+    video, other = publish_new(here, bob, cameo_ids=[cameo]), publish_new(here, bob, "a cat", cameo_ids=[cameo])
+    [record] = here.take_down(video, alice, reason_code="likeness", statement_of_reasons="not this one")
+    assert not here.video(video).is_live  # `here` caches it as taken down
+    there.reinstate(video, record.case_id, tess, "the owner agreed after all")
+
+    outcome = here.revoke_consent(alice, cameo, grant, "no more")
+    assert {r.video_id for r in outcome.takedowns} == {str(video), str(other)}
+    assert not there.video(video).is_live and not there.video(other).is_live
