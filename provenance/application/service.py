@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Container, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -83,8 +84,9 @@ class Service(Application[UUID]):
         videos at once. Anything else goes to eventsourcing's own collection; the recording, the cache, the
         snapshots and the notifications are eventsourcing's, in its order.
         """
-        if not all(isinstance(obj, EventStream) for obj in objs):  # a plain class check, not a protocol's
-            return super().save(*objs, **kwargs)
+        for obj in objs:
+            if not isinstance(obj, EventStream):  # a plain class check, not a protocol's
+                return super().save(*objs, **kwargs)
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         created: list[EventStream] = []
         for aggregate in objs:
@@ -94,12 +96,12 @@ class Service(Application[UUID]):
             processing.events.extend(pending)
             processing.aggregates[aggregate.id] = aggregate
         processing.saved_kwargs.update(kwargs)
-        if getattr(self._local, "trusted", None) and self._answered_from_old_copy(besides=processing.aggregates):
+        running: _Running | None = getattr(self._local, "running", None)
+        if running is not None and running.outdated(self, besides=processing.aggregates):
             raise _OutdatedCopy  # what is saved may have been decided from it: nothing is recorded
         recordings = self._record(processing)
-        saved: set[UUID] | None = getattr(self._local, "saved", None)
-        if saved is not None:
-            saved.update(processing.aggregates)
+        if running is not None:
+            running.saved.update(processing.aggregates)
         cache = self.repository.cache
         if cache is not None:  # a stream created here is cached as saved, as one loaded and changed is
             for aggregate in created:
@@ -117,17 +119,17 @@ class Service(Application[UUID]):
         except ValueError:
             raise InvalidInput(f"{what} id {stream_id!r} is not a valid id (a UUID)") from None
         try:
-            prefetched: dict[UUID, EventStream] | None = getattr(self._local, "prefetched", None)
-            found = prefetched.get(uid) if prefetched else None
-            trusted: dict[UUID, int] | None = getattr(self._local, "trusted", None)
-            if found is None and trusted is not None and self._local.writing:
-                found = _cached(self.repository.cache, uid)
-                if found is not None:
-                    trusted[uid] = found.version
+            running: _Running | None = getattr(self._local, "running", None)
+            found = None
+            if running is not None:
+                found = running.prefetched.get(uid)
+                if found is None and running.trusted is not None and running.writing:
+                    found = _cached(self.repository.cache, uid)
+                    if found is not None:
+                        running.trusted[uid] = found.version
             aggregate: EventStream = found if found is not None else self.repository.get(uid)
-            loaded = getattr(self._local, "loaded", None)
-            if loaded is not None:
-                loaded.append(uid)
+            if running is not None:
+                running.loaded.append(uid)
         except AggregateNotFoundError:
             raise NotFound(f"no {what} with id {uid}") from None
         if not isinstance(aggregate, cls):
@@ -209,67 +211,47 @@ class Service(Application[UUID]):
         loaded.
         """
         trust = True
-        for _ in range(5):
-            self._local.loaded = []
-            self._local.prefetched = {}
-            self._local.trusted = {} if trust else None
-            self._local.saved = set()
-            self._local.writing = False
-            try:
-                with no_cyclic_collection():  # a cascade loads and changes thousands of aggregates
-                    result = command()
-            except IntegrityError:
-                self._evict_loaded()
-                continue
-            except _OutdatedCopy:
-                self._evict_loaded()
-                trust = False
-                continue
-            except Exception:
-                self._evict_loaded()
-                if self._refused_from_old_copy():
+        outer: _Running | None = getattr(self._local, "running", None)
+        try:
+            for _ in range(5):
+                running = self._local.running = _Running({} if trust else None)
+                try:
+                    with no_cyclic_collection():  # a cascade loads and changes thousands of aggregates
+                        result = command()
+                except IntegrityError:
+                    self._evict(running.loaded)
+                    continue
+                except _OutdatedCopy:
+                    self._evict(running.loaded)
                     trust = False
                     continue
-                raise
-            except BaseException:
-                self._evict_loaded()
-                raise
-            else:
-                if not self._answered_from_old_copy():
+                except Exception:
+                    self._evict(running.loaded)
+                    if running.refused_from_old_copy(self):
+                        trust = False
+                        continue
+                    raise
+                except BaseException:
+                    self._evict(running.loaded)
+                    raise
+                if not running.outdated(self):
                     return result
-                self._evict_loaded()
+                self._evict(running.loaded)
                 trust = False
-            finally:
-                self._local.prefetched = {}
-                self._local.trusted = None
+        finally:
+            self._local.running = outer
         raise ProvenanceError("the command kept conflicting with concurrent changes; try again")
 
     def _writing(self, load: Callable[[], TStream]) -> TStream:
         """Load the aggregate the running command is about to change (see `_retrying`)."""
-        self._local.writing = True
+        running: _Running | None = getattr(self._local, "running", None)
+        if running is None:
+            return load()
+        running.writing = True
         try:
             return load()
         finally:
-            self._local.writing = False
-
-    def _refused_from_old_copy(self) -> bool:
-        """`_answered_from_old_copy` for a command that raised: a store that cannot answer leaves its error as it is."""
-        try:
-            return self._answered_from_old_copy()
-        except Exception:
-            return False
-
-    def _answered_from_old_copy(self, besides: Container[UUID] = ()) -> bool:
-        """Whether an aggregate taken from the cache untested and not saved (nor `besides`, being saved now) has
-        newer events in the store."""
-        trusted: dict[UUID, int] = self._local.trusted or {}
-        saved: set[UUID] = self._local.saved
-        store = self.repository.event_store
-        return any(
-            next(iter(store.get(uid, gt=version, limit=1)), None) is not None
-            for uid, version in trusted.items()
-            if uid not in saved and uid not in besides
-        )
+            running.writing = False
 
     def _prefetch_videos_and_remixes(self, video_ids: Iterable[str | UUID]) -> None:
         """Have the videos the command is about to change, and every remix below them, at hand.
@@ -279,10 +261,10 @@ class Service(Application[UUID]):
         the others come in one batch per generation of remixes, up to date. What this finds stays valid until
         the command ends. Without a batch loader (stores other than SQLite) `_get` loads each when asked.
         """
-        prefetched: dict[UUID, EventStream] | None = getattr(self._local, "prefetched", None)
-        if self.batch_loader is None or prefetched is None:
+        running: _Running | None = getattr(self._local, "running", None)
+        if self.batch_loader is None or running is None:
             return
-        trusted: dict[UUID, int] | None = getattr(self._local, "trusted", None)
+        prefetched, trusted = running.prefetched, running.trusted
         cache = self.repository.cache
         level = list(dict.fromkeys(UUID(str(v)) for v in video_ids))
         seen: set[UUID] = set()
@@ -307,9 +289,9 @@ class Service(Application[UUID]):
                 if child not in seen
             ]
 
-    def _evict_loaded(self) -> None:
+    def _evict(self, loaded: Iterable[UUID]) -> None:
         cache = self.repository.cache
-        for aggregate_id in getattr(self._local, "loaded", []):
+        for aggregate_id in loaded:
             if cache is not None:
                 with contextlib.suppress(KeyError):
                     cache.get(aggregate_id, evict=True)
@@ -338,6 +320,35 @@ def _cached(cache: Any, aggregate_id: UUID) -> Any:
         return cache.get(aggregate_id)
     except KeyError:
         return None
+
+
+@dataclass(slots=True)
+class _Running:
+    """What the command running on a thread took from the cache, loaded and saved (see `Service._retrying`)."""
+
+    trusted: dict[UUID, int] | None
+    """The version of each aggregate taken from the cache untested; None when nothing may be (a run again)."""
+    loaded: list[UUID] = field(default_factory=list)
+    prefetched: dict[UUID, EventStream] = field(default_factory=dict)
+    saved: set[UUID] = field(default_factory=set)
+    writing: bool = False
+    """Loading the aggregate the command is about to change."""
+
+    def outdated(self, service: Service, besides: Container[UUID] = ()) -> bool:
+        """Whether an aggregate taken from the cache untested and not saved (nor `besides`, being saved now) has
+        newer events in the store."""
+        if not self.trusted:
+            return False
+        unsaved = [(uid, v) for uid, v in self.trusted.items() if uid not in self.saved and uid not in besides]
+        store = service.repository.event_store
+        return any(next(iter(store.get(uid, gt=version, limit=1)), None) is not None for uid, version in unsaved)
+
+    def refused_from_old_copy(self, service: Service) -> bool:
+        """`outdated` for a command that raised: a store that cannot answer leaves its error as it is."""
+        try:
+            return self.outdated(service)
+        except Exception:
+            return False
 
 
 class _OutdatedCopy(Exception):
