@@ -340,6 +340,8 @@ class _Running:
         if not self.trusted:
             return False
         unsaved = [(uid, v) for uid, v in self.trusted.items() if uid not in self.saved and uid not in besides]
+        if not unsaved:
+            return False
         store = service.repository.event_store
         return any(next(iter(store.get(uid, gt=version, limit=1)), None) is not None for uid, version in unsaved)
 
