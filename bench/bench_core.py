@@ -8,17 +8,25 @@
    the revoke command to the feed showing none of them (target: < 0.5 s embedded).
 
     python -m bench.bench_core [--backend sqlite|postgres] [--dsn URL] [--videos N] [--rebuild-events N]
+                               [--profile N]
+
+`--profile N` also prints, after each figure, the N functions that took the most time of their own in the
+measured part (the application's commands, the rebuild, the revoke and catch-up), under `cProfile`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
 import dataclasses
+import pstats
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +60,27 @@ COMMANDS_ROUND = 50
 same events, so both meet the same disk (whose speed drifts over a run)."""
 
 
-def bench_commands(home: Path, backend: str, dsn: str | None, videos: int) -> dict[str, float]:
+@contextlib.contextmanager
+def measured(profile: cProfile.Profile | None) -> Iterator[None]:
+    """A measured part of a benchmark, profiled when a profile is given."""
+    if profile is None:
+        yield
+        return
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+
+
+def print_profile(profile: cProfile.Profile | None, top: int) -> None:
+    if profile is not None:
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+
+def bench_commands(
+    home: Path, backend: str, dsn: str | None, videos: int, profile: cProfile.Profile | None = None
+) -> dict[str, float]:
     app = System(make_settings(home / "app", backend, dsn)).app
     creator = app.register_person(f"bench-{uuid.uuid4().hex[:8]}")
     app_seconds = bare_seconds = 0.0
@@ -60,8 +88,9 @@ def bench_commands(home: Path, backend: str, dsn: str | None, videos: int) -> di
     for first in range(0, videos, COMMANDS_ROUND):
         position = app.recorder.max_notification_id() or 0
         started = time.perf_counter()
-        for n in range(first, min(first + COMMANDS_ROUND, videos)):
-            lifecycle(app, creator, n)
+        with measured(profile):
+            for n in range(first, min(first + COMMANDS_ROUND, videos)):
+                lifecycle(app, creator, n)
         app_seconds += time.perf_counter() - started
         stored = list(app.recorder.select_notifications(start=position + 1, limit=COMMANDS_ROUND * 10))
         commands += len(stored)
@@ -81,7 +110,9 @@ def bench_commands(home: Path, backend: str, dsn: str | None, videos: int) -> di
     return {"commands": commands, "app_per_s": app_rate, "bare_per_s": bare_rate, "ratio": app_rate / bare_rate}
 
 
-def bench_rebuild(home: Path, backend: str, dsn: str | None, events: int) -> dict[str, float]:
+def bench_rebuild(
+    home: Path, backend: str, dsn: str | None, events: int, profile: cProfile.Profile | None = None
+) -> dict[str, float]:
     settings = make_settings(home / "rebuild", backend, dsn)
     system = System(settings)
     app = system.app
@@ -93,8 +124,8 @@ def bench_rebuild(home: Path, backend: str, dsn: str | None, events: int) -> dic
     total = app.recorder.max_notification_id() or 0
     from provenance.rebuild import rebuild
 
-    # Warm the notification read path once, then time a full drop-and-replay of every projection.
-    done = rebuild(system, list(system.store.projections), progress=False)
+    with measured(profile):
+        done = rebuild(system, list(system.store.projections), progress=False)
     system.close()
     return {"events": float(done.events or total), "seconds": done.seconds, "events_per_s": done.events / done.seconds}
 
@@ -174,7 +205,7 @@ def cascade_tree(app: ProvenanceApp, roots: int, depth: int) -> CascadeTree:
     return CascadeTree(owner, cameo, grant, frozenset(videos))
 
 
-def bench_cascade(home: Path, roots: int, depth: int) -> dict[str, float]:
+def bench_cascade(home: Path, roots: int, depth: int, profile: cProfile.Profile | None = None) -> dict[str, float]:
     app = System(Settings(home=home / "cascade", event_store="sqlite")).app
     store = open_store(f"sqlite:///{home / 'cascade' / 'projections.db'}")
     runner = EmbeddedRunner(app, [ProjectionConsumer(store)])
@@ -183,12 +214,13 @@ def bench_cascade(home: Path, roots: int, depth: int) -> dict[str, float]:
     alice, cameo, grant = tree.owner, tree.cameo, tree.grant
     runner.run_once()
     visible_before = len(reads.feed_ids())
-    started = time.perf_counter()
-    outcome = app.revoke_consent(alice, cameo, grant, "revoked for the benchmark")
-    revoked_at = time.perf_counter()
-    runner.run_once()
-    visible_after = len(reads.feed_ids())
-    seen_at = time.perf_counter()
+    with measured(profile):
+        started = time.perf_counter()
+        outcome = app.revoke_consent(alice, cameo, grant, "revoked for the benchmark")
+        revoked_at = time.perf_counter()
+        runner.run_once()
+        visible_after = len(reads.feed_ids())
+        seen_at = time.perf_counter()
     app.close()
     return {
         "videos": float(visible_before),
@@ -214,17 +246,27 @@ def main() -> int:
     parser.add_argument("--cascade-roots", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of part 1 (the median ratio is reported)")
     parser.add_argument("--skip", action="append", default=[], choices=["commands", "rebuild", "cascade"])
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print each part's top N functions")
     args = parser.parse_args()
+
+    def profile() -> cProfile.Profile | None:
+        return cProfile.Profile() if args.profile else None
+
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         if "commands" not in args.skip:
-            runs = [bench_commands(home / f"c{i}", args.backend, args.dsn, args.videos) for i in range(args.repeat)]
+            commands_profile = profile()
+            runs = [
+                bench_commands(home / f"c{i}", args.backend, args.dsn, args.videos, commands_profile)
+                for i in range(args.repeat)
+            ]
             ratio = statistics.median(r["ratio"] for r in runs)
             best = max(runs, key=lambda r: r["app_per_s"])
             print(
                 f"commands [{args.backend}]: application {best['app_per_s']:.0f}/s, bare eventsourcing append "
                 f"{best['bare_per_s']:.0f}/s, ratio {ratio:.2f} (median of {len(runs)}; target >= 0.70)"
             )
+            print_profile(commands_profile, args.profile)
         if args.rebuild_curve:
             for r in bench_rebuild_curve(home, args.rebuild_curve):
                 print(
@@ -232,18 +274,22 @@ def main() -> int:
                     f" events/s (the replay {r['replay_per_s']:,.0f}/s, the switch-over {r['switch_over_s']:.2f} s)"
                 )
         elif "rebuild" not in args.skip:
-            r = bench_rebuild(home, args.backend, args.dsn, args.rebuild_events)
+            rebuild_profile = profile()
+            r = bench_rebuild(home, args.backend, args.dsn, args.rebuild_events, rebuild_profile)
             print(
                 f"rebuild [{args.backend}]: {r['events']:.0f} events into all projections in {r['seconds']:.2f} s = "
                 f"{r['events_per_s']:.0f} events/s (target >= 50000 on sqlite)"
             )
+            print_profile(rebuild_profile, args.profile)
         if "cascade" not in args.skip and args.backend == "sqlite":
-            c = bench_cascade(home, args.cascade_roots, depth=3)
+            cascade_profile = profile()
+            c = bench_cascade(home, args.cascade_roots, depth=3, profile=cascade_profile)
             print(
                 f"cascade [embedded]: {c['videos']:.0f} published videos, {c['takedowns']:.0f} takedowns; revoke "
                 f"command {c['command_s']:.2f} s, feed empty of them after {c['to_feed_s']:.2f} s "
                 f"(visible after: {c['visible_after']:.0f}; target < 0.5 s)"
             )
+            print_profile(cascade_profile, args.profile)
     return 0
 
 
