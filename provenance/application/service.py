@@ -258,11 +258,11 @@ class Service(Application[UUID]):
 
         A revocation can touch thousands of videos; loading them one by one costs a query each. Videos are
         what the cascade changes, so the cache's copies serve as they are (`_retrying` says why that is safe);
-        the others come in one batch per generation of remixes, up to date. What this finds stays valid until
-        the command ends. Without a batch loader (stores other than SQLite) `_get` loads each when asked.
+        the others are loaded up to date, in one batch per generation of remixes where the store has a batch
+        loader (SQLite) and one by one elsewhere. What this finds stays valid until the command ends.
         """
         running: _Running | None = getattr(self._local, "running", None)
-        if self.batch_loader is None or running is None:
+        if running is None:
             return
         prefetched, trusted = running.prefetched, running.trusted
         cache = self.repository.cache
@@ -279,7 +279,8 @@ class Service(Application[UUID]):
                         loaded.append(cached)
             if len(loaded) < len(level):
                 found = {aggregate.id for aggregate in loaded}
-                loaded += self.batch_loader.load([uid for uid in level if uid not in found], prefetched)
+                missing = [uid for uid in level if uid not in found]
+                loaded += self._load_many(missing, prefetched)
             prefetched.update((aggregate.id, aggregate) for aggregate in loaded)
             level = [
                 child
@@ -288,6 +289,21 @@ class Service(Application[UUID]):
                 for child in dict.fromkeys(UUID(c) for c in video.children)
                 if child not in seen
             ]
+
+    def _load_many(self, ids: list[UUID], known: Mapping[UUID, EventStream]) -> list[EventStream]:
+        """The current versions of those of these aggregates that exist and are not `known`, in one batch where
+        the store has a batch loader."""
+        if self.batch_loader is not None:
+            return self.batch_loader.load(ids, known)
+        found: list[EventStream] = []
+        for uid in ids:
+            if uid in known:
+                continue
+            with contextlib.suppress(AggregateNotFoundError):
+                aggregate: Any = self.repository.get(uid)
+                if isinstance(aggregate, EventStream):
+                    found.append(aggregate)
+        return found
 
     def _evict(self, loaded: Iterable[UUID]) -> None:
         cache = self.repository.cache

@@ -19,10 +19,12 @@ from provenance.config import Settings
 from tests.core.support import face, moderation, publish_new, rendered, signature
 
 
-@pytest.fixture
-def writers(tmp_path: Path) -> Iterator[tuple[ProvenanceApp, ProvenanceApp]]:
-    first = System(Settings(home=tmp_path / "home", event_store="sqlite"))
-    second = System(Settings(home=tmp_path / "home", event_store="sqlite"))
+@pytest.fixture(params=["sqlite", "postgres"])
+def writers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ProvenanceApp, ProvenanceApp]]:
+    """Two processes' applications on one event store."""
+    dsn = request.getfixturevalue("fresh_postgres_db") if request.param == "postgres" else None
+    settings = Settings(home=tmp_path / "home", event_store=request.param, postgres_dsn=dsn)
+    first, second = System(settings), System(settings)
     yield first.app, second.app
     first.close()
     second.close()
