@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from projections.queries import ReadModels
-from projections.store import open_store
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
@@ -205,9 +204,14 @@ def cascade_tree(app: ProvenanceApp, roots: int, depth: int) -> CascadeTree:
     return CascadeTree(owner, cameo, grant, frozenset(videos))
 
 
-def bench_cascade(home: Path, roots: int, depth: int, profile: cProfile.Profile | None = None) -> dict[str, float]:
-    app = System(Settings(home=home / "cascade", event_store="sqlite")).app
-    store = open_store(f"sqlite:///{home / 'cascade' / 'projections.db'}")
+def bench_cascade(
+    home: Path, backend: str, dsn: str | None, roots: int, depth: int, profile: cProfile.Profile | None = None
+) -> dict[str, float]:
+    """The events and the read models both in SQLite files, or both in the PostgreSQL database."""
+    settings = dataclasses.replace(make_settings(home / "cascade", backend, dsn), projections_url=dsn)
+    system = System(settings)
+    app = system.app
+    store = system.store
     runner = EmbeddedRunner(app, [ProjectionConsumer(store)])
     reads = ReadModels(store.url)
     tree = cascade_tree(app, roots, depth)
@@ -221,7 +225,8 @@ def bench_cascade(home: Path, roots: int, depth: int, profile: cProfile.Profile 
         runner.run_once()
         visible_after = len(reads.feed_ids())
         seen_at = time.perf_counter()
-    app.close()
+    reads.close()
+    system.close()
     return {
         "videos": float(visible_before),
         "takedowns": float(len(outcome.takedowns)),
@@ -281,12 +286,12 @@ def main() -> int:
                 f"{r['events_per_s']:.0f} events/s (target >= 50000 on sqlite)"
             )
             print_profile(rebuild_profile, args.profile)
-        if "cascade" not in args.skip and args.backend == "sqlite":
+        if "cascade" not in args.skip:
             cascade_profile = profile()
-            c = bench_cascade(home, args.cascade_roots, depth=3, profile=cascade_profile)
+            c = bench_cascade(home, args.backend, args.dsn, args.cascade_roots, depth=3, profile=cascade_profile)
             print(
-                f"cascade [embedded]: {c['videos']:.0f} published videos, {c['takedowns']:.0f} takedowns; revoke "
-                f"command {c['command_s']:.2f} s, feed empty of them after {c['to_feed_s']:.2f} s "
+                f"cascade [embedded, {args.backend}]: {c['videos']:.0f} published videos, {c['takedowns']:.0f} "
+                f"takedowns; revoke command {c['command_s']:.2f} s, feed empty of them after {c['to_feed_s']:.2f} s "
                 f"(visible after: {c['visible_after']:.0f}; target < 0.5 s)"
             )
             print_profile(cascade_profile, args.profile)
