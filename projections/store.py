@@ -19,6 +19,8 @@ def open_store(url: str) -> ProjectionStore:
     """The store of every read model, its tables created; on SQLite marked as complete for readers."""
     store = ProjectionStore(url, all_projections())
     if store.engine.dialect.name == "sqlite":
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql(f"PRAGMA user_version = {SQLITE_TABLES_READY}")
+        with store.engine.connect() as conn:
+            if conn.exec_driver_sql("PRAGMA user_version").scalar() != SQLITE_TABLES_READY:
+                conn.exec_driver_sql(f"PRAGMA user_version = {SQLITE_TABLES_READY}")
+                conn.commit()
     return store
