@@ -63,20 +63,6 @@ def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def sqlite_tables_ready(path: str) -> bool:
-    """Whether the SQLite read-model file at `path` exists and has every read model's tables."""
-    try:
-        conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=rw", uri=True, timeout=30)
-    except sqlite3.Error:
-        return False
-    try:
-        return bool(conn.execute("PRAGMA user_version").fetchone()[0] == SQLITE_TABLES_READY)
-    except sqlite3.Error:
-        return False
-    finally:
-        conn.close()
-
-
 def sqlite_path(url: str) -> str | None:
     """The file of a `sqlite:///PATH` URL; None for any other database."""
     if not url.startswith("sqlite:///"):
@@ -111,6 +97,15 @@ class ReadDatabase:
     def values(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         """The first column of every row."""
         return [next(iter(row.values())) for row in self.rows(sql, params)]
+
+    def sqlite_tables_ready(self) -> bool:
+        """Whether this is a SQLite file that exists and has every read model's tables (`SQLITE_TABLES_READY`)."""
+        if self.path is None:
+            return False
+        try:
+            return self.values("PRAGMA user_version") == [SQLITE_TABLES_READY]
+        except sqlite3.Error:  # no such file yet
+            return False
 
     def close(self) -> None:
         with self._lock:

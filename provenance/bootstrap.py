@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from projections.database import sqlite_path, sqlite_tables_ready
+from projections.database import sqlite_path
 from provenance.config import Settings
 from provenance.freshness import up_to_date_at
 
@@ -125,11 +125,10 @@ class System:
         """The read models' queries, which need neither SQLAlchemy nor the write side."""
         from projections.queries import ReadModels
 
-        url = self.settings.projections_database
-        file = sqlite_path(url)
-        if file is None or not sqlite_tables_ready(file):
+        reads = ReadModels(self.settings.projections_database)
+        if not reads.db.sqlite_tables_ready():
             _ = self.store  # creates the tables, once per database (another process may be creating them too)
-        return ReadModels(url)
+        return reads
 
     def runner(self, consumers: Sequence[Consumer] | None = None, batch_size: int = 2000) -> EmbeddedRunner:
         from provenance.runner import EmbeddedRunner, ProjectionConsumer
