@@ -5,7 +5,8 @@
    >= 0.7).
 2. Projection rebuild of a 200,000-event log into all projections (target: >= 50,000 events/s on SQLite).
 3. Revocation cascade: a cameo in 1,000 published videos with three levels of remixes below each; time from
-   the revoke command to the feed showing none of them (target: < 0.5 s embedded).
+   the revoke command to the feed showing none of them, as a reader polling the feed sees it while the runner
+   catches up (target: < 0.5 s embedded), and to every read model holding the cascade.
 
     python -m bench.bench_core [--backend sqlite|postgres] [--dsn URL] [--videos N] [--rebuild-events N]
                                [--profile N]
@@ -24,6 +25,7 @@ import pstats
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -218,13 +220,26 @@ def bench_cascade(
     alice, cameo, grant = tree.owner, tree.cameo, tree.grant
     runner.run_once()
     visible_before = len(reads.feed_ids())
+    feed_clean = threading.Event()
+    feed_clean_at = 0.0
+
+    def watch_feed() -> None:  # a reader of the feed, as the platform's pages are
+        nonlocal feed_clean_at
+        while reads.feed(limit=1)["items"]:
+            time.sleep(0.001)
+        feed_clean_at = time.perf_counter()
+        feed_clean.set()
+
     with measured(profile):
         started = time.perf_counter()
         outcome = app.revoke_consent(alice, cameo, grant, "revoked for the benchmark")
         revoked_at = time.perf_counter()
+        watcher = threading.Thread(target=watch_feed)
+        watcher.start()
         runner.run_once()
-        visible_after = len(reads.feed_ids())
-        seen_at = time.perf_counter()
+        caught_up_at = time.perf_counter()
+        watcher.join()
+    visible_after = len(reads.feed_ids())
     reads.close()
     system.close()
     return {
@@ -232,7 +247,8 @@ def bench_cascade(
         "takedowns": float(len(outcome.takedowns)),
         "visible_after": float(visible_after),
         "command_s": revoked_at - started,
-        "to_feed_s": seen_at - started,
+        "to_feed_s": feed_clean_at - started,
+        "caught_up_s": caught_up_at - started,
     }
 
 
@@ -249,6 +265,7 @@ def main() -> int:
         help="rebuild a growing log at each of these sizes (e.g. 20000,200000,2000000) instead of part 2",
     )
     parser.add_argument("--cascade-roots", type=int, default=1000)
+    parser.add_argument("--cascade-repeat", type=int, default=1, help="runs of part 3, each on a fresh home")
     parser.add_argument("--repeat", type=int, default=3, help="runs of part 1 (the median ratio is reported)")
     parser.add_argument("--skip", action="append", default=[], choices=["commands", "rebuild", "cascade"])
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print each part's top N functions")
@@ -288,12 +305,14 @@ def main() -> int:
             print_profile(rebuild_profile, args.profile)
         if "cascade" not in args.skip:
             cascade_profile = profile()
-            c = bench_cascade(home, args.backend, args.dsn, args.cascade_roots, depth=3, profile=cascade_profile)
-            print(
-                f"cascade [embedded, {args.backend}]: {c['videos']:.0f} published videos, {c['takedowns']:.0f} "
-                f"takedowns; revoke command {c['command_s']:.2f} s, feed empty of them after {c['to_feed_s']:.2f} s "
-                f"(visible after: {c['visible_after']:.0f}; target < 0.5 s)"
-            )
+            for n in range(args.cascade_repeat):
+                c = bench_cascade(home / f"cascade{n}", args.backend, args.dsn, args.cascade_roots, 3, cascade_profile)
+                print(
+                    f"cascade [embedded, {args.backend}]: {c['videos']:.0f} published videos, {c['takedowns']:.0f} "
+                    f"takedowns; revoke command {c['command_s']:.2f} s, feed empty of them after "
+                    f"{c['to_feed_s']:.2f} s (target < 0.5 s), every read model after {c['caught_up_s']:.2f} s "
+                    f"(visible after: {c['visible_after']:.0f})"
+                )
             print_profile(cascade_profile, args.profile)
     return 0
 

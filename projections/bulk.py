@@ -1,9 +1,11 @@
-"""Bulk writes through the database driver: one `executemany` of plain tuples per table and batch.
+"""Bulk reads and writes through the database driver: plain tuples, one statement per table and batch.
 
 On a rebuild, SQLAlchemy's per-row parameter handling cost more than the database did. These statements
 are the same upserts; each value is converted exactly as SQLAlchemy's own bind processor for the column
 would convert it, except the two conversions that dominate (JSON columns and SQLite timestamps), which
 are done faster with the same stored meaning and are checked against SQLAlchemy's result where it matters.
+Rows a batch changes are read back the same way: the driver's tuples, each value through SQLAlchemy's own
+result processor for its column, without building a compiled statement and a result row for each.
 """
 
 from __future__ import annotations
@@ -63,6 +65,43 @@ class ColumnUpdater:
     def write(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             conn.exec_driver_sql(self.sql, self._params(rows))
+
+
+class RowReader:
+    """Some columns of the rows of one table whose key is among the given ones, for one dialect."""
+
+    CHUNK = 500
+    """Keys per statement: well under SQLite's and PostgreSQL's limits on parameters."""
+
+    def __init__(self, dialect: Dialect, table: sa.Table, key: str, columns: Sequence[str]) -> None:
+        quote = dialect.identifier_preparer.quote
+        self._names = list(columns)
+        self._select = (
+            f"SELECT {', '.join(quote(n) for n in columns)} FROM {dialect.identifier_preparer.format_table(table)}"
+            f" WHERE {quote(key)} IN "
+        )
+        self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._bind_key = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+        self._convert: list[tuple[int, Converter]] = []
+        for index, name in enumerate(columns):
+            processor = table.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
+            if processor is not None:
+                self._convert.append((index, processor))
+
+    def read(self, conn: Connection, keys: Sequence[Any]) -> list[dict[str, Any]]:
+        names, convert = self._names, self._convert
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), self.CHUNK):
+            chunk = keys[start : start + self.CHUNK]
+            if self._bind_key is not None:
+                chunk = [self._bind_key(k) for k in chunk]
+            sql = f"{self._select}({', '.join([self._mark] * len(chunk))})"
+            for row in conn.exec_driver_sql(sql, tuple(chunk)).fetchall():
+                values = list(row)
+                for index, function in convert:
+                    values[index] = function(values[index])
+                found.append(dict(zip(names, values, strict=True)))
+        return found
 
 
 class _Parameters:

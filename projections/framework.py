@@ -1,10 +1,12 @@
-"""How projections are fed: batches of envelopes, applied with their checkpoint in one transaction.
+"""How projections are fed: batches of envelopes, each projection's applied with its checkpoint in one transaction.
 
 A projection sees each event at most once: the store skips events at or below the projection's checkpoint
 for their source and partition, and events whose stream version it has already applied (a duplicate
-delivery from the log). Rows, stream versions and checkpoints are written in the same transaction, so a
-crash at any point loses and doubles nothing. The same `ProjectionStore.process` is called by the embedded
-runner (source `log`, the notification id as position) and by Kafka consumers (topic, partition, offset).
+delivery from the log). A projection's rows, stream versions and checkpoints are written in the same
+transaction, so a crash at any point loses and doubles nothing. Each projection commits on its own, in the
+store's order: the feed, first, shows a takedown without waiting for the audit trail to be written. The same
+`ProjectionStore.process` is called by the embedded runner (source `log`, the notification id as position)
+and by Kafka consumers (topic, partition, offset).
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlmodel import SQLModel
 
-from projections.bulk import ColumnUpdater, TableWriter
+from projections.bulk import ColumnUpdater, RowReader, TableWriter
 from projections.tables import Checkpoint, StreamVersion
 from schemas.catalogue import upcast
 from schemas.envelope import EventEnvelope
-
-_IN_CHUNK = 500
 
 
 def table_of(model: type[SQLModel]) -> sa.Table:
@@ -68,14 +68,13 @@ class RowCache:
 
     def load(self, conn: Connection, keys: Iterable[Any]) -> None:
         wanted = [k for k in set(keys) if k not in self.rows]
-        column = self.table.c[self.key]
-        selected = [column, *(self.table.c[name] for name in self.reads)] if self.reads is not None else [self.table]
-        for start in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[start : start + _IN_CHUNK]
-            for row in conn.execute(sa.select(*selected).where(column.in_(chunk))).mappings():
-                self.rows[row[self.key]] = dict(row)
-                if self.reads is not None:
-                    self.partial[row[self.key]] = set()
+        if not wanted:
+            return
+        columns = (self.key, *self.reads) if self.reads is not None else tuple(c.name for c in self.table.columns)
+        for row in _reader(conn, self.table, self.key, columns).read(conn, wanted):
+            self.rows[row[self.key]] = row
+            if self.reads is not None:
+                self.partial[row[self.key]] = set()
 
     def get(self, key: Any) -> dict[str, Any] | None:
         return self.rows.get(key)
@@ -192,7 +191,10 @@ class ProjectionStore:
     def process(
         self, envelopes: Sequence[EventEnvelope], source: str, partition: int = 0, *, ordered: bool = False
     ) -> int:
-        """Apply a batch to every projection, with checkpoints, in one transaction; returns events applied.
+        """Apply a batch to every projection, in the store's order, each in a transaction with its checkpoints.
+
+        Returns the events applied (counted once per projection that applied them). A failure leaves the
+        projections that committed before it applied; each resumes from its own checkpoint.
 
         `ordered` says the source delivers each event once, at increasing positions, and each stream's
         events in version order (the application's own notification log does). A projection that has only
@@ -203,24 +205,19 @@ class ProjectionStore:
         if not envelopes:
             return 0
         upcasted = [upcast(e) for e in envelopes]
+        last = envelopes[-1].position
         applied = 0
-        with self.engine.begin() as conn:
-            lock_checkpoints(conn, exclusive=False)
-            checkpoints = _checkpoints(conn, list(self.projections))
-            versions_out: list[dict[str, Any]] = []
-            checkpoints_out: list[dict[str, Any]] = []
-            for projection in self.projections.values():
-                own = checkpoints.get(projection.name, {})
+        for projection in self.projections.values():
+            with self.engine.begin() as conn:
+                lock_checkpoints(conn, exclusive=False)
+                own = _checkpoints(conn, [projection.name]).get(projection.name, {})
                 after = own.get((source, partition))
                 trusted = ordered and self._sole(conn, projection.name, own, source, partition)
+                versions_out: list[dict[str, Any]] = []
                 applied += self._apply(conn, projection, upcasted, after, trusted, versions_out)
-                last = envelopes[-1].position
+                upsert(conn, table_of(StreamVersion), versions_out, ["projection", "stream_id"])
                 if last is not None and (after is None or last > after):
-                    checkpoints_out.append(
-                        {"consumer": projection.name, "source": source, "partition": partition, "position": last}
-                    )
-            upsert(conn, table_of(StreamVersion), versions_out, ["projection", "stream_id"])
-            upsert(conn, table_of(Checkpoint), checkpoints_out, ["consumer", "source", "partition"])
+                    write_checkpoint(conn, projection.name, source, partition, last)
         if not ordered:
             for name in self.projections:
                 self._sole_source.pop(name, None)
@@ -339,18 +336,27 @@ def _stream_versions(conn: Connection, projection: str, stream_ids: set[str]) ->
     table = table_of(StreamVersion)
     found: dict[str, int] = {}
     ids = list(stream_ids)
-    for start in range(0, len(ids), _IN_CHUNK):
+    for start in range(0, len(ids), RowReader.CHUNK):
         rows = conn.execute(
             sa.select(table.c.stream_id, table.c.version).where(
-                table.c.projection == projection, table.c.stream_id.in_(ids[start : start + _IN_CHUNK])
+                table.c.projection == projection, table.c.stream_id.in_(ids[start : start + RowReader.CHUNK])
             )
         )
         found.update({stream_id: version for stream_id, version in rows})
     return found
 
 
+_READERS: dict[tuple[Dialect, sa.Table, str, tuple[str, ...]], RowReader] = {}
 _WRITERS: dict[tuple[Dialect, sa.Table, tuple[str, ...], bool], TableWriter] = {}
 _UPDATERS: dict[tuple[Dialect, sa.Table, str, tuple[str, ...]], ColumnUpdater] = {}
+
+
+def _reader(conn: Connection, table: sa.Table, key: str, columns: tuple[str, ...]) -> RowReader:
+    cache_key = (conn.dialect, table, key, columns)
+    reader = _READERS.get(cache_key)
+    if reader is None:
+        reader = _READERS[cache_key] = RowReader(conn.dialect, table, key, columns)
+    return reader
 
 
 def _writer(conn: Connection, table: sa.Table, keys: tuple[str, ...], replace: bool) -> TableWriter:

@@ -130,11 +130,11 @@ class System:
             _ = self.store  # creates the tables, once per database (another process may be creating them too)
         return reads
 
-    def runner(self, consumers: Sequence[Consumer] | None = None, batch_size: int = 2000) -> EmbeddedRunner:
+    def runner(self, consumers: Sequence[Consumer] | None = None) -> EmbeddedRunner:
         from provenance.runner import EmbeddedRunner, ProjectionConsumer
 
         chosen = consumers if consumers is not None else [ProjectionConsumer(self.store)]
-        return EmbeddedRunner(self.app, chosen, batch_size=batch_size)
+        return EmbeddedRunner(self.app, chosen)
 
     @cached_property
     def consent_watch(self) -> ConsentWatch:

@@ -53,8 +53,15 @@ class ProjectionConsumer:
         self.sink.apply_envelopes(batch, source, partition)
 
 
+BATCH_SIZE = 10_000
+"""Events read from the log at once and handed to each consumer as one batch (a transaction per projection).
+
+Large enough that a revocation cascade of thousands of takedowns, recorded in one transaction, reaches the
+feed in one batch too, and the feed (the first projection) drops all of it before the others are written."""
+
+
 class EmbeddedRunner:
-    def __init__(self, app: ProvenanceApp, consumers: Sequence[Consumer], batch_size: int = 2000) -> None:
+    def __init__(self, app: ProvenanceApp, consumers: Sequence[Consumer], batch_size: int = BATCH_SIZE) -> None:
         self.app = app
         self.consumers = list(consumers)
         self.batch_size = batch_size
