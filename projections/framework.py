@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -25,6 +25,8 @@ from projections.bulk import ColumnUpdater, RowReader, TableWriter
 from projections.tables import Checkpoint, StreamVersion
 from schemas.catalogue import upcast
 from schemas.envelope import EventEnvelope
+
+Statement = TypeVar("Statement", RowReader, TableWriter, ColumnUpdater)
 
 
 def table_of(model: type[SQLModel]) -> sa.Table:
@@ -71,7 +73,7 @@ class RowCache:
         if not wanted:
             return
         columns = (self.key, *self.reads) if self.reads is not None else tuple(c.name for c in self.table.columns)
-        for row in _reader(conn, self.table, self.key, columns).read(conn, wanted):
+        for row in _prepared(RowReader, conn.dialect, self.table, self.key, columns).read(conn, wanted):
             self.rows[row[self.key]] = row
             if self.reads is not None:
                 self.partial[row[self.key]] = set()
@@ -107,7 +109,7 @@ class RowCache:
             if changed:
                 by_columns.setdefault(tuple(sorted(changed)), []).append(self.rows[k])
         for columns, rows in by_columns.items():
-            _updater(conn, self.table, self.key, columns).write(conn, rows)
+            _prepared(ColumnUpdater, conn.dialect, self.table, self.key, columns).write(conn, rows)
         self.dirty.clear()
 
 
@@ -145,12 +147,12 @@ def _default(column: sa.Column[Any]) -> Any:
 def upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
     """Insert rows, replacing every other column of a row whose key is already there."""
     if rows:
-        _writer(conn, table, tuple(keys), replace=True).write(conn, rows)
+        _prepared(TableWriter, conn.dialect, table, tuple(keys), True).write(conn, rows)
 
 
 def insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     if rows:
-        _writer(conn, table, (), replace=False).write(conn, rows)
+        _prepared(TableWriter, conn.dialect, table, (), False).write(conn, rows)
 
 
 @dataclass(frozen=True)
@@ -346,33 +348,16 @@ def _stream_versions(conn: Connection, projection: str, stream_ids: set[str]) ->
     return found
 
 
-_READERS: dict[tuple[Dialect, sa.Table, str, tuple[str, ...]], RowReader] = {}
-_WRITERS: dict[tuple[Dialect, sa.Table, tuple[str, ...], bool], TableWriter] = {}
-_UPDATERS: dict[tuple[Dialect, sa.Table, str, tuple[str, ...]], ColumnUpdater] = {}
+_PREPARED: dict[tuple[Any, ...], Any] = {}
 
 
-def _reader(conn: Connection, table: sa.Table, key: str, columns: tuple[str, ...]) -> RowReader:
-    cache_key = (conn.dialect, table, key, columns)
-    reader = _READERS.get(cache_key)
-    if reader is None:
-        reader = _READERS[cache_key] = RowReader(conn.dialect, table, key, columns)
-    return reader
-
-
-def _writer(conn: Connection, table: sa.Table, keys: tuple[str, ...], replace: bool) -> TableWriter:
-    key = (conn.dialect, table, keys, replace)
-    writer = _WRITERS.get(key)
-    if writer is None:
-        writer = _WRITERS[key] = TableWriter(conn.dialect, table, keys, replace)
-    return writer
-
-
-def _updater(conn: Connection, table: sa.Table, key: str, columns: tuple[str, ...]) -> ColumnUpdater:
-    cache_key = (conn.dialect, table, key, columns)
-    updater = _UPDATERS.get(cache_key)
-    if updater is None:
-        updater = _UPDATERS[cache_key] = ColumnUpdater(conn.dialect, table, key, columns)
-    return updater
+def _prepared(kind: Callable[..., Statement], dialect: Dialect, *args: Any) -> Statement:
+    """The statement of this kind for a dialect, table and columns: built once, then reused."""
+    key = (kind, dialect, *args)
+    statement = _PREPARED.get(key)
+    if statement is None:
+        statement = _PREPARED[key] = kind(dialect, *args)
+    return statement
 
 
 def _engine(url: str) -> Engine:

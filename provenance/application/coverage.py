@@ -67,8 +67,8 @@ class CoverageCommands(Service):
         verdicts: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
         takedowns: list[TakedownRecord] = []
         blocked: list[str] = []
-        for video_id in ids:
-            video = changed.get(UUID(video_id)) or self.video(video_id)
+        for video_uid in map(UUID, ids):
+            video = changed.get(video_uid) or self.video(video_uid)
             if not video.is_live and video.state not in IN_FLIGHT:
                 continue
             key = (video.creator_id, purpose_of(video), tuple(video.cameo_ids))

@@ -40,7 +40,7 @@ class Takedown:
 
 
 def take_down_tree(
-    root: Video, takedown: Takedown, load_video: Callable[[str], Video], changed: dict[UUID, Video]
+    root: Video, takedown: Takedown, load_video: Callable[[UUID], Video], changed: dict[UUID, Video]
 ) -> list[TakedownRecord]:
     """Take down `root` and, breadth first, every live descendant; in-flight remixes are blocked.
 
@@ -55,10 +55,11 @@ def take_down_tree(
     queue: list[tuple[Video, str]] = [(root, case_id)]
     while queue:
         parent, parent_case = queue.pop(0)
-        cause = e.EventRef(event_id=parent.cases[parent_case].event_id, stream_id=str(parent.id))
-        for child_id in parent.children:
-            child = changed.get(UUID(child_id)) or load_video(child_id)
-            why = f"Remix of video {parent.id}, which was taken down (case {parent_case}): {takedown.statement}"
+        parent_id = str(parent.id)
+        cause = e.EventRef(event_id=parent.cases[parent_case].event_id, stream_id=parent_id)
+        why = f"Remix of video {parent_id}, which was taken down (case {parent_case}): {takedown.statement}"
+        for child_uid in map(UUID, parent.children):
+            child = changed.get(child_uid) or load_video(child_uid)
             if child.state in IN_FLIGHT:
                 blocked = e.VideoBlocked(gate="consent", reasons=[why])
                 if child.block(blocked, takedown.actor, command_id=takedown.command_id):
@@ -66,11 +67,12 @@ def take_down_tree(
                 continue
             if not child.is_live:
                 continue
-            child_case = str(derived_id("case", takedown.command_id, child.id))
+            child_id = str(child_uid)
+            child_case = str(derived_id("case", takedown.command_id, child_id))
             cascade = _case(takedown, child_case, "cascade", True, why[:5000], cause)
             child.take_down(cascade, takedown.actor, command_id=takedown.command_id)
-            changed[child.id] = child
-            records.append(TakedownRecord(str(child.id), child_case, "cascade"))
+            changed[child_uid] = child
+            records.append(TakedownRecord(child_id, child_case, "cascade"))
             queue.append((child, child_case))
     return records
 
