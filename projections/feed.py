@@ -18,6 +18,7 @@ from schemas.envelope import EventEnvelope
 
 class FeedProjection(Projection):
     name = "feed"
+    ahead = True
     tables = (FeedItem,)
     event_types = frozenset(
         {"GenerationRequested", "ModerationDecided", "VideoPublished", "TakedownIssued", "VideoReinstated"}

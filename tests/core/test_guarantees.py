@@ -60,15 +60,19 @@ def checkpoints(store: ProjectionStore) -> dict[str, int | None]:
 WRITES = ("INSERT", "UPDATE", "REPLACE", "DELETE")
 
 
-def crash_on_checkpoint_write(store: ProjectionStore) -> list[str]:
-    """Kill the batch at the SQL statement that moves a checkpoint; returns the writes that came before it."""
+def crash_on_checkpoint_write(store: ProjectionStore, nth: int = 1) -> list[str]:
+    """Kill the batch at the `nth` SQL statement that moves checkpoints; returns the writes that came before it."""
     name = table_of(Checkpoint).name
     writes: list[str] = []
+    seen = 0
 
     def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        nonlocal seen
         if statement.lstrip().upper().startswith(WRITES):
             if name in statement and not statement.rstrip().endswith("WHERE 0"):  # not the lock that comes first
-                raise Crash("crash between writing the rows and writing the checkpoint")
+                seen += 1
+                if seen == nth:
+                    raise Crash("crash between writing the rows and writing the checkpoint")
             writes.append(statement)
 
     sa.event.listen(store.engine, "before_cursor_execute", before)
@@ -106,6 +110,39 @@ def test_projection_rows_and_checkpoint_commit_together(sqlite_app: ProvenanceAp
     assert dump(restarted) == dump(clean)
     assert ReadModels(restarted.url).feed_ids() == {str(second)}
     assert [e["event_type"] for e in ReadModels(restarted.url).audit_trail(str(second))].count("VideoPublished") == 1
+    restarted.engine.dispose()
+    clean.engine.dispose()
+
+
+def test_the_feed_commits_ahead_of_the_other_read_models(sqlite_app: ProvenanceApp, tmp_path: Path) -> None:
+    """A takedown leaves the feed in a transaction of its own, before the audit trail and the rest are written;
+    a crash in theirs keeps the feed's, and a restart applies the rest exactly once."""
+    app = sqlite_app
+    bob, tess = app.register_person("bob"), app.register_person("tess", roles=["trust_and_safety"])
+    video = publish_new(app, bob, "first")
+    url = f"sqlite:///{tmp_path / 'projections.db'}"
+    store = open_store(url)
+    catch_up(app, store)
+    before = checkpoints(store)
+
+    app.take_down(video, tess, reason_code="spam", statement_of_reasons="spam", source="notice")
+    crash_on_checkpoint_write(store, nth=2)
+    with pytest.raises(Crash):
+        catch_up(app, store)
+
+    reads = ReadModels(store.url)
+    assert reads.feed_ids() == set(), "the feed waited for the other read models"
+    moved = {name for name, position in checkpoints(store).items() if position != before[name]}
+    assert moved == {"feed"}
+    assert [case["status"] for case in reads.takedowns(str(video))] == []
+    store.engine.dispose()
+
+    restarted = open_store(url)
+    catch_up(app, restarted)
+    clean = open_store(f"sqlite:///{tmp_path / 'clean.db'}")
+    catch_up(app, clean)
+    assert dump(restarted) == dump(clean)
+    assert [case["status"] for case in ReadModels(restarted.url).takedowns(str(video))] == ["open"]
     restarted.engine.dispose()
     clean.engine.dispose()
 
