@@ -54,7 +54,11 @@ def to_envelopes(app: ProvenanceApp, notifications: Sequence[Notification]) -> l
 
 
 def read_log(app: ProvenanceApp, after: int, limit: int) -> list[EventEnvelope]:
-    """Up to `limit` envelopes with notification ids greater than `after`."""
+    """Up to `limit` envelopes with notification ids greater than `after` (fewer when some were recorded by this
+    process and follow on from `after`: those come from memory, see `provenance.application.recent`)."""
+    recent = app.recent.after(after, limit)
+    if recent:
+        return [envelope_of(event, stream_type_of(topic), position) for position, event, topic in recent]
     rows = _sqlite_rows(app, after, limit)
     if rows is None:
         notifications = app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)

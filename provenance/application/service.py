@@ -21,6 +21,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 from kernel.blobstore import BlobStore
 from kernel.errors import InvalidInput, NotFound, ProvenanceError
 from kernel.memory import no_cyclic_collection
+from provenance.application.recent import RecentEvents
 from provenance.domain.cameo import Cameo
 from provenance.domain.consent import Coverage, coverage, covering_grant
 from provenance.domain.person import Person, person_id_for
@@ -74,7 +75,13 @@ class Service(Application[UUID]):
         self.reference_check = reference_check
         self.max_render_cost = max_render_cost
         self.batch_loader: BatchLoader | None = None
+        self.recent = RecentEvents()
         self._local = threading.local()
+
+    def _record(self, processing: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        recordings = super()._record(processing)
+        self.recent.add(recordings)  # after the commit: only what is in the log
+        return recordings
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """eventsourcing's `save`, collecting the pending events of our own aggregates directly.

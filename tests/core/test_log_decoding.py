@@ -1,4 +1,5 @@
-"""Reading the stored events straight from their rows and JSON gives exactly what eventsourcing's mapper gives."""
+"""Reading the log, straight from the stored rows and JSON or from the events this process recorded, gives
+exactly what eventsourcing's mapper gives."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from provenance.application.recent import RecentEvents
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.log import _loads, envelope_of, read_log, stream_type_of
@@ -56,9 +58,11 @@ def test_the_documents_orjson_reads_differently_or_refuses() -> None:
 
 
 def test_the_log_read_straight_from_sqlite_is_what_the_mapper_gives(tmp_path: Path) -> None:
-    system = System(Settings(home=tmp_path, event_store="sqlite"))
+    writer = System(Settings(home=tmp_path, event_store="sqlite"))
+    record_history(writer.app, videos=3)
+    writer.close()
+    system = System(Settings(home=tmp_path, event_store="sqlite"))  # another process: nothing read from memory
     app = system.app
-    record_history(app, videos=3)
     # A stored event the direct path must leave to the mapper: an originator id that is not UUID.hex.
     with app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
         cursor.execute("UPDATE stored_events SET originator_id = upper(originator_id) WHERE rowid = 1")
@@ -67,4 +71,49 @@ def test_the_log_read_straight_from_sqlite_is_what_the_mapper_gives(tmp_path: Pa
     assert read_log(app, 0, 10_000) == by_mapper
     assert [e.position for e in read_log(app, 3, 5)] == [4, 5, 6, 7, 8]
     assert [e.position for e in read_log(app, 0, 10_000)] == [n.id for n in notifications]
+    system.close()
+
+
+def test_the_events_this_process_recorded_are_read_from_memory_as_the_store_gives_them(tmp_path: Path) -> None:
+    writer = System(Settings(home=tmp_path, event_store="sqlite"))
+    record_history(writer.app, videos=3)
+    reader = System(Settings(home=tmp_path, event_store="sqlite"))
+    from_store = read_log(reader.app, 0, 10_000)
+
+    assert len(writer.app.recent.after(0, 10_000)) == len(from_store) > 20
+    from_memory = read_log(writer.app, 0, 10_000)
+    assert from_memory == from_store
+    assert all(same(a.payload, b.payload) for a, b in zip(from_memory, from_store, strict=True))
+    assert [e.position for e in from_memory] == [e.position for e in from_store]
+    assert [e.position for e in read_log(writer.app, 3, 5)] == [4, 5, 6, 7, 8]
+    writer.close()
+    reader.close()
+
+
+def test_a_reader_goes_to_the_store_for_what_another_process_recorded_in_between(tmp_path: Path) -> None:
+    """An event recorded elsewhere whose id falls between this process's own is never skipped."""
+    settings = Settings(home=tmp_path, event_store="sqlite")
+    here, elsewhere = System(settings), System(settings)
+    here.app.register_person("ann")  # 1
+    here.app.register_person("ben")  # 2
+    elsewhere.app.register_person("cat")  # 3
+    here.app.register_person("dan")  # 4
+
+    assert [e.position for e in read_log(here.app, 0, 10)] == [1, 2], "stops before the id it did not record"
+    assert [e.position for e in read_log(here.app, 2, 10)] == [3, 4]
+    assert [e.payload["handle"] for e in read_log(here.app, 2, 10)] == ["cat", "dan"]
+    assert [e.position for e in read_log(here.app, 3, 10)] == [4]
+    here.close()
+    elsewhere.close()
+
+
+def test_only_the_last_events_are_kept_in_memory(tmp_path: Path) -> None:
+    system = System(Settings(home=tmp_path, event_store="sqlite"))
+    system.app.recent = RecentEvents(capacity=2)
+    for handle in ("ann", "ben", "cat"):
+        system.app.register_person(handle)
+
+    assert system.app.recent.after(0, 10) == []
+    assert [position for position, _, _ in system.app.recent.after(1, 10)] == [2, 3]
+    assert [e.payload["handle"] for e in read_log(system.app, 0, 10)] == ["ann", "ben", "cat"]
     system.close()
