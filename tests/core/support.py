@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
+
+from hypothesis import strategies as st
 
 from provenance.application import ProvenanceApp
 from provenance.domain.payloads import payload
@@ -109,3 +112,20 @@ def publish_new(app: ProvenanceApp, creator: UUID, prompt: str = "a ball", **kwa
     outcome = app.publish(video_id)
     assert outcome.published, outcome.reasons
     return video_id
+
+
+JSON_NUMBERS = st.integers(min_value=-(2**80), max_value=2**80) | st.floats(allow_nan=True, allow_infinity=True)
+"""Numbers a JSON document may hold: integers past 64 bits, NaN and infinities included."""
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values and equal types all the way down (NaN equal to NaN; 1 and 1.0 told apart)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)

@@ -4,7 +4,6 @@ exactly what eventsourcing's mapper gives."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +14,14 @@ from provenance.application.recent import RecentEvents
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.log import _loads, envelope_of, read_log, stream_type_of
+from tests.core.support import JSON_NUMBERS, same
 from tests.kafka.support import record_history
 
-numbers = st.integers(min_value=-(2**80), max_value=2**80) | st.floats(allow_nan=True, allow_infinity=True)
 json_values = st.recursive(
-    st.none() | st.booleans() | numbers | st.text(),
+    st.none() | st.booleans() | JSON_NUMBERS | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal values and equal types all the way down (NaN equal to NaN; 1 and 1.0 told apart)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
 
 
 @given(json_values)
