@@ -54,11 +54,19 @@ def to_envelopes(app: ProvenanceApp, notifications: Sequence[Notification]) -> l
 
 
 def read_log(app: ProvenanceApp, after: int, limit: int) -> list[EventEnvelope]:
-    """Up to `limit` envelopes with notification ids greater than `after` (fewer when some were recorded by this
-    process and follow on from `after`: those come from memory, see `provenance.application.recent`)."""
+    """Up to `limit` envelopes with notification ids greater than `after`.
+
+    Those this process recorded itself and that follow on from `after` without a gap come from memory
+    (`provenance.application.recent`); the rest, from the store.
+    """
     recent = app.recent.after(after, limit)
-    if recent:
-        return [envelope_of(event, stream_type_of(topic), position) for position, event, topic in recent]
+    envelopes = [envelope_of(event, stream_type_of(topic), position) for position, event, topic in recent]
+    if len(envelopes) < limit:
+        envelopes += _stored(app, recent[-1][0] if recent else after, limit - len(envelopes))
+    return envelopes
+
+
+def _stored(app: ProvenanceApp, after: int, limit: int) -> list[EventEnvelope]:
     rows = _sqlite_rows(app, after, limit)
     if rows is None:
         notifications = app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
