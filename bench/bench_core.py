@@ -123,6 +123,8 @@ def bench_rebuild(
         lifecycle(app, creator, n)
         n += 1
     total = app.recorder.max_notification_id() or 0
+    system.close()
+    system = System(settings)  # as `provenance rebuild` runs: a process that recorded none of the log
     from provenance.rebuild import rebuild
 
     with measured(profile):
@@ -147,6 +149,9 @@ def bench_rebuild_curve(home: Path, sizes: list[int]) -> list[dict[str, float]]:
         lifecycle(app, creator, n)
     template = [app.mapper.to_domain_event(n) for n in app.recorder.select_notifications(start=1, limit=10_000)]
     template = [e for e in template if getattr(e, "type", None) != "PersonRegistered"]
+    system.close()
+    system = System(make_settings(home / "curve", "sqlite", None))  # a process that recorded none of the log
+    app = system.app
     results = []
     for size in sorted(sizes):
         while (app.recorder.max_notification_id() or 0) < size:
