@@ -32,7 +32,7 @@ class CameoCommands(CoverageCommands):
         """Register a likeness; the reference image is stored encrypted under a key of its own."""
         command_id = command_id or new_command_id()
         self.reference_check.check(reference_image)
-        cameo_id = derived_id("cameo", command_id)
+        cameo_id = UUID(derived_id("cameo", command_id))
         sha256 = hashlib.sha256(reference_image).hexdigest()
 
         def run() -> UUID:
@@ -93,7 +93,7 @@ class CameoCommands(CoverageCommands):
         command_id: str | None = None,
     ) -> str:
         command_id = command_id or new_command_id()
-        grant_id = str(derived_id("grant", command_id))
+        grant_id = derived_id("grant", command_id)
         grantee_ids = [str(g) for g in grantees]
         grant = payload(
             e.ConsentGranted,

@@ -293,7 +293,7 @@ class Service(Application[UUID]):
                 child
                 for video in loaded
                 if isinstance(video, Video)
-                for child in dict.fromkeys(UUID(c) for c in video.children)
+                for child in dict.fromkeys(video.children)
                 if child not in seen
             ]
 

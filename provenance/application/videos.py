@@ -39,7 +39,7 @@ class VideoCommands(Service):
     ) -> UUID:
         """Record a generation request, refused before anything is rendered if any consent is missing."""
         command_id = command_id or new_command_id()
-        video_id = derived_id("video", command_id)
+        video_id = UUID(derived_id("video", command_id))
         default_seed = int.from_bytes(hashlib.sha256(command_id.encode()).digest()[:7])
         requested_cameos = list(dict.fromkeys(str(c) for c in cameo_ids))
         attempts = 0

@@ -47,7 +47,7 @@ def take_down_tree(
     Every aggregate changed is put in `changed` (keyed by id), which the caller saves in one transaction.
     """
     records: list[TakedownRecord] = []
-    case_id = str(derived_id("case", takedown.command_id, root.id))
+    case_id = derived_id("case", takedown.command_id, root.id)
     issued = _case(takedown, case_id, takedown.source, takedown.automated, takedown.statement, takedown.caused_by)
     if root.take_down(issued, takedown.actor, command_id=takedown.command_id):
         changed[root.id] = root
@@ -58,7 +58,7 @@ def take_down_tree(
         parent_id = str(parent.id)
         cause = e.EventRef(event_id=parent.cases[parent_case].event_id, stream_id=parent_id)
         why = f"Remix of video {parent_id}, which was taken down (case {parent_case}): {takedown.statement}"
-        for child_uid in map(UUID, parent.children):
+        for child_uid in parent.children:
             child = changed.get(child_uid) or load_video(child_uid)
             if child.state in IN_FLIGHT:
                 blocked = e.VideoBlocked(gate="consent", reasons=[why])
@@ -68,7 +68,7 @@ def take_down_tree(
             if not child.is_live:
                 continue
             child_id = str(child_uid)
-            child_case = str(derived_id("case", takedown.command_id, child_id))
+            child_case = derived_id("case", takedown.command_id, child_id)
             cascade = _case(takedown, child_case, "cascade", True, why[:5000], cause)
             child.take_down(cascade, takedown.actor, command_id=takedown.command_id)
             changed[child_uid] = child

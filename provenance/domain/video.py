@@ -49,7 +49,7 @@ class Video(EventStream):
         self.seed = 0
         self.cameos: list[e.CameoInVideo] = []
         self.remix_of: str | None = None
-        self.children: list[str] = []
+        self.children: list[UUID] = []
         # Gate results, typed on first read: loading thousands of videos (a cascade) never pays for them.
         self._results: dict[str, dict[str, Any]] = {}
         self._typed: dict[str, e.Payload] = {}
@@ -212,7 +212,7 @@ class Video(EventStream):
         self.remix_of = p["remix_of"]
 
     def _when_RemixRecorded(self, p: dict[str, Any], _: Any) -> None:
-        self.children.append(p["child_id"])
+        self.children.append(UUID(p["child_id"]))
 
     def _when_VideoRendered(self, p: dict[str, Any], _: Any) -> None:
         self.state = RENDERED
