@@ -57,6 +57,21 @@ def checkpoints(store: ProjectionStore) -> dict[str, int | None]:
     return {name: store.checkpoint(name, LOG_SOURCE) for name in store.projections}
 
 
+def resume_and_compare_with_a_clean_replay(app: ProvenanceApp, url: str, tmp_path: Path) -> ReadModels:
+    """Resume the store at `url` as a new process would (from its stored checkpoints), assert it then holds exactly
+    what a replay into an empty store holds, and return its read models."""
+    restarted = open_store(url)
+    clean = open_store(f"sqlite:///{tmp_path / 'clean.db'}")
+    try:
+        catch_up(app, restarted)
+        catch_up(app, clean)
+        assert dump(restarted) == dump(clean)
+    finally:
+        restarted.engine.dispose()
+        clean.engine.dispose()
+    return ReadModels(url)
+
+
 WRITES = ("INSERT", "UPDATE", "REPLACE", "DELETE")
 
 
@@ -103,15 +118,9 @@ def test_projection_rows_and_checkpoint_commit_together(sqlite_app: ProvenanceAp
         ReadModels(store.url).audit_trail(str(second))
     store.engine.dispose()
 
-    restarted = open_store(url)  # a new process, resuming from the stored checkpoints
-    catch_up(app, restarted)
-    clean = open_store(f"sqlite:///{tmp_path / 'clean.db'}")
-    catch_up(app, clean)
-    assert dump(restarted) == dump(clean)
-    assert ReadModels(restarted.url).feed_ids() == {str(second)}
-    assert [e["event_type"] for e in ReadModels(restarted.url).audit_trail(str(second))].count("VideoPublished") == 1
-    restarted.engine.dispose()
-    clean.engine.dispose()
+    restarted = resume_and_compare_with_a_clean_replay(app, url, tmp_path)
+    assert restarted.feed_ids() == {str(second)}
+    assert [e["event_type"] for e in restarted.audit_trail(str(second))].count("VideoPublished") == 1
 
 
 def test_the_feed_commits_ahead_of_the_other_read_models(sqlite_app: ProvenanceApp, tmp_path: Path) -> None:
@@ -137,14 +146,8 @@ def test_the_feed_commits_ahead_of_the_other_read_models(sqlite_app: ProvenanceA
     assert [case["status"] for case in reads.takedowns(str(video))] == []
     store.engine.dispose()
 
-    restarted = open_store(url)
-    catch_up(app, restarted)
-    clean = open_store(f"sqlite:///{tmp_path / 'clean.db'}")
-    catch_up(app, clean)
-    assert dump(restarted) == dump(clean)
-    assert [case["status"] for case in ReadModels(restarted.url).takedowns(str(video))] == ["open"]
-    restarted.engine.dispose()
-    clean.engine.dispose()
+    restarted = resume_and_compare_with_a_clean_replay(app, url, tmp_path)
+    assert [case["status"] for case in restarted.takedowns(str(video))] == ["open"]
 
 
 # --- the revocation cascade ----------------------------------------------------------------------------------
