@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -196,8 +196,19 @@ class ProjectionStore:
     def process(
         self, envelopes: Sequence[EventEnvelope], source: str, partition: int = 0, *, ordered: bool = False
     ) -> int:
-        """Apply a batch to every projection, with their checkpoints: those `ahead` first, in a transaction of
-        their own, then the others in one more; returns the events applied (once per projection applying them).
+        """Apply a batch of one partition of a source: see `process_partitions`."""
+        return self.process_partitions({partition: envelopes}, source, ordered=ordered)
+
+    def process_partitions(
+        self, batches: Mapping[int, Sequence[EventEnvelope]], source: str, *, ordered: bool = False
+    ) -> int:
+        """Apply a batch from each of some partitions of a source (each in position order) to every projection,
+        with their checkpoints: those `ahead` first, in a transaction of their own, then the others in one more;
+        returns the events applied (once per projection applying them).
+
+        A stream's events all travel in one partition (the stream id is the key), so the partitions' batches
+        are applied one after the other in the same transactions: a consumer of six partitions commits twice a
+        poll, not twelve times.
 
         A failure in the second transaction leaves the first one's projections applied; each projection resumes
         from its own checkpoint. (A transaction per projection would cost a commit each, and the commits
@@ -207,12 +218,12 @@ class ProjectionStore:
         events in version order (the application's own notification log does). A projection that has only
         ever been fed from that source has then never applied a version of a stream as high as one it has
         not seen yet, so its stream versions need not be read back; they are still written, for any other
-        source that feeds it later.
+        source that feeds it later (and only a batch of one partition is taken for such a source).
         """
-        if not envelopes:
+        upcasted = {p: [upcast(e) for e in envelopes] for p, envelopes in batches.items() if envelopes}
+        if not upcasted:
             return 0
-        upcasted = [upcast(e) for e in envelopes]
-        last = envelopes[-1].position
+        sole_partition = next(iter(upcasted)) if ordered and len(upcasted) == 1 else None
         applied = 0
         projections = list(self.projections.values())
         for group in ([p for p in projections if p.ahead], [p for p in projections if not p.ahead]):
@@ -224,14 +235,19 @@ class ProjectionStore:
                 versions_out: list[dict[str, Any]] = []
                 checkpoints_out: list[dict[str, Any]] = []
                 for projection in group:
-                    own = checkpoints.get(projection.name, {})
-                    after = own.get((source, partition))
-                    trusted = ordered and self._sole(conn, projection.name, own, source, partition)
-                    applied += self._apply(conn, projection, upcasted, after, trusted, versions_out)
-                    if last is not None and (after is None or last > after):
-                        checkpoints_out.append(
-                            {"consumer": projection.name, "source": source, "partition": partition, "position": last}
-                        )
+                    name = projection.name
+                    own = checkpoints.get(name, {})
+                    relevant: list[EventEnvelope] = []
+                    for partition, envelopes in upcasted.items():
+                        after = own.get((source, partition))
+                        relevant += _after(envelopes, after, projection.event_types)
+                        last = envelopes[-1].position
+                        if last is not None and (after is None or last > after):
+                            checkpoints_out.append(
+                                {"consumer": name, "source": source, "partition": partition, "position": last}
+                            )
+                    trusted = sole_partition is not None and self._sole(conn, name, own, source, sole_partition)
+                    applied += self._apply(conn, projection, relevant, trusted, versions_out)
                 upsert(conn, table_of(StreamVersion), versions_out, ["projection", "stream_id"])
                 upsert(conn, table_of(Checkpoint), checkpoints_out, ["consumer", "source", "partition"])
         if not ordered:
@@ -256,16 +272,12 @@ class ProjectionStore:
         self,
         conn: Connection,
         projection: Projection,
-        envelopes: Sequence[EventEnvelope],
-        after: int | None,
+        relevant: list[EventEnvelope],
         trusted: bool,
         versions_out: list[dict[str, Any]],
     ) -> int:
-        types = projection.event_types
-        if after is None:
-            relevant = [e for e in envelopes if e.event_type in types]
-        else:
-            relevant = [e for e in envelopes if e.position is not None and e.position > after and e.event_type in types]
+        """Apply the events of the projection's types past its checkpoints, less those whose stream version it
+        has already applied."""
         if not relevant:
             return 0
         versions = {} if trusted else _stream_versions(conn, projection.name, {e.stream_id for e in relevant})
@@ -299,6 +311,13 @@ class ProjectionStore:
                 conn.execute(sa.delete(table_of(Checkpoint)).where(table_of(Checkpoint).c.consumer == name))
                 conn.execute(sa.delete(table_of(StreamVersion)).where(table_of(StreamVersion).c.projection == name))
             SQLModel.metadata.create_all(self.engine, tables=tables)
+
+
+def _after(envelopes: Sequence[EventEnvelope], after: int | None, types: frozenset[str]) -> list[EventEnvelope]:
+    """The envelopes of these types past a checkpoint."""
+    if after is None:
+        return [e for e in envelopes if e.event_type in types]
+    return [e for e in envelopes if e.position is not None and e.position > after and e.event_type in types]
 
 
 def lock_checkpoints(conn: Connection, *, exclusive: bool) -> None:

@@ -166,29 +166,31 @@ class TopicFollower:
             self._retry_unpositioned()
         k = kafka()
         batches = self._consumer.poll(timeout_ms=self.options.poll_timeout_ms)
-        done = 0
-        commits: dict[Any, Any] = {}
+        polled: dict[Any, list[Message]] = {}
         for tp, records in batches.items():
             with self._lock:
                 floor = self._next.get(tp)
             if floor is None:
                 continue  # revoked or not positioned yet: its records will be read again from the stored position
             messages = [Message(r.offset, r.value) for r in records if r.offset >= floor]
-            if not messages:
-                continue
-            with no_cyclic_collection():  # only around our own work: the client's group protocol runs as it is
-                result = self.sink.apply(messages, self.source, tp.partition)
+            if messages:
+                polled[tp] = messages
+        if not polled:
+            return 0
+        with no_cyclic_collection():  # only around our own work: the client's group protocol runs as it is
+            result = self.sink.apply({tp.partition: messages for tp, messages in polled.items()}, self.source)
+        self.handled += result.handled
+        self.parked += result.parked
+        commits: dict[Any, Any] = {}
+        for tp, messages in polled.items():
             next_offset = messages[-1].position + 1
             with self._lock:
                 if tp in self._next:
                     self._next[tp] = next_offset
-            self.handled += result.handled
-            self.parked += result.parked
-            done += len(messages)
             commits[tp] = k.structs.OffsetAndMetadata(next_offset, "", -1)
-        if commits and self.options.commit_to_kafka:
+        if self.options.commit_to_kafka:
             self._commit(commits)
-        return done
+        return sum(len(messages) for messages in polled.values())
 
     def _commit(self, offsets: dict[Any, Any]) -> None:
         def report(_: Any, response: Any) -> None:

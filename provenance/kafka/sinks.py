@@ -1,17 +1,17 @@
 """Where messages from the log go: the projections, or a worker's handler, with poison events parked.
 
-A sink takes a partition's messages in offset order and owns what "processed" means for them: the
-projections write rows and offsets in one transaction; a worker runs its idempotent command per event and
-then stores its position (at-least-once). Either way, an event that cannot be handled is parked and its
-offset still counts, so one bad message never blocks the events behind it. A failure of the
-infrastructure (a database down) is not the event's fault: it raises `TransientFailure`, nothing is parked,
-and the batch is read again from the stored position once the store is back.
+A sink takes what one poll returned, each partition's messages in offset order, and owns what "processed"
+means for them: the projections write rows and offsets in one transaction; a worker runs its idempotent
+command per event and then stores its position (at-least-once). Either way, an event that cannot be handled
+is parked and its offset still counts, so one bad message never blocks the events behind it. A failure of
+the infrastructure (a database down) is not the event's fault: it raises `TransientFailure`, nothing is
+parked, and the batch is read again from the stored position once the store is back.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,7 +46,9 @@ class Sink(Protocol):
         """The last position fully processed, or None to start from the beginning of the partition."""
         ...
 
-    def apply(self, messages: Sequence[Message], source: str, partition: int) -> BatchResult: ...
+    def apply(self, batches: Mapping[int, Sequence[Message]], source: str) -> BatchResult:
+        """Process each partition's messages (in offset order); what it returns counts all of them."""
+        ...
 
 
 def _event_id_of(raw: bytes | None) -> str | None:
@@ -84,24 +86,29 @@ class ProjectionSink:
             return None
         return min(p for p in positions if p is not None)
 
-    def apply(self, messages: Sequence[Message], source: str, partition: int) -> BatchResult:
-        if not messages:
-            return BatchResult(0, 0)
-        good: list[EventEnvelope] = []
-        raws: dict[int, bytes | None] = {}
-        parked = 0
+    def apply(self, batches: Mapping[int, Sequence[Message]], source: str) -> BatchResult:
+        """All partitions' messages in one pair of transactions (see `ProjectionStore.process_partitions`); if
+        that fails, partition by partition, and event by event within a partition that fails again."""
+        good: dict[int, list[EventEnvelope]] = {}
+        raws: dict[int, dict[int, bytes | None]] = {}
+        handled = parked = 0
         try:
             # Poison is parked first: the projections' checkpoints may move past it below.
-            for message in messages:
-                try:
-                    good.append(decode(message.raw, message.position))
-                    raws[message.position] = message.raw
-                except InvalidEvent as exc:
-                    parked += self._park(source, partition, message.position, message.raw, str(exc))
-            handled, last_applied = self._process(good, raws, source, partition)
-            parked += len(good) - handled
-            if last_applied != messages[-1].position:
-                self._advance(source, partition, messages[-1].position)
+            for partition, messages in batches.items():
+                decoded, raw = good.setdefault(partition, []), raws.setdefault(partition, {})
+                for message in messages:
+                    try:
+                        decoded.append(decode(message.raw, message.position))
+                        raw[message.position] = message.raw
+                    except InvalidEvent as exc:
+                        parked += self._park(source, partition, message.position, message.raw, str(exc))
+            outcome = self._process_partitions(good, raws, source)
+            for partition, messages in batches.items():
+                applied, last_applied = outcome.get(partition, (0, None))
+                handled += applied
+                parked += len(good[partition]) - applied
+                if messages and last_applied != messages[-1].position:
+                    self._advance(source, partition, messages[-1].position)
         except TransientFailure:
             raise
         except Exception as exc:
@@ -132,6 +139,28 @@ class ProjectionSink:
                 raise _transient("the projections database is unavailable", exc) from exc
             raise
         return BatchResult(handled, len(positioned) - handled)
+
+    def _process_partitions(
+        self, good: dict[int, list[EventEnvelope]], raws: dict[int, dict[int, bytes | None]], source: str
+    ) -> dict[int, tuple[int, int | None]]:
+        """Per partition, how many events were applied and the position of the last one applied."""
+        batches = {partition: envelopes for partition, envelopes in good.items() if envelopes}
+        if len(batches) > 1:
+            try:
+                self.store.process_partitions(batches, source, ordered=self.ordered)
+                return {partition: (len(envelopes), envelopes[-1].position) for partition, envelopes in batches.items()}
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.warning(
+                    "a batch from %d partitions failed in the projections (%r); applying them one at a time",
+                    len(batches),
+                    exc,
+                )
+        return {
+            partition: self._process(envelopes, raws[partition], source, partition)
+            for partition, envelopes in batches.items()
+        }
 
     def _process(
         self, envelopes: list[EventEnvelope], raws: dict[int, bytes | None], source: str, partition: int
@@ -208,7 +237,11 @@ class HandlerSink:
     def resume_position(self, source: str, partition: int) -> int | None:
         return self.positions.get(self.name, source, partition)
 
-    def apply(self, messages: Sequence[Message], source: str, partition: int) -> BatchResult:
+    def apply(self, batches: Mapping[int, Sequence[Message]], source: str) -> BatchResult:
+        results = [self._apply(messages, source, partition) for partition, messages in batches.items()]
+        return BatchResult(sum(r.handled for r in results), sum(r.parked for r in results))
+
+    def _apply(self, messages: Sequence[Message], source: str, partition: int) -> BatchResult:
         done: int | None = None
         handled = parked = 0
         try:

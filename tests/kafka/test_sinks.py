@@ -61,8 +61,8 @@ def test_poison_is_parked_once_and_the_checkpoint_moves_past_it(app: ProvenanceA
     batch = [*messages_of(events), Message(len(events), b"\x00garbage"), Message(len(events) + 1, None)]
     sink = ProjectionSink(store)
 
-    first = sink.apply(batch, SOURCE, 0)
-    again = sink.apply(batch, SOURCE, 0)  # a redelivery after a crash before the offsets reached Kafka
+    first = sink.apply({0: batch}, SOURCE)
+    again = sink.apply({0: batch}, SOURCE)  # a redelivery after a crash before the offsets reached Kafka
 
     assert (first.handled, first.parked) == (len(events), 2)
     assert (again.handled, again.parked) == (len(events), 0)  # handed to the store, which skips them all
@@ -87,7 +87,7 @@ def test_a_database_outage_parks_nothing_and_keeps_the_position_of_the_last_hand
 
     sink = HandlerSink("moderation", Positions(store.engine), handler)
     with pytest.raises(TransientFailure, match="moderation could not reach a store"):
-        sink.apply(messages_of(events, start=10), SOURCE, 3)
+        sink.apply({3: messages_of(events, start=10)}, SOURCE)
     assert sink.resume_position(SOURCE, 3) == 11
     assert DeadLetters(store.engine).entries() == []
 
@@ -214,3 +214,57 @@ def test_embedded_batches_park_what_a_projection_fails_on_and_replay_through_the
     assert list_parked(System(settings)) == []
     with pytest.raises(InvalidInput, match="needs its handler"):
         replay_parked(System(settings), "signing")
+
+
+def two_videos_by_partition(app: ProvenanceApp) -> tuple[list[str], dict[int, list[Message]]]:
+    """Two published videos, and the log as a keyed producer spreads it: each video's stream on a partition of
+    its own (0 and 1), every other stream on partition 2; offsets count per partition."""
+    creator = app.register_person("amy")
+    streams = [str(publish_new(app, creator, seed=n)) for n in (5, 6)]
+    spread: dict[int, list[EventEnvelope]] = {}
+    for event in read_log(app, 0, 1000):
+        partition = streams.index(event.stream_id) if event.stream_id in streams else len(streams)
+        spread.setdefault(partition, []).append(event)
+    return streams, {partition: messages_of(events) for partition, events in spread.items()}
+
+
+def test_a_poll_of_several_partitions_is_applied_in_one_pair_of_transactions(
+    app: ProvenanceApp, store: ProjectionStore
+) -> None:
+    videos, polled = two_videos_by_partition(app)
+    sink = ProjectionSink(store)
+    commits: list[bool] = []
+    sa.event.listen(store.engine, "commit", lambda _: commits.append(True))
+
+    result = sink.apply(polled, SOURCE)
+
+    assert len(polled) == 3 and len(commits) == 2  # the feed's transaction, then every other projection's
+    assert (result.handled, result.parked) == (sum(len(m) for m in polled.values()), 0)
+    assert set(videos) <= ReadModels(store.url).feed_ids()
+    assert {p: sink.resume_position(SOURCE, p) for p in polled} == {p: len(m) - 1 for p, m in polled.items()}
+    again = sink.apply(polled, SOURCE)  # redelivered: skipped by each partition's checkpoint
+    assert again.handled == result.handled and audit_rows(store) == result.handled
+
+
+def test_a_bug_in_a_poll_of_several_partitions_parks_only_the_events_it_fails_on(
+    app: ProvenanceApp, tmp_path: Path
+) -> None:
+    videos, polled = two_videos_by_partition(app)
+    polled[2].append(Message(len(polled[2]), b"\x00garbage"))
+    broken = ProjectionStore(
+        f"sqlite:///{tmp_path / 'read.db'}",
+        [FailsOnPublish(p) if p.name == "feed" else p for p in all_projections()],
+    )
+
+    result = ProjectionSink(broken).apply(polled, SOURCE)
+
+    events = sum(len(m) for m in polled.values()) - 1
+    assert (result.handled, result.parked) == (events - 2, 3)  # both publications, and the garbage
+    parked = DeadLetters(broken.engine).entries("projections")
+    assert sorted(p.partition for p in parked) == [0, 1, 2]
+    assert not set(videos) & ReadModels(broken.url).feed_ids()
+    sink = ProjectionSink(broken)
+    assert {p: sink.resume_position(SOURCE, p) for p in polled} == {p: len(m) - 1 for p, m in polled.items()}
+    with broken.engine.connect() as conn:  # every event up to the publications was applied
+        signed = conn.execute(sa.text("SELECT count(*) FROM lineage_videos WHERE state = 'signed'"))
+        assert signed.scalar_one() == 2
