@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -66,8 +67,40 @@ def read_log(app: ProvenanceApp, after: int, limit: int) -> list[EventEnvelope]:
     return envelopes
 
 
-def _stored(app: ProvenanceApp, after: int, limit: int) -> list[EventEnvelope]:
-    rows = _sqlite_rows(app, after, limit)
+@dataclass(frozen=True)
+class Share:
+    """One of `of` disjoint shares of the log's streams, by the first hex digit of the stream id (a UUID).
+
+    Every row of every read model derives from the events of one stream, so projections fed with each share
+    of the log on its own hold, between them, exactly the rows of projections fed with all of it.
+    """
+
+    index: int
+    of: int
+
+    def holds(self, stream_id: str) -> bool:
+        return int(stream_id[0], 16) % self.of == self.index
+
+
+def can_share(app: ProvenanceApp) -> bool:
+    """Whether `read_share` can pick a share's events in the store's own query (or must read them all)."""
+    recorder = app.recorder
+    return isinstance(recorder, SQLiteApplicationRecorder) and recorder.datastore.originator_id_type == "uuid"
+
+
+def read_share(app: ProvenanceApp, share: Share, after: int, until: int, limit: int) -> list[EventEnvelope]:
+    """Up to `limit` envelopes of the share's streams, with notification ids greater than `after` and at most
+    `until`, read straight from the store (a rebuild's replay: nothing this process recorded)."""
+    if share.of > 1 and not can_share(app):
+        raise ValueError("this event store cannot be read by share")
+    envelopes = _stored(app, after, limit, until, share if share.of > 1 else None)
+    return [e for e in envelopes if e.position is not None and e.position <= until]
+
+
+def _stored(
+    app: ProvenanceApp, after: int, limit: int, until: int | None = None, share: Share | None = None
+) -> list[EventEnvelope]:
+    rows = _sqlite_rows(app, after, limit, until, share)
     if rows is None:
         notifications = app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
         return to_envelopes(app, notifications)
@@ -96,19 +129,29 @@ _UUID_HEX = re.compile("[0-9a-f]{32}")
 """How eventsourcing's SQLite recorder stores a UUID originator id (`UUID.hex`)."""
 
 
-def _sqlite_rows(app: ProvenanceApp, after: int, limit: int) -> list[tuple[int, str, int, str, bytes]] | None:
+def _sqlite_rows(
+    app: ProvenanceApp, after: int, limit: int, until: int | None = None, share: Share | None = None
+) -> list[tuple[int, str, int, str, bytes]] | None:
     """The recorder's own rows after a notification id, as plain tuples, when the recorder is eventsourcing's
     SQLite one with UUID ids (None otherwise): the same query as its `select_notifications`, without building
-    a `Notification` and a `UUID` for each row only to take them apart again."""
-    recorder = app.recorder
-    if not isinstance(recorder, SQLiteApplicationRecorder) or recorder.datastore.originator_id_type != "uuid":
+    a `Notification` and a `UUID` for each row only to take them apart again; with `until` and `share`, only
+    the rows up to that id of that share's streams (their ids are stored as `UUID.hex`)."""
+    if not can_share(app):
         return None
+    recorder = app.recorder
+    assert isinstance(recorder, SQLiteApplicationRecorder)
+    where, parameters = "rowid>?", [after]
+    if until is not None:
+        where, parameters = f"{where} AND rowid<=?", [*parameters, until]
+    if share is not None:
+        digit = "instr('0123456789abcdef', substr(originator_id, 1, 1)) - 1"
+        where, parameters = f"{where} AND ({digit}) % ? = ?", [*parameters, share.of, share.index]
     statement = (
         f"SELECT rowid, originator_id, originator_version, topic, state FROM {recorder.events_table_name} "
-        "WHERE rowid>? ORDER BY rowid LIMIT ?"
+        f"WHERE {where} ORDER BY rowid LIMIT ?"
     )
     with recorder.datastore.transaction(commit=False) as cursor:
-        cursor.execute(statement, (after, limit))
+        cursor.execute(statement, (*parameters, limit))
         return [tuple(row) for row in cursor.fetchall()]
 
 

@@ -1,31 +1,39 @@
 """Rebuilding projections from the log without taking the read side away.
 
-The log is replayed into a scratch store beside the live one (a SQLite file next to it, or a schema of the
-same PostgreSQL database); then one transaction on the live database replaces the projections' rows, their
-checkpoints and their stream versions with the scratch store's. Readers see the old read models until that
+The log is replayed into scratch stores beside the live one (SQLite files next to it, or schemas of the
+same PostgreSQL database), one for each share of the log's streams, each share by a process of its own; then
+one transaction on the live database replaces the projections' rows, their checkpoints and their stream
+versions with the scratch stores'. Readers see the old read models until that
 commit and the new ones after it, never an empty or half-built one; events recorded meanwhile are applied
 after the switch from the copied checkpoints, so nothing is missed or applied twice.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kernel.errors import ProvenanceError
+from kernel.errors import InvalidInput, ProvenanceError
+from kernel.memory import no_cyclic_collection
 from projections.framework import Checkpoint, ProjectionStore, StreamVersion, lock_checkpoints, table_of
+from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
+from provenance.config import Settings
 from provenance.freshness import LOG_SOURCE
-from provenance.log import last_position
+from provenance.log import Share, can_share, last_position, read_share
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
+from schemas.envelope import EventEnvelope
 
 SWITCH_ATTEMPTS = 10
 """How often a switch-over is tried again after catching up with live read models that moved on meanwhile."""
@@ -33,43 +41,156 @@ SWITCH_ATTEMPTS = 10
 SCRATCH = "rebuild"
 """The name the scratch store is attached under (SQLite) or the prefix of its schema (PostgreSQL)."""
 
+EVENTS_PER_WORKER = 20_000
+"""A log shorter than this a process for each share would not pay for starting (about a second each)."""
+
+MAX_WORKERS = 8
+"""SQLite attaches at most ten databases to a connection; the switch-over attaches every share's scratch store."""
+
 
 class Rebuilt(NamedTuple):
     events: int
     seconds: float
     """The whole rebuild: the replay into the scratch store and the switch-over."""
     switch_over_seconds: float
+    workers: int
+    """Processes that replayed a share of the log each."""
 
 
-def rebuild(system: System, names: Sequence[str], progress: bool = True, batch_size: int = 20_000) -> Rebuilt:
-    """Replay the whole log into the named projections and switch over to them."""
+def rebuild(
+    system: System,
+    names: Sequence[str],
+    progress: bool = True,
+    batch_size: int = 20_000,
+    workers: int | None = None,
+) -> Rebuilt:
+    """Replay the whole log into the named projections and switch over to them.
+
+    The log is replayed in `workers` shares of its streams (`provenance.log.Share`) at once, each into a
+    scratch store of its own by a process of its own (this one takes the first): by default one per CPU when
+    the event store can pick a share's events itself and the log is long enough to pay for the processes.
+    """
     from tqdm import tqdm
 
     live = system.store
     started = time.perf_counter()
-    with scratch_store(live, names) as (scratch, source):
-        runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)], batch_size=batch_size)
-        with tqdm(
-            total=last_position(system.app),
-            unit="ev",
-            disable=not progress or not sys.stderr.isatty(),
-            file=sys.stderr,
-        ) as bar:
-            count = runner.run_once(progress=bar.update)
-        count += runner.run_until_idle()  # what was recorded while the replay ran
-        index(scratch)
+    end = last_position(system.app)
+    count = _workers(system, end) if workers is None else workers
+    if not 1 <= count <= MAX_WORKERS:
+        raise InvalidInput(f"a rebuild runs 1 to {MAX_WORKERS} workers, not {count}")
+    if count > 1 and not can_share(system.app):
+        raise InvalidInput("this event store cannot be replayed in shares: rebuild with one worker")
+    shares = [Share(index, count) for index in range(count)]
+    with ExitStack() as stack:
+        scratches = [stack.enter_context(scratch_store(live, names)) for _ in shares]
+        with tqdm(total=end, unit="ev", disable=not progress or not sys.stderr.isatty(), file=sys.stderr) as bar:
+            replayed = _replay_shares(system, scratches, names, shares, end, batch_size, bar.update)
+        consumers = [ShareConsumer(store, share) for (store, _), share in zip(scratches, shares, strict=True)]
+        runner = EmbeddedRunner(system.app, consumers, batch_size=batch_size)
+        runner.run_until_idle()  # what was recorded while the replay ran
+        for store, _ in scratches:
+            index(store)
         switching = time.perf_counter()
+        sources = [source for _, source in scratches]
         for _ in range(SWITCH_ATTEMPTS):
-            if switch_over(live, names, source):
+            if switch_over(live, names, sources):
                 break
-            count += runner.run_until_idle()  # the live read models moved past the scratch store's
+            runner.run_until_idle()  # the live read models moved past the scratch stores'
         else:
             raise ProvenanceError(
                 "the live read models have applied more of the log than a replay of it reaches; are they built "
                 "from this event store? Nothing was switched over"
             )
         switched = time.perf_counter()
-    return Rebuilt(count, switched - started, switched - switching)
+    events = replayed + max(0, last_position(system.app) - end)
+    return Rebuilt(events, switched - started, switched - switching, count)
+
+
+def _workers(system: System, end: int) -> int:
+    if not can_share(system.app):
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS, end // EVENTS_PER_WORKER))
+
+
+class ShareConsumer(ProjectionConsumer):
+    """The projections of a scratch store fed with one share of the log: the other shares' events only move
+    its checkpoints along."""
+
+    def __init__(self, store: ProjectionStore, share: Share) -> None:
+        super().__init__(store)
+        self.share = share
+
+    def handle(self, batch: Sequence[EventEnvelope], source: str, partition: int) -> None:
+        mine = [e for e in batch if self.share.holds(e.stream_id)]
+        if mine:
+            super().handle(mine, source, partition)
+        last = batch[-1].position
+        if last is not None and (not mine or mine[-1].position != last):
+            self.sink.advance(source, partition, last)
+
+
+def _replay_shares(
+    system: System,
+    scratches: list[tuple[ProjectionStore, str]],
+    names: Sequence[str],
+    shares: list[Share],
+    end: int,
+    batch_size: int,
+    progress: Callable[[int], object],
+) -> int:
+    """Replay each share of the log up to `end` into its scratch store, the first here and the others each in
+    a process of its own, all at once; returns the events replayed."""
+    first = scratches[0][0]
+    if len(shares) == 1:
+        return replay_share(system.app, first, shares[0], end, batch_size, progress)
+    with ProcessPoolExecutor(len(shares) - 1, mp_context=get_context("spawn")) as pool:
+        others = [
+            pool.submit(_replay_in_worker, system.settings, store.url, list(names), share, end, batch_size)
+            for (store, _), share in zip(scratches[1:], shares[1:], strict=True)
+        ]
+        replayed = replay_share(system.app, first, shares[0], end, batch_size, progress)
+        return replayed + sum(future.result() for future in others)
+
+
+def replay_share(
+    app: ProvenanceApp,
+    store: ProjectionStore,
+    share: Share,
+    end: int,
+    batch_size: int,
+    progress: Callable[[int], object] | None = None,
+) -> int:
+    """Feed the store's projections with the share's events up to notification id `end`; returns how many.
+
+    `progress` is told how far through the log (of every share) each batch reached.
+    """
+    consumer = ProjectionConsumer(store)
+    position = replayed = 0
+    while position < end:
+        with no_cyclic_collection():
+            batch = read_share(app, share, position, end, batch_size)
+            if batch:
+                consumer.handle(batch, LOG_SOURCE, 0)
+        last = batch[-1].position if len(batch) == batch_size else None
+        reached = end if last is None else last
+        if progress is not None:
+            progress(reached - position)
+        position, replayed = reached, replayed + len(batch)
+    return replayed
+
+
+def _replay_in_worker(settings: Settings, url: str, names: list[str], share: Share, end: int, batch_size: int) -> int:
+    from projections.store import all_projections
+
+    app = System(settings).app
+    store = ProjectionStore(url, [p for p in all_projections() if p.name in names])
+    try:
+        if store.engine.dialect.name == "sqlite":
+            _without_durability(store)
+        return replay_share(app, store, share, end, batch_size)
+    finally:
+        store.engine.dispose()
+        app.close()
 
 
 @contextmanager
@@ -148,10 +269,14 @@ def index(scratch: ProjectionStore) -> None:
             secondary.create(conn, checkfirst=True)
 
 
-def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> bool:
-    """Replace the named projections' rows, checkpoints and stream versions with the scratch store's, at once.
+def switch_over(live: ProjectionStore, names: Sequence[str], sources: Sequence[str]) -> bool:
+    """Replace the named projections' rows and stream versions with those of the scratch stores (each built
+    from a share of the log), and their checkpoints with the scratch stores' lowest, at once.
 
-    Refused (False, nothing changed) while the live projections have applied more of the log than the scratch
+    A scratch store at a later position than another has only moved past events of other shares; from the
+    lowest, the live store reads those again and skips them by their stream versions (`forget_sources`).
+
+    Refused (False, nothing changed) while the live projections have applied more of the log than a scratch
     store: a runner following the log elsewhere would otherwise go on from its own position, past events that
     the switch-over took out of the read models. The check runs after the transaction holds the write lock on
     the checkpoints, so no live runner can move between the check and the commit.
@@ -159,28 +284,42 @@ def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> boo
     tables = [table_of(model).name for name in names for model in live.projections[name].tables]
     checkpoints, versions = table_of(Checkpoint).name, table_of(StreamVersion).name
     sqlite = live.engine.dialect.name == "sqlite"
-    prefix = f"{SCRATCH}." if sqlite else f'"{source}".'
+    attached = [f"{SCRATCH}{n}" for n in range(len(sources))]
+    prefixes = [f"{name}." for name in attached] if sqlite else [f'"{source}".' for source in sources]
     chosen = ", ".join(f"'{name}'" for name in names)  # projection names are ours, never user input
+
+    every_checkpoint = " UNION ALL ".join(
+        f'SELECT * FROM {prefix}"{checkpoints}" WHERE consumer IN ({chosen})' for prefix in prefixes
+    )
+
     with live.engine.connect() as conn:
         if sqlite:  # ATTACH works outside a transaction only
-            conn.exec_driver_sql(f"ATTACH DATABASE ? AS {SCRATCH}", (source,))
+            for name, source in zip(attached, sources, strict=True):
+                conn.exec_driver_sql(f"ATTACH DATABASE ? AS {name}", (source,))
             conn.commit()
         try:
             with conn.begin():
                 lock_checkpoints(conn, exclusive=True)
-                if _behind(conn, f'{prefix}"{checkpoints}"', f'"{checkpoints}"', chosen):
+                if any(_behind(conn, f'{prefix}"{checkpoints}"', f'"{checkpoints}"', chosen) for prefix in prefixes):
                     return False
-                for table in tables:
+                for table in tables:  # a statement per share: SQLite copies a whole table faster than a union
                     conn.exec_driver_sql(f'DELETE FROM "{table}"')
-                    conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}"')
-                for table, column in ((checkpoints, "consumer"), (versions, "projection")):
-                    conn.exec_driver_sql(f'DELETE FROM "{table}" WHERE {column} IN ({chosen})')
+                    for prefix in prefixes:
+                        conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}"')
+                conn.exec_driver_sql(f'DELETE FROM "{checkpoints}" WHERE consumer IN ({chosen})')
+                conn.exec_driver_sql(
+                    f'INSERT INTO "{checkpoints}" SELECT consumer, source, "partition", MIN(position) '
+                    f'FROM ({every_checkpoint}) AS shares GROUP BY consumer, source, "partition"'
+                )
+                conn.exec_driver_sql(f'DELETE FROM "{versions}" WHERE projection IN ({chosen})')
+                for prefix in prefixes:
                     conn.exec_driver_sql(
-                        f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}" WHERE {column} IN ({chosen})'
+                        f'INSERT INTO "{versions}" SELECT * FROM {prefix}"{versions}" WHERE projection IN ({chosen})'
                     )
         finally:
             if sqlite:
-                conn.exec_driver_sql(f"DETACH DATABASE {SCRATCH}")
+                for name in attached:
+                    conn.exec_driver_sql(f"DETACH DATABASE {name}")
                 conn.commit()
     live.forget_sources(names)
     return True

@@ -289,5 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("rebuild", operations.rebuild, "drop projections and replay them from the log")
     p.add_argument("projection", nargs="*", help="feed, lineage, consent, audit, takedowns (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--workers", type=int, help="processes replaying shares of the log at once, 1 to 8 (default: one per CPU)"
+    )
 
     return parser

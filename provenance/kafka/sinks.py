@@ -108,7 +108,7 @@ class ProjectionSink:
                 handled += applied
                 parked += len(good[partition]) - applied
                 if messages and last_applied != messages[-1].position:
-                    self._advance(source, partition, messages[-1].position)
+                    self.advance(source, partition, messages[-1].position)
         except TransientFailure:
             raise
         except Exception as exc:
@@ -133,7 +133,7 @@ class ProjectionSink:
             last = positioned[-1].position
             assert last is not None
             if last_applied != last:
-                self._advance(source, partition, last)
+                self.advance(source, partition, last)
         except Exception as exc:
             if is_transient(exc):
                 raise _transient("the projections database is unavailable", exc) from exc
@@ -202,8 +202,9 @@ class ProjectionSink:
         event_id = event_id or _event_id_of(raw)
         return int(self.dead_letters.park(self.name, source, partition, position, raw, reason, event_id))
 
-    def _advance(self, source: str, partition: int, position: int) -> None:
-        """Every projection's checkpoint up to the batch's last offset, when that offset was parked.
+    def advance(self, source: str, partition: int, position: int) -> None:
+        """Every projection's checkpoint up to a position whose event it had nothing to do with: the batch's
+        last offset, when that offset was parked.
 
         Without this, a poison message at the end of a batch would be read (and found parked) again after
         every restart, and a lag monitor would never see the partition caught up.

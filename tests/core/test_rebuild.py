@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from kernel.errors import InvalidInput
 from projections.queries import ReadModels
 from provenance.bootstrap import System
 from provenance.config import Settings
+from provenance.log import Share, last_position, read_share
 from provenance.rebuild import rebuild, scratch_store, switch_over
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from tests.core.support import publish_new
@@ -27,12 +29,15 @@ def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[System]:
     built.close()
 
 
-def test_a_rebuild_equals_the_incremental_read_models_and_leaves_nothing_behind(system: System) -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_rebuild_equals_the_incremental_read_models_and_leaves_nothing_behind(system: System, workers: int) -> None:
+    """With three workers each share of the log is replayed by a process of its own into a scratch store of its
+    own, and the switch-over joins them."""
     record_history(system.app, videos=4)
     system.catch_up()
     before = dump(system.store)
-    count = rebuild(system, list(system.store.projections), progress=False).events
-    assert count > 0 and dump(system.store) == before
+    count = rebuild(system, list(system.store.projections), progress=False, workers=workers).events
+    assert count == last_position(system.app) and dump(system.store) == before
     if system.store.engine.dialect.name == "sqlite":
         assert sorted(p.name for p in system.settings.home.glob("*.db")) == ["events.db", "keys.db", "projections.db"]
     else:
@@ -85,11 +90,37 @@ def test_a_switch_over_waits_for_read_models_that_moved_on_and_loses_no_event(sy
         person = system.app.person_by_handle("bob").id
         late = publish_new(system.app, person, "published while the rebuild switches over")
         system.catch_up()  # the live read models have it; the scratch store does not
-        assert not switch_over(system.store, names, source)
+        assert not switch_over(system.store, names, [source])
         assert str(late) in ReadModels(system.store.url).feed_ids()  # nothing was switched
         runner.run_until_idle()
-        assert switch_over(system.store, names, source)
+        assert switch_over(system.store, names, [source])
     assert str(late) in ReadModels(system.store.url).feed_ids()
     before = dump(system.store)
     system.catch_up()
     assert dump(system.store) == before
+
+
+def test_the_shares_of_the_log_hold_each_stream_once_and_in_order(system: System) -> None:
+    record_history(system.app, videos=5)
+    end = last_position(system.app)
+    shares = [Share(n, 3) for n in range(3)]
+    read = [read_share(system.app, share, 0, end, 1000) for share in shares]
+    assert all(read)  # a few dozen random stream ids fall into every share of three
+    everything = read_share(system.app, Share(0, 1), 0, end, 1000)
+    assert sorted((e.position for share in read for e in share), key=int) == [e.position for e in everything]
+    assert all(share.holds(e.stream_id) for share, events in zip(shares, read, strict=True) for e in events)
+    assert [e.position for e in read_share(system.app, shares[0], 0, 5, 1000)] == [
+        e.position for e in read[0] if e.position is not None and e.position <= 5
+    ]
+
+
+@pytest.mark.parametrize("workers", [0, 9])
+def test_a_rebuild_refuses_a_number_of_workers_it_cannot_run_and_changes_nothing(tmp_path: Path, workers: int) -> None:
+    system = System(Settings(home=tmp_path / "home", event_store="sqlite"))
+    record_history(system.app, videos=1)
+    system.catch_up()
+    before = dump(system.store)
+    with pytest.raises(InvalidInput, match="1 to 8 workers"):
+        rebuild(system, list(system.store.projections), progress=False, workers=workers)
+    assert dump(system.store) == before
+    system.close()

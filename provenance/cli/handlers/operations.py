@@ -48,8 +48,8 @@ def rebuild(system: System, args: argparse.Namespace) -> int:
     unknown = set(names) - set(known)
     if unknown:
         raise InvalidInput(f"unknown projection(s): {', '.join(sorted(unknown))} (known: {', '.join(known)})")
-    done = rebuild_projections(system, names, progress=not args.quiet)
-    print(f"rebuilt {', '.join(names)} from {done.events} events in {done.seconds:.2f} s")
+    done = rebuild_projections(system, names, progress=not args.quiet, workers=args.workers)
+    print(f"rebuilt {', '.join(names)} from {done.events} events in {done.seconds:.2f} s ({done.workers} workers)")
     return 0
 
 
