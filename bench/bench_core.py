@@ -36,7 +36,7 @@ from projections.queries import ReadModels
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.rebuild import Rebuilt
+from provenance.rebuild import Rebuilt, rebuild
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from tests.core.support import face, moderation, rendered, signature
 
@@ -129,7 +129,6 @@ def bench_rebuild(
     total = app.recorder.max_notification_id() or 0
     system.close()
     system = System(settings)  # as `provenance rebuild` runs: a process that recorded none of the log
-    from provenance.rebuild import rebuild
 
     # The default (one process per CPU, each replaying a share of the log) against one process replaying all
     # of it, alternately, so that both meet the disk and its cache in the same states.
@@ -158,7 +157,6 @@ def bench_rebuild_curve(home: Path, sizes: list[int]) -> list[dict[str, float]]:
     (new stream and event ids, same payloads) appended with eventsourcing's own recorder in large transactions:
     the events a rebuild replays are the application's, without hours of commands to make two million of them.
     """
-    from provenance.rebuild import rebuild
 
     system = System(make_settings(home / "curve", "sqlite", None))
     app = system.app

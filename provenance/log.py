@@ -79,7 +79,7 @@ class Share:
     of: int
 
     def holds(self, stream_id: str) -> bool:
-        return int(stream_id[0], 16) % self.of == self.index
+        return self.of == 1 or int(stream_id[0], 16) % self.of == self.index
 
 
 def can_share(app: ProvenanceApp) -> bool:

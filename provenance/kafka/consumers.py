@@ -42,7 +42,8 @@ class ConsumerOptions:
 
 
 class TopicFollower:
-    """One member of a consumer group feeding one sink, partition by partition, in offset order."""
+    """One member of a consumer group feeding one sink with what each poll returns, every partition's records
+    in offset order."""
 
     def __init__(self, bootstrap: str, topic: str, sink: Sink, options: ConsumerOptions) -> None:
         self.bootstrap = bootstrap
