@@ -27,7 +27,10 @@ from provenance.cli.render import safe, to_json
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if any("\x00" in argument for argument in arguments):  # no file name or value can hold one
+        parser.error("an argument contains a NUL character")
+    args = parser.parse_args(arguments)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

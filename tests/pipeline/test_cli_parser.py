@@ -72,3 +72,11 @@ def test_importing_the_cli_loads_no_heavy_dependency() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
     ).stdout
     assert loaded.strip() == ""
+
+
+def test_an_argument_holding_a_nul_character_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """No file name or value can hold one; without the check, a path with one failed deep inside as an internal
+    error (the command-line fuzz test found `pki init --dir NUL`)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["pki", "init", "--dir", "\x00"])
+    assert exited.value.code == 2 and "contains a NUL character" in capsys.readouterr().err
