@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from kernel.errors import InvalidInput, ProvenanceError
 from kernel.memory import no_cyclic_collection
-from projections.framework import Checkpoint, ProjectionStore, StreamVersion, lock_checkpoints, table_of
+from projections.framework import Checkpoint, Projection, ProjectionStore, StreamVersion, lock_checkpoints, table_of
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
@@ -84,7 +84,7 @@ def rebuild(
     with ExitStack() as stack:
         scratches = [stack.enter_context(scratch_store(live, names)) for _ in shares]
         with tqdm(total=end, unit="ev", disable=not progress or not sys.stderr.isatty(), file=sys.stderr) as bar:
-            replayed = _replay_shares(system, scratches, names, shares, end, batch_size, bar.update)
+            replayed = _replay_shares(system, scratches, shares, end, batch_size, bar.update)
         consumers = [ShareConsumer(store, share) for (store, _), share in zip(scratches, shares, strict=True)]
         runner = EmbeddedRunner(system.app, consumers, batch_size=batch_size)
         runner.run_until_idle()  # what was recorded while the replay ran
@@ -132,7 +132,6 @@ class ShareConsumer(ProjectionConsumer):
 def _replay_shares(
     system: System,
     scratches: list[tuple[ProjectionStore, str]],
-    names: Sequence[str],
     shares: list[Share],
     end: int,
     batch_size: int,
@@ -143,9 +142,10 @@ def _replay_shares(
     first = scratches[0][0]
     if len(shares) == 1:
         return replay_share(system.app, first, shares[0], end, batch_size, progress)
+    projections = list(first.projections.values())  # the live store's own, as every scratch store holds
     with ProcessPoolExecutor(len(shares) - 1, mp_context=get_context("spawn")) as pool:
         others = [
-            pool.submit(_replay_in_worker, system.settings, store.url, list(names), share, end, batch_size)
+            pool.submit(_replay_in_worker, system.settings, store.url, projections, share, end, batch_size)
             for (store, _), share in zip(scratches[1:], shares[1:], strict=True)
         ]
         replayed = replay_share(system.app, first, shares[0], end, batch_size, progress)
@@ -179,11 +179,11 @@ def replay_share(
     return replayed
 
 
-def _replay_in_worker(settings: Settings, url: str, names: list[str], share: Share, end: int, batch_size: int) -> int:
-    from projections.store import all_projections
-
+def _replay_in_worker(
+    settings: Settings, url: str, projections: list[Projection], share: Share, end: int, batch_size: int
+) -> int:
     app = System(settings).app
-    store = ProjectionStore(url, [p for p in all_projections() if p.name in names])
+    store = ProjectionStore(url, projections)
     try:
         if store.engine.dialect.name == "sqlite":
             _without_durability(store)
