@@ -393,6 +393,16 @@ def _prepared(kind: Callable[..., Statement], dialect: Dialect, *args: Any) -> S
     return statement
 
 
+SQLITE_PAGE_BYTES = 16384
+"""The page size of a new SQLite read-model file (an existing file keeps its own).
+
+A lineage row holds the render, moderation and signature documents, about 2 KB: with SQLite's default 4 KB
+pages only one fits on a page, which is then half empty. At 16 KB seven fit, and the file is a quarter
+smaller; a rebuild writes and copies that much less, and the pages a cascade's batch dirties are as many
+fewer (measured with `bench.bench_core`: the rebuild's switch-over 3.3 s to 1.6-2.2 s at 200,000 events,
+and the cascade no slower)."""
+
+
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
@@ -400,6 +410,7 @@ def _engine(url: str) -> Engine:
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _: Any) -> None:
             cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_BYTES}")  # before WAL: only an empty file takes it
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: a rebuild's batches fit, indexes and all

@@ -3,6 +3,7 @@ empty, the result equals what was built incrementally, and the log goes on from 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from kernel.errors import InvalidInput
+from projections.framework import SQLITE_PAGE_BYTES, ProjectionStore
 from projections.queries import ReadModels
 from provenance.bootstrap import System
 from provenance.config import Settings
@@ -124,3 +126,23 @@ def test_a_rebuild_refuses_a_number_of_workers_it_cannot_run_and_changes_nothing
         rebuild(system, list(system.store.projections), progress=False, workers=workers)
     assert dump(system.store) == before
     system.close()
+
+
+def test_new_sqlite_read_model_files_have_pages_that_hold_lineage_rows_whole(tmp_path: Path) -> None:
+    """The live file and a rebuild's scratch files are made with large pages; a file made before keeps its own."""
+    system = System(Settings(home=tmp_path / "home", event_store="sqlite"))
+    names = list(system.store.projections)
+    with scratch_store(system.store, names) as (scratch, _):
+        sizes = [_page_size(store.engine) for store in (system.store, scratch)]
+    assert sizes == [SQLITE_PAGE_BYTES, SQLITE_PAGE_BYTES]
+    system.close()
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE kept (x)")
+    assert _page_size(ProjectionStore(f"sqlite:///{older}", []).engine) == 4096
+
+
+def _page_size(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
