@@ -90,11 +90,21 @@ def can_share(app: ProvenanceApp) -> bool:
 
 def read_share(app: ProvenanceApp, share: Share, after: int, until: int, limit: int) -> list[EventEnvelope]:
     """Up to `limit` envelopes of the share's streams, with notification ids greater than `after` and at most
-    `until`, read straight from the store (a rebuild's replay: nothing this process recorded)."""
-    if share.of > 1 and not can_share(app):
-        raise ValueError("this event store cannot be read by share")
-    envelopes = _stored(app, after, limit, until, share if share.of > 1 else None)
-    return [e for e in envelopes if e.position is not None and e.position <= until]
+    `until`, read straight from the store (a rebuild's replay: nothing this process recorded).
+
+    A store that cannot pick a share's events itself (`can_share`) is read whole and the share's kept here.
+    """
+    if share.of == 1 or can_share(app):
+        envelopes = _stored(app, after, limit, until, share if share.of > 1 else None)
+        return [e for e in envelopes if e.position is not None and e.position <= until]
+    kept: list[EventEnvelope] = []
+    while len(kept) < limit and after < until:
+        batch = [e for e in _stored(app, after, limit) if e.position is not None and e.position <= until]
+        if not batch:
+            break
+        kept += [e for e in batch if share.holds(e.stream_id)]
+        after = batch[-1].position or until
+    return kept[:limit]  # the caller reads on after the last one it got
 
 
 def _stored(

@@ -1,11 +1,11 @@
 """Rebuilding projections from the log without taking the read side away.
 
 The log is replayed into scratch stores beside the live one (SQLite files next to it, or schemas of the
-same PostgreSQL database), one for each share of the log's streams, each share by a process of its own; then
-one transaction on the live database replaces the projections' rows, their checkpoints and their stream
-versions with the scratch stores'. Readers see the old read models until that
-commit and the new ones after it, never an empty or half-built one; events recorded meanwhile are applied
-after the switch from the copied checkpoints, so nothing is missed or applied twice.
+same PostgreSQL database), one for each share of the log's streams, each share by a process of its own; the
+shares are merged into the first scratch store, and one transaction on the live database replaces the
+projections' rows, their checkpoints and their stream versions with its own. Readers see the old read models
+until that commit and the new ones after it, never an empty or half-built one; events recorded meanwhile are
+applied after the switch from the copied checkpoints, so nothing is missed or applied twice.
 """
 
 from __future__ import annotations
@@ -26,14 +26,21 @@ from sqlalchemy.engine import Connection
 
 from kernel.errors import InvalidInput, ProvenanceError
 from kernel.memory import no_cyclic_collection
-from projections.framework import Checkpoint, Projection, ProjectionStore, StreamVersion, lock_checkpoints, table_of
+from projections.framework import (
+    Checkpoint,
+    Projection,
+    ProjectionStore,
+    StreamVersion,
+    lock_checkpoints,
+    table_of,
+    write_checkpoint,
+)
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.freshness import LOG_SOURCE
 from provenance.log import Share, can_share, last_position, read_share
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
-from schemas.envelope import EventEnvelope
 
 SWITCH_ATTEMPTS = 10
 """How often a switch-over is tried again after catching up with live read models that moved on meanwhile."""
@@ -85,15 +92,14 @@ def rebuild(
         scratches = [stack.enter_context(scratch_store(live, names)) for _ in shares]
         with tqdm(total=end, unit="ev", disable=not progress or not sys.stderr.isatty(), file=sys.stderr) as bar:
             replayed = _replay_shares(system, scratches, shares, end, batch_size, bar.update)
-        consumers = [ShareConsumer(store, share) for (store, _), share in zip(scratches, shares, strict=True)]
-        runner = EmbeddedRunner(system.app, consumers, batch_size=batch_size)
+        scratch, source = scratches[0]
+        merge(scratch, [other for _, other in scratches[1:]])
+        runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)], batch_size=batch_size)
         runner.run_until_idle()  # what was recorded while the replay ran
-        for store, _ in scratches:
-            index(store)
+        index(scratch)
         switching = time.perf_counter()
-        sources = [source for _, source in scratches]
         for _ in range(SWITCH_ATTEMPTS):
-            if switch_over(live, names, sources):
+            if switch_over(live, names, source):
                 break
             runner.run_until_idle()  # the live read models moved past the scratch stores'
         else:
@@ -110,23 +116,6 @@ def _workers(system: System, end: int) -> int:
     if not can_share(system.app):
         return 1
     return max(1, min(os.cpu_count() or 1, MAX_WORKERS, end // EVENTS_PER_WORKER))
-
-
-class ShareConsumer(ProjectionConsumer):
-    """The projections of a scratch store fed with one share of the log: the other shares' events only move
-    its checkpoints along."""
-
-    def __init__(self, store: ProjectionStore, share: Share) -> None:
-        super().__init__(store)
-        self.share = share
-
-    def handle(self, batch: Sequence[EventEnvelope], source: str, partition: int) -> None:
-        mine = [e for e in batch if self.share.holds(e.stream_id)]
-        if mine:
-            super().handle(mine, source, partition)
-        last = batch[-1].position
-        if last is not None and (not mine or mine[-1].position != last):
-            self.sink.advance(source, partition, last)
 
 
 def _replay_shares(
@@ -269,58 +258,80 @@ def index(scratch: ProjectionStore) -> None:
             secondary.create(conn, checkfirst=True)
 
 
-def switch_over(live: ProjectionStore, names: Sequence[str], sources: Sequence[str]) -> bool:
-    """Replace the named projections' rows and stream versions with those of the scratch stores (each built
-    from a share of the log), and their checkpoints with the scratch stores' lowest, at once.
+def merge(into: ProjectionStore, sources: Sequence[str]) -> None:
+    """Move every row of the other shares' scratch stores (`sources`, as `scratch_store` names them) into this
+    one, and lower its checkpoints to the lowest of theirs, so that it holds what a replay of the whole log
+    would.
 
-    A scratch store at a later position than another has only moved past events of other shares; from the
-    lowest, the live store reads those again and skips them by their stream versions (`forget_sources`).
+    A share further on than another has only moved past events of other shares: from the lowest checkpoint,
+    the merged store reads those again and skips them by their stream versions (`forget_sources`).
+    """
+    if not sources:
+        return
+    tables = [table_of(model).name for p in into.projections.values() for model in p.tables]
+    checkpoints, versions = table_of(Checkpoint), table_of(StreamVersion).name
+    with into.engine.connect() as conn, _attached(conn, sources) as prefixes, conn.begin():
+        for table in [*tables, versions]:
+            for prefix in prefixes:
+                conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}"')
+        lowest: dict[tuple[str, str, int], int] = {}
+        for prefix in ["", *prefixes]:
+            rows = conn.exec_driver_sql(
+                f'SELECT consumer, source, "partition", position FROM {prefix}"{checkpoints.name}"'
+            )
+            for consumer, source, partition, position in rows:
+                key = (consumer, source, partition)
+                lowest[key] = min(position, lowest.get(key, position))
+        for (consumer, source, partition), position in lowest.items():
+            write_checkpoint(conn, consumer, source, partition, position)
+    into.forget_sources(into.projections)
 
-    Refused (False, nothing changed) while the live projections have applied more of the log than a scratch
+
+@contextmanager
+def _attached(conn: Connection, sources: Sequence[str]) -> Iterator[list[str]]:
+    """How statements on `conn` name the tables of each scratch store: attached SQLite files, or schemas."""
+    if conn.dialect.name != "sqlite":
+        yield [f'"{source}".' for source in sources]
+        return
+    names = [f"{SCRATCH}{n}" for n in range(len(sources))]
+    for name, source in zip(names, sources, strict=True):  # ATTACH works outside a transaction only
+        conn.exec_driver_sql(f"ATTACH DATABASE ? AS {name}", (source,))
+    conn.commit()
+    try:
+        yield [f"{name}." for name in names]
+    finally:
+        conn.rollback()
+        for name in names:
+            conn.exec_driver_sql(f"DETACH DATABASE {name}")
+        conn.commit()
+
+
+def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> bool:
+    """Replace the named projections' rows, stream versions and checkpoints with those of the scratch store
+    `source` (as `scratch_store` names it), at once.
+
+    Each table is emptied and filled by a single `INSERT ... SELECT *` from the scratch store's table of the
+    same definition, indexes and all: SQLite then copies the records and index entries as they are, in order,
+    without decoding a row or searching an index for each one.
+
+    Refused (False, nothing changed) while the live projections have applied more of the log than the scratch
     store: a runner following the log elsewhere would otherwise go on from its own position, past events that
     the switch-over took out of the read models. The check runs after the transaction holds the write lock on
     the checkpoints, so no live runner can move between the check and the commit.
     """
     tables = [table_of(model).name for name in names for model in live.projections[name].tables]
     checkpoints, versions = table_of(Checkpoint).name, table_of(StreamVersion).name
-    sqlite = live.engine.dialect.name == "sqlite"
-    attached = [f"{SCRATCH}{n}" for n in range(len(sources))]
-    prefixes = [f"{name}." for name in attached] if sqlite else [f'"{source}".' for source in sources]
     chosen = ", ".join(f"'{name}'" for name in names)  # projection names are ours, never user input
-
-    every_checkpoint = " UNION ALL ".join(
-        f'SELECT * FROM {prefix}"{checkpoints}" WHERE consumer IN ({chosen})' for prefix in prefixes
-    )
-
-    with live.engine.connect() as conn:
-        if sqlite:  # ATTACH works outside a transaction only
-            for name, source in zip(attached, sources, strict=True):
-                conn.exec_driver_sql(f"ATTACH DATABASE ? AS {name}", (source,))
-            conn.commit()
-        try:
-            with conn.begin():
-                lock_checkpoints(conn, exclusive=True)
-                if any(_behind(conn, f'{prefix}"{checkpoints}"', f'"{checkpoints}"', chosen) for prefix in prefixes):
-                    return False
-                for table in tables:  # a statement per share: SQLite copies a whole table faster than a union
-                    conn.exec_driver_sql(f'DELETE FROM "{table}"')
-                    for prefix in prefixes:
-                        conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}"')
-                conn.exec_driver_sql(f'DELETE FROM "{checkpoints}" WHERE consumer IN ({chosen})')
-                conn.exec_driver_sql(
-                    f'INSERT INTO "{checkpoints}" SELECT consumer, source, "partition", MIN(position) '
-                    f'FROM ({every_checkpoint}) AS shares GROUP BY consumer, source, "partition"'
-                )
-                conn.exec_driver_sql(f'DELETE FROM "{versions}" WHERE projection IN ({chosen})')
-                for prefix in prefixes:
-                    conn.exec_driver_sql(
-                        f'INSERT INTO "{versions}" SELECT * FROM {prefix}"{versions}" WHERE projection IN ({chosen})'
-                    )
-        finally:
-            if sqlite:
-                for name in attached:
-                    conn.exec_driver_sql(f"DETACH DATABASE {name}")
-                conn.commit()
+    with live.engine.connect() as conn, _attached(conn, [source]) as (prefix,), conn.begin():
+        lock_checkpoints(conn, exclusive=True)
+        if _behind(conn, f'{prefix}"{checkpoints}"', f'"{checkpoints}"', chosen):
+            return False
+        for table in tables:
+            conn.exec_driver_sql(f'DELETE FROM "{table}"')
+            conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}"')
+        for table, column in ((checkpoints, "consumer"), (versions, "projection")):
+            conn.exec_driver_sql(f'DELETE FROM "{table}" WHERE {column} IN ({chosen})')
+            conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}" WHERE {column} IN ({chosen})')
     live.forget_sources(names)
     return True
 

@@ -92,10 +92,10 @@ def test_a_switch_over_waits_for_read_models_that_moved_on_and_loses_no_event(sy
         person = system.app.person_by_handle("bob").id
         late = publish_new(system.app, person, "published while the rebuild switches over")
         system.catch_up()  # the live read models have it; the scratch store does not
-        assert not switch_over(system.store, names, [source])
+        assert not switch_over(system.store, names, source)
         assert str(late) in ReadModels(system.store.url).feed_ids()  # nothing was switched
         runner.run_until_idle()
-        assert switch_over(system.store, names, [source])
+        assert switch_over(system.store, names, source)
     assert str(late) in ReadModels(system.store.url).feed_ids()
     before = dump(system.store)
     system.catch_up()
