@@ -175,17 +175,41 @@ def last_position(app: ProvenanceApp) -> int:
     return app.recorder.max_notification_id() or 0
 
 
-_NUMBER_SHAPE = bytes(
-    ord("0") if chr(byte).isdigit() and byte < 128 else ord("|") if chr(byte) in ":,[- \t\n\r" else ord(" ")
-    for byte in range(256)
-)
+def _shape_of(byte: int) -> int:
+    character = chr(byte)
+    if byte < 128 and character.isdigit():
+        return ord("0")
+    if character in ":,[- \t\n\r":
+        return ord("|")
+    return ord("a") if byte < 128 and (character.isalpha() or character == '"') else ord(" ")
+
+
+_NUMBER_SHAPE = bytes(_shape_of(byte) for byte in range(256))
 """Each decimal digit as 0, each byte that may come just before a JSON number (a separator, whitespace or a
-minus sign) as |, every other byte a space."""
+minus sign) as |, each ASCII letter and the quote as a, every other byte a space."""
 _LONG_NUMBER = b"|" + b"0" * 19
 """What a number of 19 digits or more looks like after `_NUMBER_SHAPE`: it may be an integer past 64 bits,
-which orjson would read as a float. Digits inside a string (a hash) mostly follow a letter or a quote and are
-not mistaken for one; when they are, the document only takes the slow path. (A scan through `bytes.translate`
-and substring search costs a tenth of a regular expression's on a typical event.)"""
+which orjson would read as a float. (A scan through `bytes.translate` and substring search costs a tenth of
+a regular expression's on a typical event.)"""
+
+
+def _may_hold_long_integer(shape: bytes) -> bool:
+    """Whether a document's `_NUMBER_SHAPE` holds a run of 19 digits or more that may be an integer.
+
+    A run that a quote or a letter ends is inside a string (`"sha256:1212..."`) or is a float's mantissa before
+    its exponent, which both parsers read alike; anything else is taken for an integer.
+    """
+    if shape.startswith(_LONG_NUMBER[1:]):
+        return True
+    start = shape.find(_LONG_NUMBER)
+    while start != -1:
+        end = start + len(_LONG_NUMBER)
+        while end < len(shape) and shape[end] == 0x30:  # "0": more digits
+            end += 1
+        if end == len(shape) or shape[end] != 0x61:  # "a": a letter or a quote
+            return True
+        start = shape.find(_LONG_NUMBER, end)
+    return False
 
 
 def _loads(state: bytes) -> Any:
@@ -194,8 +218,7 @@ def _loads(state: bytes) -> Any:
     orjson refuses what only the standard library accepts (NaN and infinities, lone surrogates) and reads an
     integer past 64 bits as a float; those documents go to the standard library, so every value is the same.
     """
-    shape = state.translate(_NUMBER_SHAPE)
-    if _LONG_NUMBER not in shape and not shape.startswith(_LONG_NUMBER[1:]):
+    if not _may_hold_long_integer(state.translate(_NUMBER_SHAPE)):
         try:
             return orjson.loads(state)
         except orjson.JSONDecodeError:

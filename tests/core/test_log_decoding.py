@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,8 +40,18 @@ def test_the_documents_orjson_reads_differently_or_refuses() -> None:
         b'{"a": NaN}',
         b'{"a": "\\ud800"}',
         b'{"a": 1e400}',
+        b'{"a":[123456789012345678901234567890]}',
+        b'{"a":"sha256:1234567890123456789012","b":123456789012345678901234567890}',
+        b'{"a":1234567890123456789012e2,"b":1234567890123456789012.5}',
     ):
         assert same(_loads(stored), json.loads(stored)), stored
+
+
+def test_a_long_run_of_digits_that_ends_a_string_is_read_by_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hash of digits alone is no integer past 64 bits: no slow path for it."""
+    stored = b'{"uri":"blob:sha256:12121212121212121212121212","n":7}'
+    monkeypatch.setattr(json, "loads", lambda _: pytest.fail("read by the standard library"))
+    assert _loads(stored) == {"uri": "blob:sha256:12121212121212121212121212", "n": 7}
 
 
 def test_the_log_read_straight_from_sqlite_is_what_the_mapper_gives(tmp_path: Path) -> None:
