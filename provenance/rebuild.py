@@ -52,7 +52,7 @@ EVENTS_PER_WORKER = 20_000
 """A log shorter than this a process for each share would not pay for starting (about a second each)."""
 
 MAX_WORKERS = 8
-"""SQLite attaches at most ten databases to a connection; the switch-over attaches every share's scratch store."""
+"""SQLite attaches at most ten databases to a connection; the merge attaches every other share's scratch store."""
 
 
 class Rebuilt(NamedTuple):
@@ -101,7 +101,7 @@ def rebuild(
         for _ in range(SWITCH_ATTEMPTS):
             if switch_over(live, names, source):
                 break
-            runner.run_until_idle()  # the live read models moved past the scratch stores'
+            runner.run_until_idle()  # the live read models moved past the scratch store
         else:
             raise ProvenanceError(
                 "the live read models have applied more of the log than a replay of it reaches; are they built "
