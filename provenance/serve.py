@@ -2,6 +2,10 @@
 
 Each role is a loop over Kafka (see `provenance.kafka.roles`) that stops cleanly on SIGTERM or SIGINT. The
 gate workers are the same `GateWorkers` the embedded runner uses; only the source of events changes.
+
+A role that dies, or whose loop overruns the longest a round of it may take (`Progress`: alive but stuck, as
+inside a client call that never returns), stops the process with an error, so that its supervisor starts a
+fresh one; until then its heartbeat has stopped, so the health check reports it too.
 """
 
 from __future__ import annotations
@@ -10,12 +14,16 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from kernel.errors import ProvenanceError, StageFailed
 from provenance.bootstrap import System
-from provenance.kafka.health import heartbeat_path, keep_beating
+from provenance.kafka.health import Progress, heartbeat_path, keep_beating
 
 log = logging.getLogger(__name__)
+
+STOP_WAIT_S = 15.0
+"""How long the other roles of a process whose role got stuck are given to stop cleanly before it exits."""
 
 
 def serve(system: System, roles: Sequence[str], stop: threading.Event | None = None) -> int:
@@ -31,18 +39,20 @@ def serve(system: System, roles: Sequence[str], stop: threading.Event | None = N
     bootstrap_of(system.settings)  # refuse to start, with one line, when no broker is configured
     stop = stop or threading.Event()
     targets: list[tuple[str, Callable[[], None]]] = []
+    progress = {role: Progress() for role in roles}
+    loops: dict[str, Callable[..., None]] = {
+        "relay": run_relay,
+        "projections": run_projection_consumer,
+        "consent": run_consent_watch,
+        "generator": run_generator,
+    }
     for role in dict.fromkeys(roles):
-        if role == "relay":
-            targets.append((role, lambda: run_relay(system, stop)))
-        elif role == "projections":
-            targets.append((role, lambda: run_projection_consumer(system, stop)))
-        elif role == "consent":
-            targets.append((role, lambda: run_consent_watch(system, stop)))
-        elif role == "generator":
-            targets.append((role, lambda: run_generator(system, stop)))
+        loop = loops.get(role)
+        if loop is not None:
+            targets.append((role, partial(loop, system, stop, progress=progress[role])))
         else:
             handler = system.worker_handler(role)
-            targets.append((role, lambda r=role, h=handler: run_worker_consumer(system, stop, r, h)))  # type: ignore[misc]
+            targets.append((role, partial(run_worker_consumer, system, stop, role, handler, progress=progress[role])))
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -59,17 +69,29 @@ def serve(system: System, roles: Sequence[str], stop: threading.Event | None = N
 
         return target
 
+    def working(thread: threading.Thread) -> Callable[[], bool]:
+        return lambda: thread.is_alive() and not progress[thread.name].overdue()
+
     threads = [threading.Thread(target=guarded(role, run), name=role, daemon=True) for role, run in targets]
     for thread in threads:
         thread.start()
-        # Alive while working: the beat comes from its own thread for as long as the role's thread runs.
-        keep_beating(heartbeat_path(system.settings.home, thread.name), thread.is_alive, stop)
+        # Alive while working: the beat comes from its own thread for as long as the role's thread runs and its
+        # loop comes round in time (a render that takes minutes is inside no round of the generator's consumer).
+        keep_beating(heartbeat_path(system.settings.home, thread.name), working(thread), stop)
     log.info("serving %s", ", ".join(role for role, _ in targets))
-    while any(t.is_alive() for t in threads):
+    stuck: list[str] = []
+    while any(t.is_alive() for t in threads) and not stuck:
         for thread in threads:
             thread.join(timeout=0.5)
-        if not all(t.is_alive() for t in threads):
-            stop.set()  # one role died: stop the others so the supervisor restarts the process
+        stuck = [t.name for t in threads if t.is_alive() and progress[t.name].overdue()]
+        if stuck or not all(t.is_alive() for t in threads):
+            stop.set()  # one role died or is stuck: stop the others so the supervisor restarts the process
+    if stuck:
+        log.error("role(s) %s stuck: a round of the loop took longer than it may; stopping", ", ".join(stuck))
+        for thread in threads:  # the others leave their groups cleanly; a stuck one ends with the process
+            if thread.name not in stuck:
+                thread.join(timeout=STOP_WAIT_S)
+        raise StageFailed(f"role(s) {', '.join(stuck)} stuck: no round of the loop in the time it may take")
     if failures:
         raise StageFailed(f"role(s) {', '.join(failures)} stopped with an error (see the log)")
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from kernel.memory import no_cyclic_collection
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import kafka, topic_source
 from provenance.kafka.errors import TopicError, TransientFailure, is_transient
+from provenance.kafka.health import Progress
 from provenance.kafka.sinks import Message, Sink
 
 log = logging.getLogger(__name__)
@@ -203,16 +204,20 @@ class TopicFollower:
         except Exception as exc:  # Kafka's copy of the offsets is for monitoring; the database has the truth
             log.debug("%s: offsets not committed to Kafka: %r", self.sink.name, exc)
 
-    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
-        """Consume until `stop` is set, waiting out database outages; leaves the group on the way out."""
+    def run(self, stop: threading.Event, progress: Progress | None = None) -> None:
+        """Consume until `stop` is set, waiting out database outages; leaves the group on the way out.
+
+        Each round (a poll and its batch, or a wait before trying again) may take as long as Kafka allows
+        between polls (`max_poll_interval_ms`): longer, and `progress` says the loop is stuck.
+        """
         backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s)
         errors = kafka().errors
         reported_at = time.monotonic()
         reported = 0
         try:
             while not stop.is_set():
-                if on_tick is not None:
-                    on_tick()
+                if progress is not None:
+                    progress.next_round_within(self.options.max_poll_interval_ms / 1000)
                 try:
                     self.poll_once()
                     backoff.reset()

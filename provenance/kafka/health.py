@@ -1,9 +1,10 @@
 """Liveness of a role, for health checks: the serving process beats a file per role, the check reads it.
 
 One file per role and process (`health/<role>-<host>-<pid>`), beaten every second by a thread of its own for as
-long as the role's thread is alive, so a render that takes minutes does not read as dead, and a dead process
-never vouches for another replica on the same host. `python -m provenance.kafka.health ROLE [--max-age S]`
-exits 0 while a live process of this host beats for the role.
+long as the role's thread is alive and its loop keeps coming round (`Progress`), so a render that takes minutes
+does not read as dead, a role stuck inside a client call does, and a dead process never vouches for another
+replica on the same host. `python -m provenance.kafka.health ROLE [--max-age S]` exits 0 while a live process
+of this host beats for the role.
 """
 
 from __future__ import annotations
@@ -38,6 +39,26 @@ class Heartbeat:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
         os.utime(self.path)
+
+
+class Progress:
+    """Whether a role's loop keeps coming round: at the top of each round the loop says how long the round may
+    take at most when nothing is wrong (`next_round_within`), and past that the role is `overdue`.
+
+    A thread can be alive and still do nothing: kafka-python can spin for ever in its group coordination when
+    the coordinator's connection drops, inside `poll`, never returning to the loop. Such a role stops beating,
+    and `provenance serve` stops the process so that its supervisor starts a fresh one.
+    """
+
+    def __init__(self) -> None:
+        self._deadline: float | None = None
+
+    def next_round_within(self, seconds: float) -> None:
+        self._deadline = time.monotonic() + seconds
+
+    def overdue(self) -> bool:
+        deadline = self._deadline
+        return deadline is not None and time.monotonic() > deadline
 
 
 def keep_beating(path: Path, alive: Callable[[], bool], stop: threading.Event) -> threading.Thread:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from provenance.kafka.admin import TopicSpec, ensure_topic
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import kafka, topic_source
 from provenance.kafka.errors import RelayError, TopicError, is_transient
+from provenance.kafka.health import Progress
 from provenance.kafka.lease import Lease
 from provenance.kafka.positions import Positions
 from provenance.log import last_position, read_log
@@ -58,6 +59,13 @@ class RelayOptions:
     progress_every_s: float = 10.0
     standby_wait_s: float = 1.0
     """How often a relay without the lease tries to take it over."""
+
+    @property
+    def round_s(self) -> float:
+        """The longest a round of the relay takes when nothing is stuck: sends that block for buffer space, the
+        wait for their delivery and its grace, and the longest wait before trying again."""
+        waits_ms = self.max_block_ms + self.delivery_timeout_ms + self.request_timeout_ms
+        return waits_ms / 1000 + self.flush_grace_s + self.backoff_max_s
 
 
 def headers_of(envelope: EventEnvelope) -> list[tuple[str, bytes]]:
@@ -222,14 +230,15 @@ class Relay:
     def lag(self) -> int:
         return max(0, last_position(self.app) - self.position())
 
-    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
-        """Relay until `stop` is set, riding out broker and database outages with backoff."""
+    def run(self, stop: threading.Event, progress: Progress | None = None) -> None:
+        """Relay until `stop` is set, riding out broker and database outages with backoff; each round (a batch
+        sent and acknowledged, or a wait) that takes longer than `RelayOptions.round_s` is a stuck one."""
         backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s)
         reported_at, reported = time.monotonic(), self.relayed
         try:
             while not stop.is_set():
-                if on_tick is not None:
-                    on_tick()
+                if progress is not None:
+                    progress.next_round_within(self.options.round_s)
                 try:
                     if not self._holding_lease():
                         stop.wait(self.options.standby_wait_s)

@@ -1,8 +1,9 @@
 """The process roles of the distributed stack, each a loop that runs until its stop event is set.
 
 `provenance serve --role ROLE` calls one of these. Each creates its clients lazily, makes sure the event
-topic exists (so services may start in any order), logs its progress, beats a heartbeat file for the
-container health check, never spins while idle, and leaves its consumer group cleanly on stop.
+topic exists (so services may start in any order), logs its progress, tells its `Progress` how long each
+round of its loop may take (the heartbeat for the container health check stops when a round overruns), never
+spins while idle, and leaves its consumer group cleanly on stop.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from provenance.kafka.dead_letters import (
     projection_replayer,
 )
 from provenance.kafka.errors import TopicError
+from provenance.kafka.health import Progress
 from provenance.kafka.lease import Lease
 from provenance.kafka.positions import Positions, open_engine
 from provenance.kafka.relay import Relay, RelayOptions
@@ -56,7 +58,9 @@ def group_id(name: str) -> str:
     return f"{GROUP_PREFIX}-{name}"
 
 
-def run_relay(system: System, stop: threading.Event, options: RelayOptions | None = None) -> None:
+def run_relay(
+    system: System, stop: threading.Event, options: RelayOptions | None = None, progress: Progress | None = None
+) -> None:
     """Publish the outbox to the configured topic until `stop` is set."""
     settings = system.settings
     bootstrap = bootstrap_of(settings)
@@ -66,7 +70,7 @@ def run_relay(system: System, stop: threading.Event, options: RelayOptions | Non
     relay = Relay(system.app, Positions(engine), bootstrap, settings.kafka_topic, chosen, lease=lease)
     log.info("relay: publishing to %s at %s", settings.kafka_topic, bootstrap)
     try:
-        relay.run(stop)
+        relay.run(stop, progress)
     finally:
         engine.dispose()
         log.info("relay: stopped after publishing %d events", relay.relayed)
@@ -79,6 +83,7 @@ def run_projection_consumer(
     *,
     store: ProjectionStore | None = None,
     partitions: int | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Build every projection from the topic, as one member of the projections consumer group."""
     settings = system.settings
@@ -94,7 +99,7 @@ def run_projection_consumer(
     )
     log.info("projections: following %s at %s", settings.kafka_topic, bootstrap)
     try:
-        follower.run(stop)
+        follower.run(stop, progress)
     finally:
         log.info("projections: stopped after %d events (%d parked)", follower.handled, follower.parked)
 
@@ -107,6 +112,7 @@ def run_worker_consumer(
     options: ConsumerOptions | None = None,
     *,
     partitions: int | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Feed every event to `handler` (which sends idempotent commands), as a member of group `name`.
 
@@ -123,20 +129,25 @@ def run_worker_consumer(
     follower = TopicFollower(bootstrap, settings.kafka_topic, HandlerSink(name, Positions(engine), handler), chosen)
     log.info("%s: following %s at %s", name, settings.kafka_topic, bootstrap)
     try:
-        follower.run(stop)
+        follower.run(stop, progress)
     finally:
         engine.dispose()
         log.info("%s: stopped after %d events (%d parked)", name, follower.handled, follower.parked)
 
 
 def run_generator(
-    system: System, stop: threading.Event, queue: RenderQueue | None = None, *, partitions: int | None = None
+    system: System,
+    stop: threading.Event,
+    queue: RenderQueue | None = None,
+    *,
+    partitions: int | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """The generator role: queue the requests from the topic, and render them fairly between creators.
 
     The consumer only adds requests to the shared render queue (fast, so its partitions never wait behind a
     render); this thread renders whatever the queue serves next. Replicas share both the partitions and the
-    queue.
+    queue. `progress` follows the consumer's loop: a render may take minutes.
     """
     from provenance.domain.video import REQUESTED
 
@@ -157,7 +168,7 @@ def run_generator(
 
     def consume() -> None:
         try:
-            run_worker_consumer(system, stop, "generator", add, partitions=partitions)
+            run_worker_consumer(system, stop, "generator", add, partitions=partitions, progress=progress)
         except BaseException as exc:
             failure.append(exc)
             stop.set()
@@ -174,7 +185,9 @@ def run_generator(
         raise failure[0]
 
 
-def run_consent_watch(system: System, stop: threading.Event, sweep_every_s: float = 30.0) -> None:
+def run_consent_watch(
+    system: System, stop: threading.Event, sweep_every_s: float = 30.0, progress: Progress | None = None
+) -> None:
     """The consent watch of the distributed mode: unfollows from the topic, and the expiry timer.
 
     One member of the `provenance-consent` group re-checks the cameos of both people of every unfollow; every
@@ -194,7 +207,7 @@ def run_consent_watch(system: System, stop: threading.Event, sweep_every_s: floa
     timer = threading.Thread(target=sweep, name="consent-expiry", daemon=True)
     timer.start()
     try:
-        run_worker_consumer(system, stop, "consent", watch.handle_one)
+        run_worker_consumer(system, stop, "consent", watch.handle_one, progress=progress)
     finally:
         stop.set()
         timer.join()
