@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 from uuid import UUID
 
@@ -69,17 +70,29 @@ def read_log(app: ProvenanceApp, after: int, limit: int) -> list[EventEnvelope]:
 
 @dataclass(frozen=True)
 class Share:
-    """One of `of` disjoint shares of the log's streams, by the first hex digit of the stream id (a UUID).
+    """The log's streams whose ids sort from `low` up to `high` (not included; None: to the end); `Share()` is
+    all of them. Stream ids are UUIDs in lower-case hex, and the bounds are their first byte (`split_log`).
 
     Every row of every read model derives from the events of one stream, so projections fed with each share
     of the log on its own hold, between them, exactly the rows of projections fed with all of it.
     """
 
-    index: int
-    of: int
+    low: str = ""
+    high: str | None = None
+
+    @property
+    def whole(self) -> bool:
+        return not self.low and self.high is None
 
     def holds(self, stream_id: str) -> bool:
-        return self.of == 1 or int(stream_id[0], 16) % self.of == self.index
+        return self.low <= stream_id and (self.high is None or stream_id < self.high)
+
+
+def split_log(count: int) -> list[Share]:
+    """`count` disjoint shares that hold every stream between them, alike in size, by the first byte of the
+    stream id (by its first hex digit, three shares would hold 6, 5 and 5 sixteenths)."""
+    bounds = [round(256 * n / count) for n in range(count + 1)]
+    return [Share(f"{low:02x}" if low else "", f"{high:02x}" if high < 256 else None) for low, high in pairwise(bounds)]
 
 
 def can_share(app: ProvenanceApp) -> bool:
@@ -94,8 +107,8 @@ def read_share(app: ProvenanceApp, share: Share, after: int, until: int, limit: 
 
     A store that cannot pick a share's events itself (`can_share`) is read whole and the share's kept here.
     """
-    if share.of == 1 or can_share(app):
-        envelopes = _stored(app, after, limit, until, share if share.of > 1 else None)
+    if share.whole or can_share(app):
+        envelopes = _stored(app, after, limit, until, None if share.whole else share)
         return [e for e in envelopes if e.position is not None and e.position <= until]
     kept: list[EventEnvelope] = []
     while len(kept) < limit and after < until:
@@ -150,12 +163,14 @@ def _sqlite_rows(
         return None
     recorder = app.recorder
     assert isinstance(recorder, SQLiteApplicationRecorder)
-    where, parameters = "rowid>?", [after]
+    parameters: list[int | str] = [after]
+    where = "rowid>?"
     if until is not None:
         where, parameters = f"{where} AND rowid<=?", [*parameters, until]
-    if share is not None:
-        digit = "instr('0123456789abcdef', substr(originator_id, 1, 1)) - 1"
-        where, parameters = f"{where} AND ({digit}) % ? = ?", [*parameters, share.of, share.index]
+    if share is not None:  # `UUID.hex` sorts as the stream ids do; `+` keeps the scan in log order, by rowid
+        where, parameters = f"{where} AND +originator_id >= ?", [*parameters, share.low]
+        if share.high is not None:
+            where, parameters = f"{where} AND +originator_id < ?", [*parameters, share.high]
     statement = (
         f"SELECT rowid, originator_id, originator_version, topic, state FROM {recorder.events_table_name} "
         f"WHERE {where} ORDER BY rowid LIMIT ?"

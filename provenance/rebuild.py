@@ -39,7 +39,7 @@ from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.freshness import LOG_SOURCE
-from provenance.log import Share, can_share, last_position, read_share
+from provenance.log import Share, can_share, last_position, read_share, split_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 
 SWITCH_ATTEMPTS = 10
@@ -87,7 +87,7 @@ def rebuild(
         raise InvalidInput(f"a rebuild runs 1 to {MAX_WORKERS} workers, not {count}")
     if count > 1 and not can_share(system.app):
         raise InvalidInput("this event store cannot be replayed in shares: rebuild with one worker")
-    shares = [Share(index, count) for index in range(count)]
+    shares = split_log(count)
     with ExitStack() as stack:
         scratches = [stack.enter_context(scratch_store(live, names)) for _ in shares]
         with tqdm(total=end, unit="ev", disable=not progress or not sys.stderr.isatty(), file=sys.stderr) as bar:

@@ -25,7 +25,7 @@ from projections.queries import ReadModels
 from projections.store import all_projections, open_store
 from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.log import Share, last_position
+from provenance.log import last_position, split_log
 from provenance.rebuild import merge, replay_share
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from tests.core.support import ProcessDied, face, pass_gates
@@ -200,8 +200,8 @@ class PlatformMachine(RuleBasedStateMachine):
         files = [self.dir / f"share{n}.db" for n in range(3)]
         shares = [open_store(f"sqlite:///{file}") for file in files]
         end = last_position(self.app)
-        for n, store in enumerate(shares):
-            replay_share(self.app, store, Share(n, len(shares)), end, batch_size=5)
+        for store, share in zip(shares, split_log(len(shares)), strict=True):
+            replay_share(self.app, store, share, end, batch_size=5)
         parts = [dump(store) for store in shares]
         joined = {table: sorted(repr(row) for part in parts for row in part[table]) for table in parts[0]}
         assert joined == {table: sorted(map(repr, rows)) for table, rows in dump(self.store).items()}

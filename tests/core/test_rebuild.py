@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from projections.framework import SQLITE_PAGE_BYTES, ProjectionStore
 from projections.queries import ReadModels
 from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.log import Share, last_position, read_share
+from provenance.log import Share, last_position, read_share, split_log
 from provenance.rebuild import rebuild, scratch_store, switch_over
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from tests.core.support import publish_new
@@ -105,15 +106,25 @@ def test_a_switch_over_waits_for_read_models_that_moved_on_and_loses_no_event(sy
 def test_the_shares_of_the_log_hold_each_stream_once_and_in_order(system: System) -> None:
     record_history(system.app, videos=5)
     end = last_position(system.app)
-    shares = [Share(n, 3) for n in range(3)]
+    shares = split_log(3)
     read = [read_share(system.app, share, 0, end, 1000) for share in shares]
     assert all(read)  # a few dozen random stream ids fall into every share of three
-    everything = read_share(system.app, Share(0, 1), 0, end, 1000)
+    everything = read_share(system.app, Share(), 0, end, 1000)
     assert sorted((e.position for share in read for e in share), key=int) == [e.position for e in everything]
     assert all(share.holds(e.stream_id) for share, events in zip(shares, read, strict=True) for e in events)
     assert [e.position for e in read_share(system.app, shares[0], 0, 5, 1000)] == [
         e.position for e in read[0] if e.position is not None and e.position <= 5
     ]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 8])
+def test_a_split_of_the_log_holds_each_stream_in_one_share_and_the_shares_alike(count: int) -> None:
+    shares = split_log(count)
+    ids = [str(uuid.UUID(int=byte << 120 | rest)) for byte in range(256) for rest in (0, 2**120 - 1)]
+    holders = [[share for share in shares if share.holds(stream_id)] for stream_id in ids]
+    assert len(shares) == count and all(len(held) == 1 for held in holders)
+    parts = [sum(held == [share] for held in holders) / len(ids) for share in shares]
+    assert all(abs(part - 1 / count) <= 1 / 256 for part in parts)  # to a byte of the ids
 
 
 @pytest.mark.parametrize("workers", [0, 9])
