@@ -53,6 +53,11 @@ class Progress:
     def __init__(self) -> None:
         self._deadline: float | None = None
 
+    @property
+    def deadline(self) -> float | None:
+        """When the current round must end by (`time.monotonic`), None before the first."""
+        return self._deadline
+
     def next_round_within(self, seconds: float) -> None:
         self._deadline = time.monotonic() + seconds
 

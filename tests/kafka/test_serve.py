@@ -115,7 +115,7 @@ def first_round(loop: Any, work: str) -> tuple[float, float]:
     deadlines: list[float] = []
 
     def nothing(*_: Any) -> int:
-        deadlines.append(progress._deadline or 0.0)
+        deadlines.append(progress.deadline or 0.0)
         stop.set()
         return 0
 
