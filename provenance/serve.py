@@ -73,19 +73,25 @@ def serve(system: System, roles: Sequence[str], stop: threading.Event | None = N
         return lambda: thread.is_alive() and not progress[thread.name].overdue()
 
     threads = [threading.Thread(target=guarded(role, run), name=role, daemon=True) for role, run in targets]
+    beats = []
     for thread in threads:
         thread.start()
         # Alive while working: the beat comes from its own thread for as long as the role's thread runs and its
         # loop comes round in time (a render that takes minutes is inside no round of the generator's consumer).
-        keep_beating(heartbeat_path(system.settings.home, thread.name), working(thread), stop)
+        beats.append(keep_beating(heartbeat_path(system.settings.home, thread.name), working(thread), stop))
     log.info("serving %s", ", ".join(role for role, _ in targets))
     stuck: list[str] = []
     while any(t.is_alive() for t in threads) and not stuck:
         for thread in threads:
             thread.join(timeout=0.5)
-        stuck = [t.name for t in threads if t.is_alive() and progress[t.name].overdue()]
+        # Once stopping, a role's clean-up (a render finishing, the relay's last acknowledgements) may outlast
+        # its last round's allowance: that is a shutdown, not a stuck role.
+        if not stop.is_set():
+            stuck = [t.name for t in threads if t.is_alive() and progress[t.name].overdue()]
         if stuck or not all(t.is_alive() for t in threads):
             stop.set()  # one role died or is stuck: stop the others so the supervisor restarts the process
+    for beat in beats:  # each removes its file as it ends
+        beat.join(timeout=STOP_WAIT_S)
     if stuck:
         log.error("role(s) %s stuck: a round of the loop took longer than it may; stopping", ", ".join(stuck))
         for thread in threads:  # the others leave their groups cleanly; a stuck one ends with the process

@@ -19,7 +19,7 @@ from kernel.memory import no_cyclic_collection
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import kafka, topic_source
 from provenance.kafka.errors import TopicError, TransientFailure, is_transient
-from provenance.kafka.health import Progress
+from provenance.kafka.health import STALLED_CONNECT_S, Progress
 from provenance.kafka.sinks import Message, Sink
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,12 @@ class ConsumerOptions:
     backoff_max_s: float = 30.0
     progress_every_s: float = 10.0
     client_id: str | None = None
+
+    @property
+    def round_s(self) -> float:
+        """The longest a round of the follower takes when nothing is stuck: as long as Kafka allows between
+        polls, the longest wait before trying again, and a stalled database connection."""
+        return self.max_poll_interval_ms / 1000 + self.backoff_max_s + STALLED_CONNECT_S
 
 
 class TopicFollower:
@@ -207,8 +213,8 @@ class TopicFollower:
     def run(self, stop: threading.Event, progress: Progress | None = None) -> None:
         """Consume until `stop` is set, waiting out database outages; leaves the group on the way out.
 
-        Each round (a poll and its batch, or a wait before trying again) may take as long as Kafka allows
-        between polls (`max_poll_interval_ms`): longer, and `progress` says the loop is stuck.
+        Each round (a poll and its batch, or a wait before trying again) may take `ConsumerOptions.round_s`:
+        longer, and `progress` says the loop is stuck.
         """
         backoff = Backoff(self.options.backoff_initial_s, self.options.backoff_max_s)
         errors = kafka().errors
@@ -217,7 +223,7 @@ class TopicFollower:
         try:
             while not stop.is_set():
                 if progress is not None:
-                    progress.next_round_within(self.options.max_poll_interval_ms / 1000)
+                    progress.next_round_within(self.options.round_s)
                 try:
                     self.poll_once()
                     backoff.reset()

@@ -41,6 +41,12 @@ class Heartbeat:
         os.utime(self.path)
 
 
+STALLED_CONNECT_S = 150.0
+"""What a round may take beyond its own limits before it is taken for stuck: a database connection attempt to an
+unreachable host waits out the system's TCP timeout (about two minutes) inside a round, and that is an outage
+to wait out, not a stuck client."""
+
+
 class Progress:
     """Whether a role's loop keeps coming round: at the top of each round the loop says how long the round may
     take at most when nothing is wrong (`next_round_within`), and past that the role is `overdue`.

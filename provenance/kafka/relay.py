@@ -24,7 +24,7 @@ from provenance.kafka.admin import TopicSpec, ensure_topic
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import kafka, topic_source
 from provenance.kafka.errors import RelayError, TopicError, is_transient
-from provenance.kafka.health import Progress
+from provenance.kafka.health import STALLED_CONNECT_S, Progress
 from provenance.kafka.lease import Lease
 from provenance.kafka.positions import Positions
 from provenance.log import last_position, read_log
@@ -62,10 +62,11 @@ class RelayOptions:
 
     @property
     def round_s(self) -> float:
-        """The longest a round of the relay takes when nothing is stuck: sends that block for buffer space, the
-        wait for their delivery and its grace, and the longest wait before trying again."""
-        waits_ms = self.max_block_ms + self.delivery_timeout_ms + self.request_timeout_ms
-        return waits_ms / 1000 + self.flush_grace_s + self.backoff_max_s
+        """The longest a round of the relay takes when nothing is stuck: its sends, which block for buffer space
+        only until earlier sends are delivered or expire (within the delivery timeout), then the wait for their
+        own delivery and its grace, the longest wait before trying again, and a stalled database connection."""
+        waits_ms = 2 * self.delivery_timeout_ms + self.max_block_ms + self.request_timeout_ms
+        return waits_ms / 1000 + self.flush_grace_s + self.backoff_max_s + STALLED_CONNECT_S
 
 
 def headers_of(envelope: EventEnvelope) -> list[tuple[str, bytes]]:
