@@ -208,9 +208,9 @@ class PlatformMachine(RuleBasedStateMachine):
         merge(shares[0], [str(file) for file in files[1:]])
         EmbeddedRunner(self.app, [ProjectionConsumer(shares[0])], batch_size=5).run_until_idle()
         assert dump(shares[0]) == dump(self.store)
-        for n, store in enumerate(shares):
+        for store, file in zip(shares, files, strict=True):
             store.engine.dispose()
-            (self.dir / f"share{n}.db").unlink()
+            file.unlink()
 
     @invariant()
     def rebuilt_equals_incremental(self) -> None:

@@ -109,7 +109,7 @@ def test_a_clean_up_longer_than_the_last_round_is_a_shutdown_not_a_stuck_role(
     assert serve(system, ["relay"], stop) == 0
 
 
-def test_a_follower_gives_each_round_as_long_as_kafka_allows_between_polls(tmp_path: Path) -> None:
+def test_a_follower_gives_each_round_what_kafka_allows_between_polls_and_a_database_stall(tmp_path: Path) -> None:
     sink = HandlerSink("watch", Positions(open_engine(f"sqlite:///{tmp_path / 'p.db'}")), lambda _: None)
     options = ConsumerOptions(group_id="watch", max_poll_interval_ms=60_000)
     before, deadline = first_round(TopicFollower("127.0.0.1:9", "events", sink, options), "poll_once")
