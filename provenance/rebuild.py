@@ -293,13 +293,15 @@ def _attached(conn: Connection, sources: Sequence[str]) -> Iterator[list[str]]:
     if conn.dialect.name != "sqlite":
         yield [f'"{source}".' for source in sources]
         return
-    names = [f"{SCRATCH}{n}" for n in range(len(sources))]
-    for name, source in zip(names, sources, strict=True):  # ATTACH works outside a transaction only
-        conn.exec_driver_sql(f"ATTACH DATABASE ? AS {name}", (source,))
-    conn.commit()
+    names: list[str] = []
     try:
+        for source in sources:  # ATTACH works outside a transaction only
+            name = f"{SCRATCH}{len(names)}"
+            conn.exec_driver_sql(f"ATTACH DATABASE ? AS {name}", (source,))
+            names.append(name)
+        conn.commit()
         yield [f"{name}." for name in names]
-    finally:
+    finally:  # the pooled connection goes back as it came, even when an ATTACH failed part of the way
         conn.rollback()
         for name in names:
             conn.exec_driver_sql(f"DETACH DATABASE {name}")

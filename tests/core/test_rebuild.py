@@ -18,7 +18,7 @@ from projections.queries import ReadModels
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.log import Share, last_position, read_share, split_log
-from provenance.rebuild import rebuild, scratch_store, switch_over
+from provenance.rebuild import merge, rebuild, replay_share, scratch_store, switch_over
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from tests.core.support import publish_new
 from tests.kafka.support import dump, record_history
@@ -136,6 +136,23 @@ def test_a_rebuild_refuses_a_number_of_workers_it_cannot_run_and_changes_nothing
     with pytest.raises(InvalidInput, match="1 to 8 workers"):
         rebuild(system, list(system.store.projections), progress=False, workers=workers)
     assert dump(system.store) == before
+    system.close()
+
+
+def test_a_merge_that_cannot_open_a_share_changes_nothing_and_can_run_again(tmp_path: Path) -> None:
+    """A share that cannot be attached fails the merge before any row moves, and leaves no other share attached
+    to the pooled connection: the next merge of that store attaches its shares under the same names."""
+    system = System(Settings(home=tmp_path / "home", event_store="sqlite"))
+    record_history(system.app, videos=2)
+    names = list(system.store.projections)
+    with scratch_store(system.store, names) as (into, _), scratch_store(system.store, names) as (share, path):
+        replay_share(system.app, share, Share(), last_position(system.app), batch_size=1000)
+        empty = dump(into)
+        with pytest.raises(sa.exc.OperationalError, match="unable to open"):
+            merge(into, [path, str(tmp_path / "no such folder" / "share.db")])
+        assert dump(into) == empty
+        merge(into, [path])
+        assert dump(into) == dump(share) != empty
     system.close()
 
 
