@@ -21,16 +21,22 @@ It needs a broker: PROVENANCE_TEST_KAFKA_BOOTSTRAP=host:port, or one is started 
 distribution (scripts/kafka/fetch) as the test suite does.
 
     python -m bench.bench_kafka [--events 10000] [--repeat 3] [--latency-runs 7] [--videos 1000] [--remix-depth 3]
-                                [--backend sqlite|postgres --dsn URL]
+                                [--backend sqlite|postgres --dsn URL] [--profile N]
+
+`--profile N` runs the relay and the projection consumer of the outbox pipeline under `cProfile` (which slows
+them, so the ratios printed with it are not the figures) and prints, for the last run, the N functions that
+took the most time of their own in each, from `go` until the projections hold every event.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import logging
 import multiprocessing as mp
 import os
+import pstats
 import shutil
 import statistics
 import sys
@@ -44,7 +50,7 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any, cast
 
-from bench.bench_core import cascade_tree, lifecycle
+from bench.bench_core import cascade_tree, lifecycle, measured
 from projections.queries import ReadModels
 from projections.store import open_store
 from provenance.bootstrap import System
@@ -104,7 +110,17 @@ def quiet_logs() -> None:
 # --- child processes -------------------------------------------------------------------------------------
 
 
-def relay_process(settings: Settings, go: Any, stop: Any) -> None:
+@contextlib.contextmanager
+def profiled(path: str | None) -> Iterator[None]:
+    """A role's measured part, under `cProfile` with its statistics written to `path` when there is one."""
+    profile = cProfile.Profile() if path else None
+    with measured(profile):
+        yield
+    if profile is not None and path:
+        profile.dump_stats(path)
+
+
+def relay_process(settings: Settings, go: Any, stop: Any, profile_to: str | None = None) -> None:
     quiet_logs()
     assert settings.kafka_bootstrap is not None
     app = System(settings).app
@@ -114,11 +130,19 @@ def relay_process(settings: Settings, go: Any, stop: Any) -> None:
     relay.connect()
     relay.position()
     go.wait()
-    relay.run(cast(threading.Event, stop))
+    with profiled(profile_to):
+        relay.run(cast(threading.Event, stop))
     app.close()
 
 
-def projections_process(settings: Settings, expected: int, ready: Any, done_at: Synchronized[float], stop: Any) -> None:
+def projections_process(
+    settings: Settings,
+    expected: int,
+    ready: Any,
+    done_at: Synchronized[float],
+    stop: Any,
+    profile_to: str | None = None,
+) -> None:
     """Joins the group, says so, and notes the time at which the projections hold `expected` events."""
     quiet_logs()
     assert settings.kafka_bootstrap is not None
@@ -128,10 +152,11 @@ def projections_process(settings: Settings, expected: int, ready: Any, done_at: 
     while follower.assignment() != set(range(PARTITIONS)):
         follower.poll_once()
     ready.set()
-    while not stop.is_set():
-        follower.poll_once()
-        if expected and done_at.value == 0.0 and follower.handled + follower.parked >= expected:
-            done_at.value = time.monotonic()
+    with profiled(profile_to):
+        while not stop.is_set():
+            follower.poll_once()
+            if expected and done_at.value == 0.0 and follower.handled + follower.parked >= expected:
+                done_at.value = time.monotonic()
     follower.close()
 
 
@@ -234,17 +259,26 @@ def raw_floor(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
     return len(messages) / (finished - started)
 
 
-def pipeline(settings: Settings, expected: int, videos: int | None) -> float:
-    """Events per second into the projections; with `videos`, the commands run in a process meanwhile."""
+ROLES_PROFILED = ("relay", "projections")
+
+
+def pipeline(settings: Settings, expected: int, videos: int | None, profile_dir: Path | None = None) -> float:
+    """Events per second into the projections; with `videos`, the commands run in a process meanwhile; with
+    `profile_dir`, the relay and the consumer write their profiles there (`ROLES_PROFILED`, `.prof`)."""
     assert settings.kafka_bootstrap is not None
     ensure_topic(settings.kafka_bootstrap, TopicSpec(settings.kafka_topic, PARTITIONS))
     settings.home.mkdir(parents=True, exist_ok=True)
     open_projections(settings.projections_database).engine.dispose()
     go, ready, stop, done_at = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Value("d", 0.0)
-    consumer = SPAWN.Process(
-        target=projections_process, args=(settings, expected, ready, done_at, stop), name="projections"
+    relay_profile, consumer_profile = (
+        [str(profile_dir / f"{role}.prof") for role in ROLES_PROFILED] if profile_dir else [None, None]
     )
-    relay = SPAWN.Process(target=relay_process, args=(settings, go, stop), name="relay")
+    consumer = SPAWN.Process(
+        target=projections_process,
+        args=(settings, expected, ready, done_at, stop, consumer_profile),
+        name="projections",
+    )
+    relay = SPAWN.Process(target=relay_process, args=(settings, go, stop, relay_profile), name="relay")
     processes = [consumer, relay]
     if videos is not None:
         processes.append(SPAWN.Process(target=commands_process, args=(settings, videos, go), name="commands"))
@@ -260,7 +294,7 @@ def pipeline(settings: Settings, expected: int, videos: int | None) -> float:
     return expected / (finished - started)
 
 
-def bench_throughput(home: Path, base: Settings, events: int) -> Throughput:
+def bench_throughput(home: Path, base: Settings, events: int, profile_dir: Path | None = None) -> Throughput:
     videos = max(1, (events - 1) // 5)
     filled = replace(base, home=home / "filled", kafka_topic=f"bench-outbox-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
@@ -270,7 +304,7 @@ def bench_throughput(home: Path, base: Settings, events: int) -> Throughput:
     messages = [(e.stream_id.encode(), e.to_json()) for e in read_log(app, 0, total)]
     app.close()
     raw = raw_floor(str(base.kafka_bootstrap), messages)
-    outbox = pipeline(filled, total, None)
+    outbox = pipeline(filled, total, None, profile_dir)
     live = replace(base, home=home / "live", kafka_topic=f"bench-live-{uuid.uuid4().hex[:8]}")
     live_rate = pipeline(live, total, videos)
     return Throughput(total, raw, write_side, outbox, live_rate)
@@ -358,6 +392,7 @@ def main() -> int:
     parser.add_argument("--videos", type=int, default=1000, help="videos using the revoked cameo")
     parser.add_argument("--remix-depth", type=int, default=3, help="levels of remixes below each of them")
     parser.add_argument("--skip", action="append", default=[], choices=["throughput", "latency"])
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the relay's and consumer's top N")
     args = parser.parse_args()
     if args.backend == "postgres" and not args.dsn:
         parser.error("--backend postgres needs --dsn")
@@ -366,7 +401,8 @@ def main() -> int:
         home = Path(tmp)
         base = Settings(home=home, event_store=args.backend, postgres_dsn=args.dsn, kafka_bootstrap=bootstrap)
         if "throughput" not in args.skip:
-            runs = [bench_throughput(home / f"t{i}", base, args.events) for i in range(args.repeat)]
+            profile_dir = home if args.profile else None
+            runs = [bench_throughput(home / f"t{i}", base, args.events, profile_dir) for i in range(args.repeat)]
 
             def med(field: str) -> float:
                 return statistics.median(getattr(r, field) for r in runs)
@@ -392,6 +428,10 @@ def main() -> int:
                 f"  write side alone (the same commands)          {med('write_side_per_s'):8.0f} events/s  "
                 f"ratio {statistics.median(r.write_side_per_s / r.raw_per_s for r in runs):.2f}"
             )
+            for role in ROLES_PROFILED if profile_dir is not None else ():
+                print(f"{role}, outbox pipeline (last run), under cProfile:")
+                stats = pstats.Stats(str(home / f"{role}.prof"), stream=sys.stdout)
+                stats.sort_stats("tottime").print_stats(args.profile)
         if "latency" not in args.skip:
             results = [
                 bench_revocation(home / f"r{i}", base, args.videos, args.remix_depth) for i in range(args.latency_runs)
