@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- operations
 
-    p = add("rebuild", operations.rebuild, "drop projections and replay them from the log")
+    p = add("rebuild", operations.rebuild, "replay projections from the log beside the live ones and switch over")
     p.add_argument("projection", nargs="*", help="feed, lineage, consent, audit, takedowns (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
