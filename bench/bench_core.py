@@ -113,6 +113,17 @@ def bench_commands(
 
 
 REBUILD_ROUNDS = 2
+REBUILD_PARTS = ("replay", "merge", "index", "switch_over")
+"""The parts of a rebuild that `Rebuilt` times, in order."""
+
+
+def part_seconds(runs: list[Rebuilt]) -> dict[str, float]:
+    """The median seconds of each part of these rebuilds, as `<part>_s`."""
+    return {f"{part}_s": statistics.median(getattr(r, f"{part}_seconds") for r in runs) for part in REBUILD_PARTS}
+
+
+def describe_parts(figures: dict[str, float]) -> str:
+    return ", ".join(f"{part.replace('_', '-')} {figures[f'{part}_s']:.2f} s" for part in REBUILD_PARTS)
 
 
 def bench_rebuild(
@@ -147,6 +158,7 @@ def bench_rebuild(
         "events_per_s": total / seconds,
         "workers": float(shared[0].workers),
         "one_worker_per_s": total / statistics.median(r.seconds for r in alone),
+        **part_seconds(shared),
     }
 
 
@@ -182,14 +194,13 @@ def bench_rebuild_curve(home: Path, sizes: list[int]) -> list[dict[str, float]]:
             ]
             app.events.put(copies)
         done = rebuild(system, list(system.store.projections), progress=False)
-        replay = done.seconds - done.switch_over_seconds
         results.append(
             {
                 "events": float(done.events),
                 "seconds": done.seconds,
                 "events_per_s": done.events / done.seconds,
-                "replay_per_s": done.events / replay,
-                "switch_over_s": done.switch_over_seconds,
+                "replay_per_s": done.events / done.replay_seconds,
+                **part_seconds([done]),
             }
         )
     system.close()
@@ -314,7 +325,7 @@ def main() -> int:
             for r in bench_rebuild_curve(home, args.rebuild_curve):
                 print(
                     f"rebuild curve: {r['events']:>9,.0f} events in {r['seconds']:7.2f} s = {r['events_per_s']:>7,.0f}"
-                    f" events/s (the replay {r['replay_per_s']:,.0f}/s, the switch-over {r['switch_over_s']:.2f} s)"
+                    f" events/s (the replay alone {r['replay_per_s']:,.0f}/s; {describe_parts(r)})"
                 )
         elif "rebuild" not in args.skip:
             rebuild_profile = profile()
@@ -323,7 +334,7 @@ def main() -> int:
                 f"rebuild [{args.backend}]: {r['events']:.0f} events into all projections in {r['seconds']:.2f} s = "
                 f"{r['events_per_s']:.0f} events/s (target >= 50000 on sqlite); one worker alone "
                 f"{r['one_worker_per_s']:.0f} events/s: {r['events_per_s'] / r['one_worker_per_s']:.2f}x "
-                f"with {r['workers']:.0f} (medians of {REBUILD_ROUNDS}, alternately)"
+                f"with {r['workers']:.0f} (medians of {REBUILD_ROUNDS}, alternately); {describe_parts(r)}"
             )
             print_profile(rebuild_profile, args.profile)
         if "cascade" not in args.skip:

@@ -58,10 +58,17 @@ MAX_WORKERS = 8
 class Rebuilt(NamedTuple):
     events: int
     seconds: float
-    """The whole rebuild: the replay into the scratch store and the switch-over."""
-    switch_over_seconds: float
+    """The whole rebuild, the sum of its four parts below."""
     workers: int
     """Processes that replayed a share of the log each."""
+    replay_seconds: float
+    """Making the scratch stores and replaying every share into its own, until the last process is done."""
+    merge_seconds: float
+    """Merging the shares into one scratch store, and applying there what was recorded meanwhile."""
+    index_seconds: float
+    """Building the merged store's secondary indexes."""
+    switch_over_seconds: float
+    """The switch-over, with any catching up with live read models that moved on meanwhile."""
 
 
 def rebuild(
@@ -92,10 +99,12 @@ def rebuild(
         scratches = [stack.enter_context(scratch_store(live, names)) for _ in shares]
         with tqdm(total=end, unit="ev", disable=not progress or not sys.stderr.isatty(), file=sys.stderr) as bar:
             replayed = _replay_shares(system, scratches, shares, end, batch_size, bar.update)
+        replayed_at = time.perf_counter()
         scratch, source = scratches[0]
         merge(scratch, [other for _, other in scratches[1:]])
         runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)], batch_size=batch_size)
         runner.run_until_idle()  # what was recorded while the replay ran
+        merged_at = time.perf_counter()
         index(scratch)
         switching = time.perf_counter()
         for _ in range(SWITCH_ATTEMPTS):
@@ -109,7 +118,15 @@ def rebuild(
             )
         switched = time.perf_counter()
     events = replayed + max(0, last_position(system.app) - end)
-    return Rebuilt(events, switched - started, switched - switching, count)
+    return Rebuilt(
+        events,
+        seconds=switched - started,
+        workers=count,
+        replay_seconds=replayed_at - started,
+        merge_seconds=merged_at - replayed_at,
+        index_seconds=switching - merged_at,
+        switch_over_seconds=switched - switching,
+    )
 
 
 def _workers(system: System, end: int) -> int:

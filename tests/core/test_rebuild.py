@@ -3,6 +3,7 @@ empty, the result equals what was built incrementally, and the log goes on from 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import uuid
@@ -16,6 +17,7 @@ from kernel.errors import InvalidInput
 from projections.framework import SQLITE_PAGE_BYTES, ProjectionStore
 from projections.queries import ReadModels
 from provenance.bootstrap import System
+from provenance.cli import main
 from provenance.config import Settings
 from provenance.log import Share, last_position, read_share, split_log
 from provenance.rebuild import merge, rebuild, replay_share, scratch_store, switch_over
@@ -39,8 +41,10 @@ def test_a_rebuild_equals_the_incremental_read_models_and_leaves_nothing_behind(
     record_history(system.app, videos=4)
     system.catch_up()
     before = dump(system.store)
-    count = rebuild(system, list(system.store.projections), progress=False, workers=workers).events
-    assert count == last_position(system.app) and dump(system.store) == before
+    done = rebuild(system, list(system.store.projections), progress=False, workers=workers)
+    assert done.events == last_position(system.app) and dump(system.store) == before
+    parts = [done.replay_seconds, done.merge_seconds, done.index_seconds, done.switch_over_seconds]
+    assert min(parts) >= 0 and sum(parts) == pytest.approx(done.seconds)
     if system.store.engine.dialect.name == "sqlite":
         assert sorted(p.name for p in system.settings.home.glob("*.db")) == ["events.db", "keys.db", "projections.db"]
     else:
@@ -153,6 +157,38 @@ def test_a_merge_that_cannot_open_a_share_changes_nothing_and_can_run_again(tmp_
         assert dump(into) == empty
         merge(into, [path])
         assert dump(into) == dump(share) != empty
+    system.close()
+
+
+def test_the_rebuild_command_says_what_it_rebuilt_and_where_the_time_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("PROVENANCE_HOME", str(home))
+    for name in (
+        "PROVENANCE_KAFKA_BOOTSTRAP",
+        "PROVENANCE_POSTGRES_DSN",
+        "PROVENANCE_EVENT_STORE",
+        "PROVENANCE_PROJECTIONS_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    system = System(Settings(home=home, event_store="sqlite"))
+    record_history(system.app, videos=2)
+    system.catch_up()
+    events, before = last_position(system.app), dump(system.store)
+    system.close()
+    assert main(["rebuild", "feed", "lineage", "--quiet", "--workers", "1"]) == 0
+    seconds = r"(\d+\.\d\d) s"
+    said = re.fullmatch(
+        rf"rebuilt feed, lineage from {events} events in {seconds} by 1 process: replay {seconds}, merge {seconds}, "
+        rf"indexes {seconds}, switch-over {seconds}\n",
+        capsys.readouterr().out,
+    )
+    assert said is not None, "the summary line changed"
+    total, *parts = map(float, said.groups())
+    assert sum(parts) == pytest.approx(total, abs=0.03)  # each rounded to a hundredth
+    system = System(Settings(home=home, event_store="sqlite"))
+    assert dump(system.store) == before
     system.close()
 
 

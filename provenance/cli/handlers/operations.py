@@ -49,7 +49,12 @@ def rebuild(system: System, args: argparse.Namespace) -> int:
     if unknown:
         raise InvalidInput(f"unknown projection(s): {', '.join(sorted(unknown))} (known: {', '.join(known)})")
     done = rebuild_projections(system, names, progress=not args.quiet, workers=args.workers)
-    print(f"rebuilt {', '.join(names)} from {done.events} events in {done.seconds:.2f} s ({done.workers} workers)")
+    print(
+        f"rebuilt {', '.join(names)} from {done.events} events in {done.seconds:.2f} s by {done.workers} "
+        f"process{'es' if done.workers != 1 else ''}: "
+        f"replay {done.replay_seconds:.2f} s, merge {done.merge_seconds:.2f} s, indexes {done.index_seconds:.2f} s, "
+        f"switch-over {done.switch_over_seconds:.2f} s"
+    )
     return 0
 
 
