@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,9 +97,25 @@ def split_log(count: int) -> list[Share]:
 
 
 def can_share(app: ProvenanceApp) -> bool:
-    """Whether `read_share` can pick a share's events in the store's own query (or must read them all)."""
+    """Whether `read_share` can pick a share's events in the store's own query (or must read them all):
+    eventsourcing's SQLite recorder with UUID stream ids, or its PostgreSQL one."""
+    return _sqlite_recorder(app) is not None or _postgres_recorder(app) is not None
+
+
+def _sqlite_recorder(app: ProvenanceApp) -> SQLiteApplicationRecorder | None:
+    """eventsourcing's SQLite recorder when it is the application's and stores stream ids as UUIDs."""
     recorder = app.recorder
-    return isinstance(recorder, SQLiteApplicationRecorder) and recorder.datastore.originator_id_type == "uuid"
+    if isinstance(recorder, SQLiteApplicationRecorder) and recorder.datastore.originator_id_type == "uuid":
+        return recorder
+    return None
+
+
+def _postgres_recorder(app: ProvenanceApp) -> Any | None:
+    """eventsourcing's PostgreSQL recorder when it is the application's (its module, and psycopg with it, is
+    loaded only by an application that uses it)."""
+    module = sys.modules.get("eventsourcing.postgres")
+    recorder = app.recorder
+    return recorder if module is not None and isinstance(recorder, module.PostgresApplicationRecorder) else None
 
 
 def read_share(app: ProvenanceApp, share: Share, after: int, until: int, limit: int) -> list[EventEnvelope]:
@@ -125,8 +142,10 @@ def _stored(
 ) -> list[EventEnvelope]:
     rows = _sqlite_rows(app, after, limit, until, share)
     if rows is None:
-        notifications = app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
-        return to_envelopes(app, notifications)
+        picked = _postgres_notifications(app, after, limit, until, share)
+        if picked is not None:
+            return to_envelopes(app, picked)
+        return to_envelopes(app, app.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False))
     direct = _direct_decoder(app.mapper)
     envelopes: list[EventEnvelope] = []
     for position, originator_id, version, topic, state in rows:
@@ -159,10 +178,9 @@ def _sqlite_rows(
     SQLite one with UUID ids (None otherwise): the same query as its `select_notifications`, without building
     a `Notification` and a `UUID` for each row only to take them apart again; with `until` and `share`, only
     the rows up to that id of that share's streams (their ids are stored as `UUID.hex`)."""
-    if not can_share(app):
+    recorder = _sqlite_recorder(app)
+    if recorder is None:
         return None
-    recorder = app.recorder
-    assert isinstance(recorder, SQLiteApplicationRecorder)
     parameters: list[int | str] = [after]
     where = "rowid>?"
     if until is not None:
@@ -178,6 +196,45 @@ def _sqlite_rows(
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(statement, (*parameters, limit))
         return [tuple(row) for row in cursor.fetchall()]
+
+
+def _postgres_notifications(
+    app: ProvenanceApp, after: int, limit: int, until: int | None, share: Share | None
+) -> list[Notification] | None:
+    """With `until` or `share`, the PostgreSQL recorder's notifications after a notification id, up to `until`,
+    of the share's streams (a UUID sorts as its hex digits do): None for any other store, or with neither."""
+    recorder = _postgres_recorder(app)
+    if recorder is None or (until is None and share is None):
+        return None
+    from psycopg.sql import SQL, Identifier
+
+    statement = SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.{table} "
+        "WHERE notification_id > %s"
+    ).format(schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name))
+    parameters: list[int | UUID] = [after]
+    if until is not None:
+        statement += SQL(" AND notification_id <= %s")
+        parameters.append(until)
+    if share is not None:
+        statement += SQL(" AND originator_id >= %s")
+        parameters.append(UUID(share.low.ljust(32, "0")))
+        if share.high is not None:
+            statement += SQL(" AND originator_id < %s")
+            parameters.append(UUID(share.high.ljust(32, "0")))
+    statement += SQL(" ORDER BY notification_id LIMIT %s")
+    with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+        cursor.execute(statement, [*parameters, limit])
+        return [
+            Notification(
+                id=row["notification_id"],
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            for row in cursor.fetchall()
+        ]
 
 
 def stream_log(app: ProvenanceApp, stream_id: UUID, stream_type: str, after_version: int = 0) -> list[EventEnvelope]:

@@ -26,10 +26,13 @@ from tests.core.support import publish_new
 from tests.kafka.support import dump, record_history
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres read models", "postgres log"])
 def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[System]:
-    url = None if request.param == "sqlite" else request.getfixturevalue("fresh_postgres_db")
-    built = System(Settings(home=tmp_path / "home", event_store="sqlite", projections_url=url))
+    """The log and the read models in SQLite, or one of them in PostgreSQL."""
+    dsn = None if request.param == "sqlite" else request.getfixturevalue("fresh_postgres_db")
+    log = "postgres" if request.param == "postgres log" else "sqlite"
+    url = dsn if request.param == "postgres read models" else None
+    built = System(Settings(home=tmp_path / "home", event_store=log, postgres_dsn=dsn, projections_url=url))
     yield built
     built.close()
 
@@ -46,7 +49,8 @@ def test_a_rebuild_equals_the_incremental_read_models_and_leaves_nothing_behind(
     parts = [done.replay_seconds, done.merge_seconds, done.index_seconds, done.switch_over_seconds]
     assert min(parts) >= 0 and sum(parts) == pytest.approx(done.seconds)
     if system.store.engine.dialect.name == "sqlite":
-        assert sorted(p.name for p in system.settings.home.glob("*.db")) == ["events.db", "keys.db", "projections.db"]
+        log = ["events.db"] if system.settings.event_store == "sqlite" else []
+        assert sorted(p.name for p in system.settings.home.glob("*.db")) == [*log, "keys.db", "projections.db"]
     else:
         with system.store.engine.connect() as conn:
             schemas = conn.exec_driver_sql("SELECT schema_name FROM information_schema.schemata").scalars().all()
