@@ -188,7 +188,9 @@ def replay_share(
 def _replay_in_worker(
     settings: Settings, url: str, projections: list[Projection], share: Share, end: int, batch_size: int
 ) -> int:
-    app = System(settings).app
+    # The calling process made the log's tables. eventsourcing would otherwise run its definitions again here,
+    # and on PostgreSQL two processes replacing its functions at once fail ("tuple concurrently updated").
+    app = System(settings, app_env={"CREATE_TABLE": "no"}).app
     store = ProjectionStore(url, projections)
     try:
         if store.engine.dialect.name == "sqlite":

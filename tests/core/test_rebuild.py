@@ -147,6 +147,40 @@ def test_a_rebuild_refuses_a_number_of_workers_it_cannot_run_and_changes_nothing
     system.close()
 
 
+def test_the_other_processes_of_a_rebuild_leave_the_log_s_definitions_alone(
+    tmp_path: Path, fresh_postgres_db: str
+) -> None:
+    """With the log in PostgreSQL, the processes replaying the other shares open it without running
+    eventsourcing's table and function definitions again: two sessions replacing its functions at once fail
+    ("tuple concurrently updated"). Here another session holds those definitions, uncommitted, through the
+    rebuild; a process that ran them would wait for it to end."""
+    import psycopg
+
+    system = System(Settings(home=tmp_path / "home", event_store="postgres", postgres_dsn=fresh_postgres_db))
+    record_history(system.app, videos=4)
+    system.catch_up()
+    before = dump(system.store)
+    definitions = [s for s in system.app.recorder.sql_create_statements if "FUNCTION" in s.as_string()]
+    assert definitions
+    done: list[int] = []
+
+    def run() -> None:
+        done.append(rebuild(system, list(system.store.projections), progress=False, workers=2).events)
+
+    with psycopg.connect(fresh_postgres_db) as holding:  # one transaction, open until the block ends
+        for definition in definitions:
+            holding.execute(definition)
+        rebuilding = threading.Thread(target=run, daemon=True)
+        rebuilding.start()
+        rebuilding.join(60)
+        waited = rebuilding.is_alive()
+        holding.rollback()
+    rebuilding.join(60)
+    assert not waited, "a process of the rebuild waited for the log's definitions"
+    assert done == [last_position(system.app)] and dump(system.store) == before
+    system.close()
+
+
 def test_a_merge_that_cannot_open_a_share_changes_nothing_and_can_run_again(tmp_path: Path) -> None:
     """A share that cannot be attached fails the merge before any row moves, and leaves no other share attached
     to the pooled connection: the next merge of that store attaches its shares under the same names."""
