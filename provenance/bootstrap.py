@@ -340,4 +340,5 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_USER": unquote(dsn.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(dsn.password or ""),
         "POSTGRES_CONNECT_TIMEOUT": "5",  # an unreachable server is said in seconds, not half a minute
+        "APPLICATION_RECORDER_TOPIC": "provenance.postgres_log:PostgresLogRecorder",
     }

@@ -7,6 +7,8 @@ refuses or has nothing to do checks its copy before it answers.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from kernel.errors import RuleViolation
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
+from provenance.postgres_log import DEFINITIONS_LOCK
 from tests.core.support import face, moderation, publish_new, rendered, signature
 
 
@@ -80,3 +83,41 @@ def test_a_cascade_takes_down_a_video_that_another_process_put_back_up(
     outcome = here.revoke_consent(alice, cameo, grant, "no more")
     assert {r.video_id for r in outcome.takedowns} == {str(video), str(other)}
     assert not there.video(video).is_live and not there.video(other).is_live
+
+
+def test_processes_opening_a_postgres_log_run_its_definitions_one_at_a_time(
+    tmp_path: Path, fresh_postgres_db: str
+) -> None:
+    """Two sessions replacing eventsourcing's functions at once fail ("tuple concurrently updated"), and a
+    deployment starts several roles at once: a process opening the log waits while another session runs the
+    definitions (here, one that holds their lock), then opens it and records."""
+    import psycopg
+
+    settings = Settings(home=tmp_path / "home", event_store="postgres", postgres_dsn=fresh_postgres_db)
+    opened: list[ProvenanceApp] = []
+
+    def open_log() -> None:
+        opened.append(System(settings).app)
+
+    open_log()  # the log exists, as when the relay made it before the roles start
+    opened.pop().close()
+    opening = threading.Thread(target=open_log, daemon=True)
+    waiting = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid::bigint = %s "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    with psycopg.connect(fresh_postgres_db, autocommit=True) as watching, psycopg.connect(fresh_postgres_db) as holding:
+        holding.execute("SELECT pg_advisory_xact_lock(%s)", (DEFINITIONS_LOCK,))
+        opening.start()
+        deadline = time.monotonic() + 30
+        while watching.execute(waiting, (DEFINITIONS_LOCK & 0xFFFFFFFF,)).fetchone() != (1,):
+            assert opening.is_alive(), "the log was opened without waiting for the definitions' lock"
+            assert time.monotonic() < deadline, "no session waited for the definitions' lock"
+            time.sleep(0.05)
+        holding.commit()
+    opening.join(60)
+    assert not opening.is_alive() and opened
+    [app] = opened
+    person = app.register_person("erin")
+    assert app.person_by_handle("erin").id == person
+    app.close()
