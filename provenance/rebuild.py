@@ -188,8 +188,8 @@ def replay_share(
 def _replay_in_worker(
     settings: Settings, url: str, projections: list[Projection], share: Share, end: int, batch_size: int
 ) -> int:
-    # The calling process made the log's tables. eventsourcing would otherwise run its definitions again here,
-    # and on PostgreSQL two processes replacing its functions at once fail ("tuple concurrently updated").
+    # The calling process made the log's tables: the workers need not run eventsourcing's definitions again
+    # (on PostgreSQL they would only queue for them one after the other, see `provenance.postgres_log`).
     app = System(settings, app_env={"CREATE_TABLE": "no"}).app
     store = ProjectionStore(url, projections)
     try:
