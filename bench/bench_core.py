@@ -36,7 +36,7 @@ from projections.queries import ReadModels
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.rebuild import Rebuilt, rebuild
+from provenance.rebuild import REBUILD_PARTS, Rebuilt, describe_parts, rebuild
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from tests.core.support import face, moderation, rendered, signature
 
@@ -113,17 +113,11 @@ def bench_commands(
 
 
 REBUILD_ROUNDS = 2
-REBUILD_PARTS = ("replay", "merge", "index", "switch_over")
-"""The parts of a rebuild that `Rebuilt` times, in order."""
 
 
 def part_seconds(runs: list[Rebuilt]) -> dict[str, float]:
-    """The median seconds of each part of these rebuilds, as `<part>_s`."""
-    return {f"{part}_s": statistics.median(getattr(r, f"{part}_seconds") for r in runs) for part in REBUILD_PARTS}
-
-
-def describe_parts(figures: dict[str, float]) -> str:
-    return ", ".join(f"{part.replace('_', '-')} {figures[f'{part}_s']:.2f} s" for part in REBUILD_PARTS)
+    """The median seconds of each part of these rebuilds, by part name (`REBUILD_PARTS`)."""
+    return {name: statistics.median(r.parts()[name] for r in runs) for name in REBUILD_PARTS}
 
 
 def bench_rebuild(

@@ -41,6 +41,7 @@ def parked_replay(system: System, args: argparse.Namespace) -> int:
 
 
 def rebuild(system: System, args: argparse.Namespace) -> int:
+    from provenance.rebuild import describe_parts
     from provenance.rebuild import rebuild as rebuild_projections
 
     known = list(system.store.projections)
@@ -51,9 +52,7 @@ def rebuild(system: System, args: argparse.Namespace) -> int:
     done = rebuild_projections(system, names, progress=not args.quiet, workers=args.workers)
     print(
         f"rebuilt {', '.join(names)} from {done.events} events in {done.seconds:.2f} s by {done.workers} "
-        f"process{'es' if done.workers != 1 else ''}: "
-        f"replay {done.replay_seconds:.2f} s, merge {done.merge_seconds:.2f} s, indexes {done.index_seconds:.2f} s, "
-        f"switch-over {done.switch_over_seconds:.2f} s"
+        f"process{'es' if done.workers != 1 else ''}: {describe_parts(done.parts())}"
     )
     return 0
 
