@@ -262,16 +262,21 @@ def raw_floor(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
 ROLES_PROFILED = ("relay", "projections")
 
 
+def profile_file(directory: Path, role: str) -> Path:
+    """Where a profiled role of the outbox pipeline writes its statistics."""
+    return directory / f"{role}.prof"
+
+
 def pipeline(settings: Settings, expected: int, videos: int | None, profile_dir: Path | None = None) -> float:
     """Events per second into the projections; with `videos`, the commands run in a process meanwhile; with
-    `profile_dir`, the relay and the consumer write their profiles there (`ROLES_PROFILED`, `.prof`)."""
+    `profile_dir`, the relay and the consumer write their profiles there (`profile_file`)."""
     assert settings.kafka_bootstrap is not None
     ensure_topic(settings.kafka_bootstrap, TopicSpec(settings.kafka_topic, PARTITIONS))
     settings.home.mkdir(parents=True, exist_ok=True)
     open_projections(settings.projections_database).engine.dispose()
     go, ready, stop, done_at = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Value("d", 0.0)
     relay_profile, consumer_profile = (
-        [str(profile_dir / f"{role}.prof") for role in ROLES_PROFILED] if profile_dir else [None, None]
+        [str(profile_file(profile_dir, role)) for role in ROLES_PROFILED] if profile_dir else [None, None]
     )
     consumer = SPAWN.Process(
         target=projections_process,
@@ -430,7 +435,7 @@ def main() -> int:
             )
             for role in ROLES_PROFILED if profile_dir is not None else ():
                 print(f"{role}, outbox pipeline (last run), under cProfile:")
-                stats = pstats.Stats(str(home / f"{role}.prof"), stream=sys.stdout)
+                stats = pstats.Stats(str(profile_file(profile_dir, role)), stream=sys.stdout)
                 stats.sort_stats("tottime").print_stats(args.profile)
         if "latency" not in args.skip:
             results = [
