@@ -263,6 +263,9 @@ _LONG_NUMBER = b"|" + b"0" * 19
 """What a number of 19 digits or more looks like after `_NUMBER_SHAPE`: it may be an integer past 64 bits,
 which orjson would read as a float. (A scan through `bytes.translate` and substring search costs a tenth of
 a regular expression's on a typical event.)"""
+_DIGITS = re.compile(b"0*")
+"""The rest of a run of digits in a shape, scanned in C: a digest of digits alone (`sha256:1212...`) would
+otherwise cost a Python step per digit."""
 
 
 def _may_hold_long_integer(shape: bytes) -> bool:
@@ -275,9 +278,7 @@ def _may_hold_long_integer(shape: bytes) -> bool:
         return True
     start = shape.find(_LONG_NUMBER)
     while start != -1:
-        end = start + len(_LONG_NUMBER)
-        while end < len(shape) and shape[end] == 0x30:  # "0": more digits
-            end += 1
+        end = _DIGITS.match(shape, start + len(_LONG_NUMBER)).end()  # type: ignore[union-attr]  # 0* always matches
         if end == len(shape) or shape[end] != 0x61:  # "a": a letter or a quote
             return True
         start = shape.find(_LONG_NUMBER, end)
