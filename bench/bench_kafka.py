@@ -120,8 +120,7 @@ def profiled(path: str | None) -> Iterator[None]:
         profile.dump_stats(path)
 
 
-def relay_process(settings: Settings, go: Any, stop: Any, profile_to: str | None = None) -> None:
-    quiet_logs()
+def connected_relay(settings: Settings) -> Relay:
     assert settings.kafka_bootstrap is not None
     app = System(settings).app
     relay = Relay(
@@ -129,10 +128,30 @@ def relay_process(settings: Settings, go: Any, stop: Any, profile_to: str | None
     )
     relay.connect()
     relay.position()
+    return relay
+
+
+def relay_process(settings: Settings, go: Any, stop: Any, profile_to: str | None = None) -> None:
+    quiet_logs()
+    relay = connected_relay(settings)
     go.wait()
     with profiled(profile_to):
         relay.run(cast(threading.Event, stop))
-    app.close()
+    relay.app.close()
+
+
+def relay_alone_process(settings: Settings, expected: int, ready: Any, go: Any, took: Any) -> None:
+    """The relay by itself: (seconds, events) from `go` until the broker acknowledged `expected` events."""
+    quiet_logs()
+    relay = connected_relay(settings)
+    ready.set()
+    go.wait()
+    started = time.monotonic()
+    while relay.relayed < expected:
+        relay.relay_batch()
+    took[:] = [time.monotonic() - started, relay.relayed]
+    relay.close()
+    relay.app.close()
 
 
 def projections_process(
@@ -142,8 +161,10 @@ def projections_process(
     done_at: Synchronized[float],
     stop: Any,
     profile_to: str | None = None,
+    took: Any = None,
 ) -> None:
-    """Joins the group, says so, and notes the time at which the projections hold `expected` events."""
+    """Joins the group, says so, and notes the time at which the projections hold `expected` events; with
+    `took`, also (seconds, events) from joining until then, for a topic filled beforehand."""
     quiet_logs()
     assert settings.kafka_bootstrap is not None
     store = open_projections(settings.projections_database)
@@ -152,15 +173,22 @@ def projections_process(
     while follower.assignment() != set(range(PARTITIONS)):
         follower.poll_once()
     ready.set()
+    joined_at, before = time.monotonic(), follower.handled + follower.parked
     with profiled(profile_to):
         while not stop.is_set():
             follower.poll_once()
             if expected and done_at.value == 0.0 and follower.handled + follower.parked >= expected:
                 done_at.value = time.monotonic()
+                if took is not None:
+                    took[:] = [done_at.value - joined_at, expected - before]
     follower.close()
 
 
-def raw_producer_process(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], go: Any) -> None:
+def raw_producer_process(
+    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], ready: Any, go: Any, took: Any = None
+) -> None:
+    """Connects, says so, and produces the messages from `go`; with `took`, notes (seconds, messages) until the
+    broker acknowledged them all."""
     from kafka import KafkaProducer
 
     options = RelayOptions()
@@ -171,14 +199,21 @@ def raw_producer_process(bootstrap: str, topic: str, messages: list[tuple[bytes,
         linger_ms=options.linger_ms,
         batch_size=options.producer_batch_bytes,
     )
+    ready.set()
     go.wait()
+    started = time.monotonic()
     for key, value in messages:
         producer.send(topic, key=key, value=value)
     producer.flush()
+    if took is not None:
+        took[:] = [time.monotonic() - started, len(messages)]
     producer.close()
 
 
-def raw_consumer_process(bootstrap: str, topic: str, expected: int, ready: Any, done_at: Synchronized[float]) -> None:
+def raw_consumer_process(
+    bootstrap: str, topic: str, expected: int, ready: Any, done_at: Synchronized[float], took: Any = None
+) -> None:
+    """Reads `expected` messages as a consumer group; with `took`, notes (seconds, messages) from joining."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
@@ -191,14 +226,16 @@ def raw_consumer_process(bootstrap: str, topic: str, expected: int, ready: Any, 
     )
     consumer.partitions_for_topic(topic)  # known before joining, or the group leader may assign nothing
     consumer.subscribe([topic])
-    while len(consumer.assignment()) < PARTITIONS:
-        consumer.poll(timeout_ms=100)
-    ready.set()
     received = 0
+    while len(consumer.assignment()) < PARTITIONS:
+        received += sum(map(len, consumer.poll(timeout_ms=100).values()))
+    ready.set()
+    joined_at, before = time.monotonic(), received
     while received < expected:
-        for batch in consumer.poll(timeout_ms=100).values():
-            received += len(batch)
+        received += sum(map(len, consumer.poll(timeout_ms=100).values()))
     done_at.value = time.monotonic()
+    if took is not None:
+        took[:] = [done_at.value - joined_at, expected - before]
     consumer.close()
 
 
@@ -211,12 +248,24 @@ def commands_process(settings: Settings, videos: int, go: Any) -> None:
 
 
 @dataclass(frozen=True)
+class Alone:
+    """Each stage of the floor and of the outbox pipeline by itself, per second: what each would reach with the
+    cores to itself and the broker (the consumers read a topic filled beforehand)."""
+
+    raw_producer: float
+    raw_consumer: float
+    relay: float
+    consumer: float
+
+
+@dataclass(frozen=True)
 class Throughput:
     events: int
     raw_per_s: float
     write_side_per_s: float
     outbox_per_s: float
     live_per_s: float
+    alone: Alone
 
 
 def wait_for(value: Synchronized[float], processes: list[Any]) -> float:
@@ -242,16 +291,18 @@ def finish(processes: list[Any], stop: Any | None = None) -> None:
 def raw_floor(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
     topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
     ensure_topic(bootstrap, TopicSpec(topic, PARTITIONS))
-    go, ready, done_at = SPAWN.Event(), SPAWN.Event(), SPAWN.Value("d", 0.0)
+    go, ready, connected, done_at = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Value("d", 0.0)
     consumer = SPAWN.Process(
         target=raw_consumer_process, args=(bootstrap, topic, len(messages), ready, done_at), name="raw consumer"
     )
-    producer = SPAWN.Process(target=raw_producer_process, args=(bootstrap, topic, messages, go), name="raw producer")
+    producer = SPAWN.Process(
+        target=raw_producer_process, args=(bootstrap, topic, messages, connected, go), name="raw producer"
+    )
     consumer.start()
     producer.start()
-    if not ready.wait(120):
-        raise TimeoutError("the consumer did not join its group")
-    time.sleep(1.0)  # the producer process has connected by now
+    if not ready.wait(120) or not connected.wait(120):
+        raise TimeoutError("the consumer did not join its group, or the producer did not connect")
+    time.sleep(1.0)  # both settle, as the pipeline's processes do
     started = time.monotonic()
     go.set()
     finished = wait_for(done_at, [consumer, producer])
@@ -312,7 +363,52 @@ def bench_throughput(home: Path, base: Settings, events: int, profile_dir: Path 
     outbox = pipeline(filled, total, None, profile_dir)
     live = replace(base, home=home / "live", kafka_topic=f"bench-live-{uuid.uuid4().hex[:8]}")
     live_rate = pipeline(live, total, videos)
-    return Throughput(total, raw, write_side, outbox, live_rate)
+    return Throughput(total, raw, write_side, outbox, live_rate, stages_alone(home, filled, messages))
+
+
+def stages_alone(home: Path, filled: Settings, messages: list[tuple[bytes, bytes]]) -> Alone:
+    """Each producer alone onto a fresh topic, then each consumer alone reading what it wrote."""
+    bootstrap = str(filled.kafka_bootstrap)
+    raw_topic = f"bench-alone-raw-{uuid.uuid4().hex[:8]}"
+    ensure_topic(bootstrap, TopicSpec(raw_topic, PARTITIONS))
+    relayed = replace(
+        filled,
+        kafka_topic=f"bench-alone-{uuid.uuid4().hex[:8]}",
+        projections_url=f"sqlite:///{home / 'alone-relay.db'}",  # the relay's position starts afresh
+    )
+    ensure_topic(bootstrap, TopicSpec(relayed.kafka_topic, PARTITIONS))
+    consumed = replace(relayed, projections_url=f"sqlite:///{home / 'alone-projections.db'}")
+    for settings in (relayed, consumed):
+        open_projections(settings.projections_database).engine.dispose()
+    expected = len(messages)
+
+    def timed(target: Callable[..., None], *args: Any, producer: bool) -> float:
+        """One stage in a process of its own: its rate as it measured it (`took`: seconds, events). A producer
+        starts on `go` once connected; a consumer as soon as it has joined its group."""
+        ready, go, stop, took = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Array("d", 2)
+        signals = {"ready": ready, "took": took}
+        signals |= {"go": go} if producer else {"done_at": SPAWN.Value("d", 0.0)}
+        if target is projections_process:
+            signals["stop"] = stop
+        process = SPAWN.Process(target=target, args=args, kwargs=signals, name=target.__name__)
+        process.start()
+        if not ready.wait(120):
+            raise TimeoutError(f"{target.__name__} did not start")
+        go.set()
+        deadline = time.monotonic() + DEADLINE_S
+        while took[0] == 0.0:
+            if process.exitcode not in (None, 0) or time.monotonic() > deadline:
+                raise RuntimeError(f"{target.__name__} did not finish")
+            time.sleep(0.01)
+        finish([process], stop)
+        return float(took[1] / took[0])
+
+    return Alone(
+        raw_producer=timed(raw_producer_process, bootstrap, raw_topic, messages, producer=True),
+        raw_consumer=timed(raw_consumer_process, bootstrap, raw_topic, expected, producer=False),
+        relay=timed(relay_alone_process, relayed, expected, producer=True),
+        consumer=timed(projections_process, consumed, expected, producer=False),
+    )
 
 
 # --- 2. revocation latency -----------------------------------------------------------------------------
@@ -432,6 +528,11 @@ def main() -> int:
             print(
                 f"  write side alone (the same commands)          {med('write_side_per_s'):8.0f} events/s  "
                 f"ratio {statistics.median(r.write_side_per_s / r.raw_per_s for r in runs):.2f}"
+            )
+            alone = {field: statistics.median(getattr(r.alone, field) for r in runs) for field in Alone.__annotations__}
+            print(
+                f"  each alone, per second: raw producer {alone['raw_producer']:.0f}, raw consumer "
+                f"{alone['raw_consumer']:.0f}; relay {alone['relay']:.0f}, projection consumer {alone['consumer']:.0f}"
             )
             for role in ROLES_PROFILED if profile_dir is not None else ():
                 print(f"{role}, outbox pipeline (last run), under cProfile:")
