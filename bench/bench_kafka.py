@@ -9,7 +9,11 @@ Each role runs in a process of its own, as each runs in a container of its own w
      beforehand, timed from the relay's start until the projections hold every event;
    - command to projections: the same, with the commands that record the events running meanwhile (a
      third process), timed from the first command. The write side alone (the same commands with no
-     pipeline) is timed too: the live rate cannot beat it.
+     pipeline) is timed too: the live rate cannot beat it;
+   - each stage alone, to show which one bounds the pipeline: the raw producer and the relay, each onto a
+     topic of its own, from their start until the broker acknowledged everything; then the raw consumer and
+     the projection consumer, each reading what was written there, from joining their group until they
+     hold it all.
    Target: pipeline rate >= 0.7 x the floor.
 2. Latency of a revocation cascade: a cameo used in 1,000 published videos, each with three levels of remixes
    below it (4,000 takedowns); time from the ConsentRevoked command to the feed showing none of them, with the
