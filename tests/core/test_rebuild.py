@@ -124,6 +124,7 @@ def test_the_shares_of_the_log_hold_each_stream_once_and_in_order(system: System
     everything = read_share(system.app, Share(), 0, end, 1000)
     assert all(read)
     assert read == [[e for e in everything if share.holds(e.stream_id)] for share in shares]
+    assert sorted((e.position for share in read for e in share), key=int) == [e.position for e in everything]
     assert [e.position for e in read_share(system.app, shares[0], 0, 5, 1000)] == [
         e.position for e in read[0] if e.position is not None and e.position <= 5
     ]
