@@ -272,15 +272,18 @@ class Throughput:
     alone: Alone
 
 
-def wait_for(value: Synchronized[float], processes: list[Any]) -> float:
+def wait_for(read: Callable[[], float], processes: list[Any]) -> float:
+    """What `read` gives once a process has set it (it reads 0.0 until then)."""
     deadline = time.monotonic() + DEADLINE_S
-    while value.value == 0.0:
+    while (value := read()) == 0.0:
         if any(p.exitcode not in (None, 0) for p in processes):
             raise RuntimeError("a benchmark process failed")
+        if all(p.exitcode is not None for p in processes) and read() == 0.0:
+            raise RuntimeError("the benchmark's processes ended without their measurement")
         if time.monotonic() > deadline:
             raise TimeoutError("the benchmark did not finish in time")
         time.sleep(0.002)
-    return float(value.value)
+    return float(value)
 
 
 def finish(processes: list[Any], stop: Any | None = None) -> None:
@@ -309,7 +312,7 @@ def raw_floor(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
     time.sleep(1.0)  # both settle, as the pipeline's processes do
     started = time.monotonic()
     go.set()
-    finished = wait_for(done_at, [consumer, producer])
+    finished = wait_for(lambda: done_at.value, [consumer, producer])
     finish([consumer, producer])
     return len(messages) / (finished - started)
 
@@ -349,7 +352,7 @@ def pipeline(settings: Settings, expected: int, videos: int | None, profile_dir:
     time.sleep(1.0)  # the relay process has started and connected by now
     started = time.monotonic()
     go.set()
-    finished = wait_for(done_at, processes)
+    finished = wait_for(lambda: done_at.value, processes)
     finish(processes, stop)
     return expected / (finished - started)
 
@@ -399,13 +402,9 @@ def stages_alone(home: Path, filled: Settings, messages: list[tuple[bytes, bytes
         if not ready.wait(120):
             raise TimeoutError(f"{target.__name__} did not start")
         go.set()
-        deadline = time.monotonic() + DEADLINE_S
-        while took[0] == 0.0:
-            if (process.exitcode is not None and took[0] == 0.0) or time.monotonic() > deadline:
-                raise RuntimeError(f"{target.__name__} did not finish its measurement")
-            time.sleep(0.01)
+        seconds = wait_for(lambda: took[0], [process])
         finish([process], stop)
-        return float(took[1] / took[0])
+        return float(took[1] / seconds)
 
     return Alone(
         raw_producer=timed(raw_producer_process, bootstrap, raw_topic, messages, producer=True),
