@@ -3,8 +3,9 @@
 Each role runs in a process of its own, as each runs in a container of its own when deployed.
 
 1. Throughput. The floor, measured in the same run: kafka-python alone, one process producing the very
-   messages the relay would publish (same keys, same bytes, the relay's producer settings) and one process
-   reading them as a consumer group, with no event store or database anywhere. Against it:
+   messages the relay would publish (same keys, same bytes, same routing headers, the relay's producer
+   settings) and one process reading them as a consumer group, with no event store or database anywhere.
+   Against it:
    - outbox to projections: the relay and the projection consumer (two processes) on an outbox filled
      beforehand, timed from the relay's start until the projections hold every event;
    - command to projections: the same, with the commands that record the events running meanwhile (a
@@ -14,7 +15,10 @@ Each role runs in a process of its own, as each runs in a container of its own w
      topic of its own, from their start until the broker acknowledged everything; then the raw consumer and
      the projection consumer, each reading what was written there, from joining their group until they
      hold it all.
-   Target: pipeline rate >= 0.7 x the floor.
+   Target: pipeline rate >= 0.7 x the floor. The default 40,000 events keep the pipeline busy for seconds:
+   with 10,000 it runs for about one, and its filling (the relay reads its first batch of 10,000 before it
+   sends any) and draining (the consumer finishes what the broker holds after the relay's last send) are a
+   large part of that second.
 2. Latency of a revocation cascade: a cameo used in 1,000 published videos, each with three levels of remixes
    below it (4,000 takedowns); time from the ConsentRevoked command to the feed showing none of them, with the
    relay and the projection consumer following live. Median and p99 over several runs (with few runs, p99 is
@@ -24,7 +28,7 @@ Each role runs in a process of its own, as each runs in a container of its own w
 It needs a broker: PROVENANCE_TEST_KAFKA_BOOTSTRAP=host:port, or one is started from the cached Kafka
 distribution (scripts/kafka/fetch) as the test suite does.
 
-    python -m bench.bench_kafka [--events 10000] [--repeat 3] [--latency-runs 7] [--videos 1000] [--remix-depth 3]
+    python -m bench.bench_kafka [--events 40000] [--repeat 3] [--latency-runs 7] [--videos 1000] [--remix-depth 3]
                                 [--backend sqlite|postgres --dsn URL] [--profile N]
 
 `--profile N` runs the relay and the projection consumer of the outbox pipeline under `cProfile` (which slows
@@ -62,12 +66,14 @@ from provenance.config import Settings
 from provenance.kafka.admin import TopicSpec, ensure_topic
 from provenance.kafka.consumers import ConsumerOptions, TopicFollower
 from provenance.kafka.positions import Positions, open_engine, open_projections
-from provenance.kafka.relay import Relay, RelayOptions
+from provenance.kafka.relay import Relay, RelayOptions, headers_of
 from provenance.kafka.sinks import ProjectionSink
 from provenance.log import last_position, read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 
 PARTITIONS = 6
+RawMessage = tuple[bytes, bytes, list[tuple[str, bytes]]]
+"""What the relay publishes for an event: its key, its value and its headers."""
 DEADLINE_S = 900.0
 SPAWN = mp.get_context("spawn")
 
@@ -189,7 +195,7 @@ def projections_process(
 
 
 def raw_producer_process(
-    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], ready: Any, go: Any, took: Any = None
+    bootstrap: str, topic: str, messages: list[RawMessage], ready: Any, go: Any, took: Any = None
 ) -> None:
     """Connects, says so, and produces the messages from `go`; with `took`, notes (seconds, messages) until the
     broker acknowledged them all."""
@@ -206,8 +212,8 @@ def raw_producer_process(
     ready.set()
     go.wait()
     started = time.monotonic()
-    for key, value in messages:
-        producer.send(topic, key=key, value=value)
+    for key, value, headers in messages:
+        producer.send(topic, key=key, value=value, headers=headers)
     producer.flush()
     if took is not None:
         took[:] = [time.monotonic() - started, len(messages)]
@@ -295,7 +301,7 @@ def finish(processes: list[Any], stop: Any | None = None) -> None:
             raise RuntimeError(f"{process.name} exited with {process.exitcode}")
 
 
-def raw_floor(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
+def raw_floor(bootstrap: str, messages: list[RawMessage]) -> float:
     topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
     ensure_topic(bootstrap, TopicSpec(topic, PARTITIONS))
     go, ready, connected, done_at = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Value("d", 0.0)
@@ -364,7 +370,7 @@ def bench_throughput(home: Path, base: Settings, events: int, profile_dir: Path 
     total = record_videos(filled, videos)
     write_side = total / (time.perf_counter() - started)
     app = System(filled).app
-    messages = [(e.stream_id.encode(), e.to_json()) for e in read_log(app, 0, total)]
+    messages = [(e.stream_id.encode(), e.to_json(), headers_of(e)) for e in read_log(app, 0, total)]
     app.close()
     raw = raw_floor(str(base.kafka_bootstrap), messages)
     outbox = pipeline(filled, total, None, profile_dir)
@@ -373,7 +379,7 @@ def bench_throughput(home: Path, base: Settings, events: int, profile_dir: Path 
     return Throughput(total, raw, write_side, outbox, live_rate, stages_alone(home, filled, messages))
 
 
-def stages_alone(home: Path, filled: Settings, messages: list[tuple[bytes, bytes]]) -> Alone:
+def stages_alone(home: Path, filled: Settings, messages: list[RawMessage]) -> Alone:
     """Each producer alone onto a fresh topic, then each consumer alone reading what it wrote."""
     bootstrap = str(filled.kafka_bootstrap)
     raw_topic = f"bench-alone-raw-{uuid.uuid4().hex[:8]}"
@@ -490,7 +496,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite", help="the event store")
     parser.add_argument("--dsn", help="PostgreSQL URL for --backend postgres (a database of its own)")
-    parser.add_argument("--events", type=int, default=10_000, help="events for the throughput part")
+    parser.add_argument("--events", type=int, default=40_000, help="events for the throughput part")
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs (medians are reported)")
     parser.add_argument("--latency-runs", type=int, default=7)
     parser.add_argument("--videos", type=int, default=1000, help="videos using the revoked cameo")
