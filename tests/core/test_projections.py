@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from projections.store import all_projections, open_store
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
+from provenance.kafka.positions import open_projections
 from provenance.log import read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 from schemas.envelope import EventEnvelope
@@ -202,3 +204,26 @@ def test_kafka_offsets_past_32_bits_are_kept_on_postgresql(world: Any, fresh_pos
     assert postgres.process(envelopes, "provenance.events", 3) == 0  # redelivered: skipped by the checkpoint
     assert len(ReadModels(postgres.url).feed_ids()) == 1
     postgres.engine.dispose()
+
+
+def test_roles_opening_a_new_read_model_file_together_all_open_it(tmp_path: Path) -> None:
+    """Roles of a fresh stack open the same new SQLite file at the same moment: switching it to WAL mode holds
+    a lock that SQLite refuses others at once ("database is locked"), without waiting in its busy handler."""
+    failures: list[BaseException] = []
+    for attempt in range(60):
+        url = f"sqlite:///{tmp_path / f'projections-{attempt}.db'}"
+        start = threading.Barrier(6)
+
+        def open_it(url: str = url, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                open_projections(url).engine.dispose()
+            except Exception as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
