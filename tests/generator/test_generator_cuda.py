@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from generator_testkit import pattern_image
 
 from generator.reference import ReferenceBackend
 from generator.spec import RenderSpec
@@ -17,21 +18,14 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def _face(variant: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:128, 0:128]
-    image = np.zeros((128, 128, 3), np.uint8)
-    image[..., 0] = (xx * 2 + variant * 60) % 256
-    image[..., 1] = yy * 2
-    image[..., 2] = ((xx // 16 + yy // 16) % 2) * 200
-    return image
-
-
 @pytest.mark.parametrize(
     "prompt",
     ["three red balls and a blue box bouncing at sunset", "six balls and three boxes, blood and gore, at night"],
 )
 def test_cuda_frames_match_the_cpu_frames_to_a_level(prompt: str) -> None:
-    spec = RenderSpec(prompt, seed=11, duration_s=1.5, fps=12, width=240, height=416, cameos={"alice": _face(0)})
+    spec = RenderSpec(
+        prompt, seed=11, duration_s=1.5, fps=12, width=240, height=416, cameos={"alice": pattern_image(128, 128, 0)}
+    )
     gpu = ReferenceBackend(device="cuda")
     assert gpu.device == torch.cuda.get_device_name(0)
     on_cpu = ReferenceBackend(device="cpu").render(spec)
