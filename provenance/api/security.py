@@ -74,6 +74,13 @@ class Access:
             return principal.kind == "person"
         return bool(self.roles & principal.roles)
 
+    def check(self, principal: Principal) -> Principal:
+        """The principal, or 403 saying what this needs."""
+        if not self.allows(principal):
+            who = f"one of the roles {', '.join(sorted(self.roles))}" if self.roles else "a signed-in person"
+            raise ApiError(403, "forbidden", f"this needs {who}, with a token of scope {self.scope!r}")
+        return principal
+
 
 class RateLimiter:
     """Token buckets per key (a token id, or the caller's address when anonymous), in this process."""
@@ -119,10 +126,11 @@ def sign_in_person(request: Request, handle: str, password: str, *, session: boo
     """A new token for a person whose password this is (tries throttled per address and handle); None when
     the handle or password is wrong. A browser session also gets its cookie through `set_session_cookie`."""
     from provenance.api.app import context
-    from provenance.domain.person import person_id_for
+    from provenance.domain.person import handle_skeleton, person_id_for
 
     ctx = context(request)
-    limit(ctx.sign_in_limiter, f"sign-in:{client_address(request)}:{handle.casefold()}")
+    # Keyed as the account is found (every spelling of one handle names one person): not per spelling.
+    limit(ctx.sign_in_limiter, f"sign-in:{client_address(request)}:{handle_skeleton(handle)}")
     if not handle.strip():
         return None
     person_id = str(person_id_for(handle))
@@ -139,16 +147,17 @@ def set_session_cookie(request: Request, response: Response, secret: str) -> Non
     )
 
 
-def authenticate(request: Request, csrf: str | None = None) -> Principal:
+def authenticate(request: Request, csrf: str | None = None, *, session_only: bool = False) -> Principal:
     """The caller, or 401 (with `WWW-Authenticate`) for no, an unknown, an expired or a revoked token.
 
     A browser's unsafe request with the session cookie must carry the session's CSRF token: in the
-    `X-CSRF-Token` header, or (a console form) as `csrf`.
+    `X-CSRF-Token` header, or (a console form) as `csrf`. `session_only` (the console) takes the caller from
+    the session cookie alone: an `Authorization` header there would act without the session's CSRF token.
     """
     from provenance.api.app import context
 
     ctx = context(request)
-    header = request.headers.get("authorization", "")
+    header = "" if session_only else request.headers.get("authorization", "")
     token: Token | None = None
     if header:
         scheme, _, secret = header.partition(" ")
@@ -196,11 +205,7 @@ def needs(scope: str, *roles: str) -> Callable[[Request], Principal]:
     access = Access(scope, frozenset(roles) if roles else None)
 
     def dependency(request: Request) -> Principal:
-        principal = authenticate(request)
-        if not access.allows(principal):
-            who = f"one of the roles {', '.join(sorted(access.roles))}" if access.roles else "a signed-in person"
-            raise ApiError(403, "forbidden", f"this needs {who}, with a token of scope {scope!r}")
-        return principal
+        return access.check(authenticate(request))
 
     dependency.access = access  # type: ignore[attr-defined]
     return dependency

@@ -26,6 +26,7 @@ from provenance.api.security import (
     MEMBER,
     SESSION_COOKIE,
     TRUST_AND_SAFETY,
+    Access,
     Principal,
     authenticate,
     set_session_cookie,
@@ -46,24 +47,20 @@ class NeedsSignIn(Exception):
         self.next_path = next_path
 
 
-def viewer(request: Request, csrf: str | None = None) -> Principal:
-    """The signed-in person, from the session cookie (and the form's CSRF token for a form)."""
+def viewer(request: Request, scope: str, *roles: str, csrf: str | None = None) -> Principal:
+    """The signed-in person, from the session cookie alone (and the form's CSRF token for a form), if the API's
+    `Access(scope, roles)` lets them in: the console acts with the same rights as `needs(scope, *roles)`."""
     if SESSION_COOKIE not in request.cookies:
         raise NeedsSignIn(request.url.path)
     try:
-        principal = authenticate(request, csrf)
+        principal = authenticate(request, csrf, session_only=True)
     except ApiError as exc:
         if exc.status == 401:
             raise NeedsSignIn(request.url.path) from exc
         raise
     if principal.kind != "person":
         raise ApiError(403, "forbidden", "the console is for people")
-    return principal
-
-
-def require(principal: Principal, *roles: str) -> None:
-    if not set(roles) & principal.roles:
-        raise ApiError(403, "forbidden", f"this page is for {', '.join(r.replace('_', ' ') for r in roles)}")
+    return Access(scope, frozenset(roles) if roles else None).check(principal)
 
 
 def page(request: Request, template: str, principal: Principal | None, status: int = 200, **values: Any) -> Response:
@@ -115,7 +112,7 @@ def sign_in(request: Request, data: Posted) -> Response:
 
 @router.post("/sign-out")
 def sign_out(request: Request, data: Posted) -> Response:
-    principal = viewer(request, data.get("csrf"))
+    principal = viewer(request, "read", csrf=data.get("csrf"))
     context(request).accounts.revoke(principal.token.token_id)
     response = back("/console/sign-in")
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -132,7 +129,7 @@ def _local(path: str) -> str:
 
 @router.get("")
 def feed(request: Request, cursor: str | None = None) -> Response:
-    principal = viewer(request)
+    principal = viewer(request, "read")
     ctx = context(request)
     found = ctx.reads().feed(limit=10, cursor=cursor[:200] if cursor else None)
     items = found["items"]
@@ -146,8 +143,7 @@ def feed(request: Request, cursor: str | None = None) -> Response:
 
 @router.post("/videos")
 def request_video(request: Request, data: Posted) -> Response:
-    principal = viewer(request, data.get("csrf"))
-    require(principal, MEMBER)
+    principal = viewer(request, "write", MEMBER, csrf=data.get("csrf"))
     size = {"duration_s": 2.0, "fps": 12, "width": 288, "height": 512}
     cameos = [c.strip() for c in str(data.get("cameos", "")).split(",") if c.strip()]
     prompt = str(data.get("prompt", ""))[:1000]
@@ -157,7 +153,7 @@ def request_video(request: Request, data: Posted) -> Response:
 
 @router.get("/videos/{video_id}")
 def video(request: Request, video_id: UUID) -> Response:
-    principal = viewer(request)
+    principal = viewer(request, "read")
     ctx = context(request)
     current = ctx.system.app.video(video_id)
     reads = ctx.reads()
@@ -198,7 +194,7 @@ def _lineage(reads: Any, video_id: str) -> dict[str, Any]:
 
 @router.post("/videos/{video_id}/takedowns")
 def take_down(request: Request, video_id: UUID, data: Posted) -> Response:
-    principal = viewer(request, data.get("csrf"))
+    principal = viewer(request, "write", MEMBER, TRUST_AND_SAFETY, csrf=data.get("csrf"))
     ctx = context(request)
     ctx.system.app.take_down(
         video_id,
@@ -213,7 +209,7 @@ def take_down(request: Request, video_id: UUID, data: Posted) -> Response:
 
 @router.post("/videos/{video_id}/takedowns/{case_id}/appeal")
 def appeal(request: Request, video_id: UUID, case_id: str, data: Posted) -> Response:
-    principal = viewer(request, data.get("csrf"))
+    principal = viewer(request, "write", MEMBER, csrf=data.get("csrf"))
     ctx = context(request)
     ctx.system.app.appeal(video_id, case_id[:100], principal.person_id, str(data.get("grounds", ""))[:5000])
     ctx.reads()
@@ -222,8 +218,7 @@ def appeal(request: Request, video_id: UUID, case_id: str, data: Posted) -> Resp
 
 @router.post("/videos/{video_id}/takedowns/{case_id}/reinstate")
 def reinstate(request: Request, video_id: UUID, case_id: str, data: Posted) -> Response:
-    principal = viewer(request, data.get("csrf"))
-    require(principal, TRUST_AND_SAFETY)
+    principal = viewer(request, "write", TRUST_AND_SAFETY, csrf=data.get("csrf"))
     ctx = context(request)
     ctx.system.app.reinstate(video_id, case_id[:100], principal.person_id, str(data.get("decision", ""))[:5000])
     ctx.reads()
@@ -235,8 +230,7 @@ def reinstate(request: Request, video_id: UUID, case_id: str, data: Posted) -> R
 
 @router.get("/review")
 def review(request: Request) -> Response:
-    principal = viewer(request)
-    require(principal, TRUST_AND_SAFETY, AUDITOR)
+    principal = viewer(request, "read", TRUST_AND_SAFETY, AUDITOR)
     ctx = context(request)
     reads = ctx.reads()
     held = reads.awaiting_review()
@@ -255,8 +249,7 @@ def review(request: Request) -> Response:
 
 @router.post("/review/{video_id}")
 def decide(request: Request, video_id: UUID, data: Posted) -> Response:
-    principal = viewer(request, data.get("csrf"))
-    require(principal, TRUST_AND_SAFETY)
+    principal = viewer(request, "write", TRUST_AND_SAFETY, csrf=data.get("csrf"))
     verdict, statement = str(data.get("verdict", "")), str(data.get("statement", ""))[:5000]
     context(request).decide_review(video_id, principal.person_id, verdict, statement)
     return back(f"/console/videos/{video_id}")
@@ -267,8 +260,7 @@ def decide(request: Request, video_id: UUID, data: Posted) -> Response:
 
 @router.get("/cameos")
 def cameos(request: Request) -> Response:
-    principal = viewer(request)
-    require(principal, MEMBER)
+    principal = viewer(request, "read", MEMBER)
     ctx = context(request)
     reads = ctx.reads()
     mine = reads.cameos_owned_by(principal.subject)
@@ -282,8 +274,7 @@ def cameos(request: Request) -> Response:
 
 @router.post("/cameos")
 def register_cameo(request: Request, data: Posted) -> Response:
-    principal = viewer(request, data.get("csrf"))
-    require(principal, MEMBER)
+    principal = viewer(request, "write", MEMBER, csrf=data.get("csrf"))
     upload = data.get("file")
     if upload is None or not hasattr(upload, "read"):
         raise InvalidInput("choose an image file of your face")
@@ -298,7 +289,7 @@ def register_cameo(request: Request, data: Posted) -> Response:
 def grant(request: Request, cameo_id: UUID, data: Posted) -> Response:
     from provenance.cli.handlers.common import parse_expiry
 
-    principal = viewer(request, data.get("csrf"))
+    principal = viewer(request, "write", MEMBER, csrf=data.get("csrf"))
     ctx = context(request)
     app = ctx.system.app
     to = [h.strip() for h in str(data.get("to", "")).split(",") if h.strip()]
@@ -317,7 +308,7 @@ def grant(request: Request, cameo_id: UUID, data: Posted) -> Response:
 
 @router.post("/cameos/{cameo_id}/grants/{grant_id}/revoke")
 def revoke(request: Request, cameo_id: UUID, grant_id: str, data: Posted) -> Response:
-    principal = viewer(request, data.get("csrf"))
+    principal = viewer(request, "write", MEMBER, csrf=data.get("csrf"))
     ctx = context(request)
     ctx.system.app.revoke_consent(principal.person_id, cameo_id, grant_id[:100], str(data.get("reason", ""))[:2000])
     ctx.reads()
@@ -326,7 +317,7 @@ def revoke(request: Request, cameo_id: UUID, grant_id: str, data: Posted) -> Res
 
 @router.post("/cameos/{cameo_id}/erase")
 def erase(request: Request, cameo_id: UUID, data: Posted) -> Response:
-    principal = viewer(request, data.get("csrf"))
+    principal = viewer(request, "write", MEMBER, csrf=data.get("csrf"))
     if data.get("confirm") != "erase":
         raise InvalidInput('to erase the likeness, type "erase" in the confirmation box')
     ctx = context(request)
@@ -340,7 +331,7 @@ def erase(request: Request, cameo_id: UUID, data: Posted) -> Response:
 
 @router.get("/verify")
 def verify_page(request: Request) -> Response:
-    return page(request, "verify.html", viewer(request), report=None)
+    return page(request, "verify.html", viewer(request, "verify"), report=None)
 
 
 @router.post("/verify")
@@ -351,7 +342,7 @@ def verify(request: Request, data: Posted) -> Response:
     from provenance.credentials.verify import verify_file
     from provenance.verification import ReadModelStatus
 
-    principal = viewer(request, data.get("csrf"))
+    principal = viewer(request, "verify", csrf=data.get("csrf"))
     upload = data.get("file")
     if upload is None or not hasattr(upload, "read"):
         raise InvalidInput("choose a video file to verify")
@@ -367,8 +358,7 @@ def verify(request: Request, data: Posted) -> Response:
 
 @router.get("/audit")
 def audit_search(request: Request, id: str | None = None) -> Response:
-    principal = viewer(request)
-    require(principal, AUDITOR, TRUST_AND_SAFETY, ADMINISTRATOR)
+    principal = viewer(request, "read", AUDITOR, TRUST_AND_SAFETY, ADMINISTRATOR)
     if id:
         return back(f"/console/audit/{quote(id.strip()[:100])}")
     return page(request, "audit.html", principal, trail=None, stream_id="", filter="")
@@ -376,8 +366,7 @@ def audit_search(request: Request, id: str | None = None) -> Response:
 
 @router.get("/audit/{stream_id}")
 def audit(request: Request, stream_id: str, filter: str = "") -> Response:
-    principal = viewer(request)
-    require(principal, AUDITOR, TRUST_AND_SAFETY, ADMINISTRATOR)
+    principal = viewer(request, "read", AUDITOR, TRUST_AND_SAFETY, ADMINISTRATOR)
     trail = context(request).reads().audit_trail(stream_id[:100])
     wanted = filter.strip().lower()[:100]
     if wanted:
@@ -387,7 +376,7 @@ def audit(request: Request, stream_id: str, filter: str = "") -> Response:
 
 @router.get("/videos/{video_id}/statements/{case_id}")
 def statement(request: Request, video_id: UUID, case_id: str, format: str = "html") -> Response:
-    principal = viewer(request)
+    principal = viewer(request, "read")
     reads = context(request).reads()
     video = reads.video(str(video_id))
     if case_id == "block":

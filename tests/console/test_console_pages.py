@@ -45,6 +45,45 @@ def test_a_form_without_the_sessions_csrf_token_changes_nothing(api: Api) -> Non
     assert done.status_code == 200 and "revoked: mine" in done.text
 
 
+def test_the_console_acts_only_for_its_session_not_a_bearer_token_beside_any_cookie(api: Api) -> None:
+    app = api.system.app
+    member = app.person_by_handle("member").id
+    cameo = app.register_cameo(member, face())
+    read_only, _ = api.accounts.issue("person", str(member), ["read"], 3600)
+    before = app.recorder.max_notification_id()
+    for cookie in ("anything", read_only):  # a made-up cookie, or the token itself as one (not a session)
+        api.client.cookies.set("provenance_session", cookie)
+        forged = api.client.post(
+            f"/console/cameos/{cameo}/grants",
+            data={"audience": "mutuals"},
+            headers={"Authorization": f"Bearer {read_only}"},
+            follow_redirects=False,
+        )
+        assert forged.status_code == 303 and forged.headers["location"].startswith("/console/sign-in")
+    assert app.recorder.max_notification_id() == before
+    api.client.cookies.clear()
+
+
+def test_console_forms_need_the_role_the_api_needs(api: Api) -> None:
+    from provenance.application.service import OPERATOR
+
+    app = api.system.app
+    member = app.person_by_handle("member").id
+    cameo = app.register_cameo(member, face())
+    grant = app.grant_consent(member, cameo, "everyone")
+    csrf = signed_in(api, "member")
+    app.change_role(OPERATOR, member, "member", grant=False, reason="suspended")
+    before = app.recorder.max_notification_id()
+    for path, data in [
+        (f"/console/cameos/{cameo}/grants", {"audience": "mutuals"}),
+        (f"/console/cameos/{cameo}/grants/{grant}/revoke", {"reason": "still me"}),
+        (f"/console/cameos/{cameo}/erase", {"reason": "gone", "confirm": "erase"}),
+    ]:
+        refused = api.client.post(path, data={**data, "csrf": csrf})
+        assert refused.status_code == 403 and "member" in refused.text, path
+    assert app.recorder.max_notification_id() == before
+
+
 def test_erasure_needs_its_confirmation(api: Api) -> None:
     app = api.system.app
     cameo = app.register_cameo(app.person_by_handle("member").id, face())
