@@ -268,12 +268,14 @@ class System:
 
         Registration checks what it can without a model (one face); this compares the face with the others'
         using the moderation gate's likeness model, so a cameo made from someone else's photo neither grants
-        anything nor blocks that person's own consented videos.
+        anything nor blocks that person's own consented videos. Only a cameo with nothing recorded after its
+        registration is compared: a repeated registration (the same command id) finds one that was checked when
+        it was new, and perhaps in use since, and leaves it as it is.
         """
         from provenance.stages import ModelLikenessMatcher
 
         cameo = self.app.cameo(cameo_id)
-        if not cameo.is_active:
+        if not cameo.is_active or cameo.version > 1:  # checked when it was new: a repeated registration
             return cameo.held
         self.catch_up()
         matcher = ModelLikenessMatcher(self.moderator_config())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
 
@@ -58,9 +58,16 @@ class CameoCommands(CoverageCommands):
         return self._retrying(run)
 
     def hold_cameo(self, cameo_id: UUID | str, matched_cameo_id: str, similarity: float) -> bool:
-        """Hold a new cameo whose likeness matches another person's: it grants nothing, and no video of the
-        real owner is blocked by it, until trust and safety decides (`review_cameo`)."""
-        return self._on_cameo(cameo_id, lambda c: c.hold(matched_cameo_id, similarity, command_id=f"hold:{c.id}"))
+        """Hold a cameo whose likeness matches another person's: it grants nothing, and no video of the real
+        owner is blocked by it, until trust and safety decides (`review_cameo`). A video already made with it
+        (its owner's own too) comes down, or is blocked in flight, as when consent ends."""
+        command_id = f"hold:{UUID(str(cameo_id))}"
+        because = f"Cameo {{cameo}} was held for review: it looks like another person's cameo {matched_cameo_id}."
+        return self._change_standing(
+            cameo_id,
+            lambda c: c.hold(matched_cameo_id, similarity, command_id=command_id),
+            Withdrawal("system:verification", command_id, "cameo_held", "consent_revocation", None, because),
+        )
 
     def review_cameo(
         self, cameo_id: UUID | str, actor: UUID | str, decision: str, statement: str, *, command_id: str | None = None
@@ -69,10 +76,31 @@ class CameoCommands(CoverageCommands):
         command_id = command_id or new_command_id()
         if not self.is_trust_and_safety(actor):
             raise NotPermitted("only trust and safety can review a held cameo")
-        return self._on_cameo(cameo_id, lambda c: c.review(str(actor), decision, statement, command_id=command_id))
+        because = f"Cameo {{cameo}} was rejected by trust and safety: {statement}"
+        return self._change_standing(
+            cameo_id,
+            lambda c: c.review(str(actor), decision, statement, command_id=command_id),
+            Withdrawal(str(actor), command_id, "cameo_rejected", "consent_revocation", None, because),
+        )
 
-    def _on_cameo(self, cameo_id: UUID | str, change: Callable[[Cameo], bool]) -> bool:
-        return self._changing(lambda: self.cameo(cameo_id), change)
+    def _change_standing(self, cameo_id: UUID | str, change: Callable[[Cameo], bool], withdrawal: Withdrawal) -> bool:
+        """Hold or review a cameo; when that leaves it covering no one, every video that uses it (its owner's
+        included: the likeness may not be theirs) is taken down or blocked in the same transaction."""
+
+        def run() -> bool:
+            cameo = self._writing(lambda: self.cameo(cameo_id))
+            if not change(cameo):
+                return False
+            if cameo.is_active:  # cleared: it covers again, and what came down stays down until reinstated
+                self.save(cameo)
+                return True
+            cause = e.EventRef(event_id=cameo.standing_event_id or "", stream_id=str(cameo.id))
+            because = withdrawal.because.format(cameo=cameo.id)
+            ending = replace(withdrawal, cause=cause, because=because)
+            self._withdraw_uncovered(cameo, ending, [use.video_id for use in cameo.uses])
+            return True
+
+        return self._retrying(run)
 
     def cameo_reference(self, cameo_id: UUID | str) -> bytes:
         """The decrypted reference image of a cameo (for the renderer and the likeness classifier)."""

@@ -1,9 +1,10 @@
 """Holding the consent rule: every video that loses the consent of a likeness in it comes down.
 
-Whatever ends coverage (a revocation of any grant, an expiry, an erasure, an unfollow that ends a mutual) the
-videos that used the cameo are re-evaluated against `provenance.domain.consent.uncovered_cameos`, the rule in
-one place; each published one that no longer passes is taken down with its own case naming the cause (and its
-remixes with cascade cases), and each still in flight is blocked at the consent gate.
+Whatever ends coverage (a revocation of any grant, an expiry, an erasure, an unfollow that ends a mutual, a hold
+or rejection of the cameo) the videos that used the cameo are re-evaluated against
+`provenance.domain.consent.uncovered_cameos`, the rule in one place; each published one that no longer passes is
+taken down with its own case naming the cause (and its remixes with cascade cases), and each still in flight is
+blocked at the consent gate.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ class Cameo(EventStream):
         self.held: str | None = None
         """Why the cameo is held for trust and safety (it looks like another person's), until it is cleared."""
         self.rejected = False
+        self.standing_event_id: str | None = None
+        """The hold or review that last changed whether the cameo may cover anyone."""
         self.grants: dict[str, Grant] = {}
         self.uses: list[CameoUse] = []
 
@@ -200,12 +202,14 @@ class Cameo(EventStream):
     def _when_ConsentExpired(self, p: dict[str, Any], event: Any) -> None:
         self.grants[p["grant_id"]].expiry_event_id = event.event_id
 
-    def _when_CameoHeld(self, p: dict[str, Any], _: Any) -> None:
+    def _when_CameoHeld(self, p: dict[str, Any], event: Any) -> None:
         self.held = p["reason"]
+        self.standing_event_id = event.event_id
 
-    def _when_CameoReviewed(self, p: dict[str, Any], _: Any) -> None:
+    def _when_CameoReviewed(self, p: dict[str, Any], event: Any) -> None:
         self.held = None
         self.rejected = p["decision"] == "rejected"
+        self.standing_event_id = event.event_id
 
     def _when_CameoUseRecorded(self, p: dict[str, Any], _: Any) -> None:
         self.uses.append(CameoUse(p["video_id"], p["creator_id"], p["grant_id"]))
