@@ -199,10 +199,10 @@ class VideoCommands(Service):
 
         def run() -> PublishOutcome:
             video = self._writing(lambda: self.video(video_id))
-            if video.handled(command_id):
-                return PublishOutcome(video.state == PUBLISHED, list(video.block_reasons))
             if not actor.startswith(f"{SYSTEM}:") and actor != video.creator_id:
                 raise NotPermitted(f"only the creator of video {video.id} can publish it")
+            if video.handled(command_id):
+                return PublishOutcome(video.state == PUBLISHED, list(video.block_reasons))
             now = self.clock()
             checked = self.live_check(video, now)
             if checked.reasons:

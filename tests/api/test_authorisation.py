@@ -180,3 +180,31 @@ def test_another_persons_token_cannot_act_on_your_cameo(api: Api) -> None:
         erase = api.client.post(f"/cameos/{cameo_id}/erase", json={"reason": "not mine"}, headers=api.headers(who))
         assert erase.status_code == 403
     assert recorded(api) == before
+
+
+def test_an_idempotency_key_is_its_callers_own(api: Api) -> None:
+    from tests.core.support import face, pass_gates
+
+    app = api.system.app
+    key = {"Idempotency-Key": "retry-0001"}
+    image = {"Content-Type": "image/png"}
+    mine = api.client.post("/cameos", content=face(), headers={**api.headers("member"), **image, **key})
+    again = api.client.post("/cameos", content=face(), headers={**api.headers("member"), **image, **key})
+    assert mine.status_code == again.status_code == 201 and mine.json() == again.json()  # a retry: nothing twice
+    theirs = api.client.post("/cameos", content=face(3), headers={**api.headers("administrator"), **image, **key})
+    assert theirs.status_code == 201 and theirs.json()["cameo_id"] != mine.json()["cameo_id"]  # not a conflict
+
+    video = app.request_generation(app.person_by_handle("member").id, "mine")
+    pass_gates(app, video)
+    published = api.client.post(f"/videos/{video}/publish", headers={**api.headers("member"), **key})
+    assert published.status_code == 200 and published.json()["state"] == "published"
+    before = recorded(api)
+    for who in ("administrator", "auditor"):  # neither may take it down, nor publish it, whatever key they send
+        takedown = api.client.post(
+            f"/videos/{video}/takedowns",
+            json={"reason_code": "spam", "statement": "not yours"},
+            headers={**api.headers(who), **key},
+        )
+        assert takedown.status_code == 403, takedown.text
+        assert api.client.post(f"/videos/{video}/publish", headers={**api.headers(who), **key}).status_code == 403
+    assert recorded(api) == before

@@ -135,7 +135,12 @@ def _change_role(
     app = context(request).system.app
     person = app.person_by_handle(handle)
     changed = app.change_role(
-        principal.person_id, person.id, body.role, grant=grant, reason=body.reason, command_id=command_id(request)
+        principal.person_id,
+        person.id,
+        body.role,
+        grant=grant,
+        reason=body.reason,
+        command_id=command_id(request, principal),
     )
     return {"handle": person.handle, "roles": app.person(person.id).roles, "changed": changed}
 

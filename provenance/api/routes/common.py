@@ -11,18 +11,24 @@ from pathlib import Path
 from fastapi import Request
 
 from kernel.errors import InvalidInput
+from provenance.api.security import Principal
 
 _KEY = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 
-def command_id(request: Request) -> str | None:
-    """`Idempotency-Key`: a retry with the same key (after a lost response) records nothing twice."""
+def command_id(request: Request, caller: Principal | None) -> str | None:
+    """`Idempotency-Key`: a retry with the same key (after a lost response) records nothing twice.
+
+    Keys are the caller's own (a token's person or client; `None`, an anonymous sign-up): the same key from
+    another caller names another command, so it neither answers with someone else's result nor collides.
+    """
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
     if not _KEY.fullmatch(key):
         raise InvalidInput("Idempotency-Key must be 1 to 100 letters, digits or . _ : -")
-    return f"http:{key}"
+    who = f"{caller.kind}:{caller.subject}" if caller is not None else "anonymous"
+    return f"http:{who}:{key}"
 
 
 async def body_bytes(request: Request) -> bytes:

@@ -38,12 +38,15 @@ class SignUp(BaseModel):
 @router.post("/people", status_code=201, summary="create a member account (open, or administrators only)")
 def sign_up(body: SignUp, request: Request) -> dict[str, Any]:
     ctx = context(request)
+    principal: Principal | None = None
     if not ctx.system.settings.api_open_signup:
         principal = authenticate(request)
         if ADMINISTRATOR not in principal.roles or "admin" not in principal.scopes:
             raise ApiError(403, "forbidden", "accounts are created by an administrator here")
     limit(ctx.sign_in_limiter, f"sign-up:{client_address(request)}")
-    person_id = ctx.system.app.register_person(body.handle, body.name, ["member"], command_id=command_id(request))
+    person_id = ctx.system.app.register_person(
+        body.handle, body.name, ["member"], command_id=command_id(request, principal)
+    )
     if not ctx.accounts.has_password(str(person_id)):
         ctx.accounts.set_password(str(person_id), body.password)
     return {"person_id": str(person_id), "handle": body.handle}
@@ -58,14 +61,14 @@ def person(handle: str, request: Request, _: Annotated[Principal, Depends(needs(
 @router.post("/people/{handle}/follow", status_code=204, summary="follow someone")
 def follow(handle: str, request: Request, principal: Annotated[Principal, Depends(needs("write", MEMBER))]) -> None:
     app = context(request).system.app
-    app.follow(principal.person_id, app.person_by_handle(handle).id, command_id=command_id(request))
+    app.follow(principal.person_id, app.person_by_handle(handle).id, command_id=command_id(request, principal))
 
 
 @router.post("/people/{handle}/unfollow", status_code=204, summary="stop following someone")
 def unfollow(handle: str, request: Request, principal: Annotated[Principal, Depends(needs("write", MEMBER))]) -> None:
     ctx = context(request)
     ctx.system.app.unfollow(
-        principal.person_id, ctx.system.app.person_by_handle(handle).id, command_id=command_id(request)
+        principal.person_id, ctx.system.app.person_by_handle(handle).id, command_id=command_id(request, principal)
     )
     ctx.reads()  # the consent watch re-checks mutual grants now, in the embedded mode
 
@@ -79,7 +82,7 @@ async def register_cameo(
     image = await body_bytes(request)
     ctx = context(request)
     cameo_id = await run_in_threadpool(
-        ctx.system.app.register_cameo, principal.person_id, image, command_id=command_id(request)
+        ctx.system.app.register_cameo, principal.person_id, image, command_id=command_id(request, principal)
     )
     held = await run_in_threadpool(ctx.system.verify_cameo, cameo_id)
     return {"cameo_id": str(cameo_id), "held": held}
@@ -114,7 +117,7 @@ def grant(
         grantees=[app.person_by_handle(h).id for h in body.to],
         scope=body.scope,
         expires_at=expires,
-        command_id=command_id(request),
+        command_id=command_id(request, principal),
     )
     ctx.reads()
     return {"grant_id": grant_id}
@@ -134,7 +137,7 @@ def revoke(
 ) -> dict[str, Any]:
     ctx = context(request)
     outcome = ctx.system.app.revoke_consent(
-        principal.person_id, cameo_id, grant_id, body.reason, command_id=command_id(request)
+        principal.person_id, cameo_id, grant_id, body.reason, command_id=command_id(request, principal)
     )
     ctx.reads()
     return render.revocation_json(outcome)
@@ -155,7 +158,11 @@ def unapprove(
     ctx = context(request)
     app = ctx.system.app
     outcome = app.remove_grantee(
-        principal.person_id, cameo_id, grant_id, app.person_by_handle(body.person).id, command_id=command_id(request)
+        principal.person_id,
+        cameo_id,
+        grant_id,
+        app.person_by_handle(body.person).id,
+        command_id=command_id(request, principal),
     )
     ctx.reads()
     return render.revocation_json(outcome)
@@ -166,7 +173,9 @@ def erase(
     cameo_id: UUID, body: Reason, request: Request, principal: Annotated[Principal, Depends(needs("write", MEMBER))]
 ) -> dict[str, Any]:
     ctx = context(request)
-    outcome = ctx.system.app.erase_cameo(principal.person_id, cameo_id, body.reason, command_id=command_id(request))
+    outcome = ctx.system.app.erase_cameo(
+        principal.person_id, cameo_id, body.reason, command_id=command_id(request, principal)
+    )
     ctx.reads()
     return render.revocation_json(outcome)
 
@@ -203,7 +212,7 @@ def review_cameo(
 ) -> dict[str, str]:
     ctx = context(request)
     ctx.system.app.review_cameo(
-        cameo_id, principal.person_id, body.decision, body.statement, command_id=command_id(request)
+        cameo_id, principal.person_id, body.decision, body.statement, command_id=command_id(request, principal)
     )
     ctx.reads()
     return {"cameo_id": str(cameo_id), "decision": body.decision}

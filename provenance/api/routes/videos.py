@@ -44,7 +44,7 @@ def request_video(
         seed=body.seed,
         cameo_ids=body.cameos,
         remix_of=body.remix_of,
-        command_id=command_id(request),
+        command_id=command_id(request, principal),
     )
     response.headers["Location"] = f"/videos/{video_id}"
     return {"video_id": str(video_id), "state": ctx.system.app.video(video_id).state}
@@ -97,7 +97,9 @@ def decide(
     principal: Annotated[Principal, Depends(needs("write", TRUST_AND_SAFETY))],
 ) -> dict[str, Any]:
     ctx = context(request)
-    ctx.decide_review(video_id, principal.person_id, body.verdict, body.statement, command_id=command_id(request))
+    ctx.decide_review(
+        video_id, principal.person_id, body.verdict, body.statement, command_id=command_id(request, principal)
+    )
     return {"video_id": str(video_id), "state": ctx.system.app.video(video_id).state}
 
 
@@ -106,7 +108,7 @@ def publish(
     video_id: UUID, request: Request, principal: Annotated[Principal, Depends(needs("write", MEMBER))]
 ) -> dict[str, Any]:
     ctx = context(request)
-    outcome = ctx.system.app.publish(video_id, actor=principal.subject, command_id=command_id(request))
+    outcome = ctx.system.app.publish(video_id, actor=principal.subject, command_id=command_id(request, principal))
     ctx.reads()
     if not outcome.published:
         raise RuleViolation(f"video {video_id} was blocked at publish: {'; '.join(outcome.reasons)}")
@@ -141,7 +143,7 @@ def take_down(
         policy_clause=body.policy_clause,
         legal_ground=body.legal_ground,
         source=body.source,
-        command_id=command_id(request),
+        command_id=command_id(request, principal),
     )
     ctx.reads()
     return [dict(record.__dict__) for record in records]
@@ -160,7 +162,9 @@ def appeal(
     principal: Annotated[Principal, Depends(needs("write", MEMBER))],
 ) -> dict[str, str]:
     ctx = context(request)
-    ctx.system.app.appeal(video_id, case_id, principal.person_id, body.grounds, command_id=command_id(request))
+    ctx.system.app.appeal(
+        video_id, case_id, principal.person_id, body.grounds, command_id=command_id(request, principal)
+    )
     ctx.reads()
     return {"video_id": str(video_id), "case_id": case_id, "status": "appealed"}
 
@@ -178,6 +182,8 @@ def reinstate(
     principal: Annotated[Principal, Depends(needs("write", TRUST_AND_SAFETY))],
 ) -> dict[str, str]:
     ctx = context(request)
-    ctx.system.app.reinstate(video_id, case_id, principal.person_id, body.decision, command_id=command_id(request))
+    ctx.system.app.reinstate(
+        video_id, case_id, principal.person_id, body.decision, command_id=command_id(request, principal)
+    )
     ctx.reads()
     return {"video_id": str(video_id), "case_id": case_id, "status": "reinstated"}
