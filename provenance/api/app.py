@@ -66,10 +66,17 @@ class ApiContext:
         return not self.system.settings.kafka_bootstrap
 
     def gate_workers(self) -> Any:
-        """Every gate, built once (models load here; a missing signing identity is refused here)."""
+        """Every gate, built once (models load here). A missing signing identity is refused here: 503 to the
+        caller, who can do nothing about it, and the reason (naming the server's files) in the server's log."""
+        from provenance.credentials.errors import PkiError
+
         with self._workers_lock:
             if self._workers is None:
-                self._workers = self.system.gate_workers(render=True, moderate=True, sign=True)
+                try:
+                    self._workers = self.system.gate_workers(render=True, moderate=True, sign=True)
+                except PkiError as exc:
+                    log.error("videos cannot be signed: %s", exc)
+                    raise ApiError(503, "signing-unavailable", "this service cannot sign videos now") from exc
             return self._workers
 
     def request_video(self, creator: Any, prompt: str, **request: Any) -> Any:

@@ -33,18 +33,23 @@ log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 
 
-class ApiError(Exception):
-    """An HTTP-level refusal (authentication, limits, content types) with its problem fields."""
+class ApiError(StarletteHTTPException):
+    """An HTTP-level refusal (authentication, limits, content types) with its problem fields.
+
+    An HTTP exception, so that one raised while FastAPI reads a body (a streamed body past its limit) reaches
+    the caller as it is rather than as FastAPI's 400 for a body it could not parse.
+    """
 
     def __init__(self, status: int, kind: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
+        super().__init__(status, detail, headers)
         self.status = status
         self.kind = kind
         self.detail = detail
-        self.headers = headers or {}
+        self.headers: dict[str, str] = headers or {}
 
 
 def problem(status: int, kind: str, detail: str, *, exit_code: int | None = None, **extra: Any) -> JSONResponse:
+    """A problem response; without an `exit_code` (an HTTP-level refusal) the status chooses it (`exit_code_of`)."""
     from http import HTTPStatus
 
     body: dict[str, Any] = {
@@ -52,11 +57,23 @@ def problem(status: int, kind: str, detail: str, *, exit_code: int | None = None
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
+        "exit_code": exit_code_of(status) if exit_code is None else exit_code,
     }
-    if exit_code is not None:
-        body["exit_code"] = exit_code
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def exit_code_of(status: int) -> int:
+    """The command line's exit status for an HTTP-level refusal: 3 for an unknown route or id, 4 for a refusal
+    of who is calling (401, 403) or a conflict, 7 for a service that is busy or unavailable (429, 503: try again
+    later), 6 for any other failure of the service, 2 for any other fault of the request (400, 405, 413, 415)."""
+    if status == 404:
+        return 3
+    if status in (401, 403, 409):
+        return 4
+    if status in (429, 503):
+        return 7
+    return 6 if status >= 500 else 2
 
 
 _STATUSES: tuple[tuple[type[ProvenanceError], int, str], ...] = (

@@ -172,8 +172,10 @@ def authenticate(request: Request, csrf: str | None = None, *, session_only: boo
         if token is not None and request.method not in SAFE_METHODS and presented != token.csrf:
             raise ApiError(403, "csrf", f"a signed-in browser's {request.method} needs the session's {CSRF_HEADER}")
     else:
+        limit(ctx.limiter, f"address:{client_address(request)}")
         raise _unauthorized("sign in, or send a bearer token")
-    if token is None:
+    if token is None:  # guessing tokens is slowed down as any anonymous call is
+        limit(ctx.limiter, f"address:{client_address(request)}")
         raise _unauthorized("the token is unknown, expired or revoked")
     principal = _principal(ctx, token)
     limit(ctx.limiter, f"token:{token.token_id}")
@@ -198,6 +200,11 @@ def _principal(ctx: ApiContext, token: Token) -> Principal:
 
 def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": 'Bearer realm="provenance"'})
+
+
+def any_caller(request: Request) -> Principal:
+    """A dependency: whoever authenticates, with a token of any scope (a person's or a platform client's)."""
+    return authenticate(request)
 
 
 def needs(scope: str, *roles: str) -> Callable[[Request], Principal]:

@@ -100,6 +100,8 @@ def sign_in_page(request: Request, next: str = "/console") -> Response:
 
 @router.post("/sign-in")
 def sign_in(request: Request, data: Posted) -> Response:
+    if not _from_this_site(request):  # a cross-site form would sign the browser in as someone else
+        raise ApiError(403, "cross-site", "sign in from this site's own sign-in page")
     handle, password = str(data.get("handle", ""))[:64], str(data.get("password", ""))[:MAX_SECRET]
     next_path = _local(str(data.get("next", "/console")))
     issued = sign_in_person(request, handle, password, session=True)
@@ -117,6 +119,15 @@ def sign_out(request: Request, data: Posted) -> Response:
     response = back("/console/sign-in")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+def _from_this_site(request: Request) -> bool:
+    """Whether the browser says the request comes from this site's own pages (or the user typed it)."""
+    fetched_from = request.headers.get("sec-fetch-site")
+    if fetched_from is not None:
+        return fetched_from in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _local(path: str) -> str:
@@ -352,7 +363,7 @@ def verify(request: Request, data: Posted) -> Response:
         shutil.copyfileobj(upload.file, out, 1 << 20)
         out.flush()
         report = verify_file(Path(out.name), ctx.system.trust(), ReadModelStatus(ctx.reads()))
-    shown = {**report.to_json(), "path": getattr(upload, "filename", None) or "the uploaded file"}
+    shown = report.to_json_as(str(getattr(upload, "filename", None) or "the uploaded file")[:200])
     return page(request, "verify.html", principal, report=shown)
 
 

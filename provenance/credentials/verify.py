@@ -155,6 +155,15 @@ class VerificationReport:
             "time_stamp": self.time_stamp,
         }
 
+    def to_json_as(self, shown: str) -> dict[str, Any]:
+        """`to_json` for a file whose own path is nobody's business (an upload in the server's scratch
+        directory): the path, and the path or file name wherever a message quotes them, read `shown`."""
+        text = json.dumps(self.to_json())
+        for private in [p for p in (self.path, Path(self.path).name) if p]:
+            text = text.replace(json.dumps(private)[1:-1], json.dumps(shown)[1:-1])
+        found: dict[str, Any] = json.loads(text)
+        return found
+
 
 def verify_file(
     path: Path,

@@ -52,7 +52,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/matches/byContent"): EVERYONE,
     ("GET", "/manifests/{manifest_id}"): EVERYONE,
     ("GET", "/services/supportedAlgorithms"): EVERYONE,
-    ("POST", "/auth/sign-out"): PEOPLE,  # last: it revokes the token it is called with
+    ("POST", "/auth/sign-out"): EVERYONE,  # last: it revokes the token it is called with, whatever its scopes
 }
 
 PUBLIC = {
@@ -208,3 +208,28 @@ def test_an_idempotency_key_is_its_callers_own(api: Api) -> None:
         assert takedown.status_code == 403, takedown.text
         assert api.client.post(f"/videos/{video}/publish", headers={**api.headers(who), **key}).status_code == 403
     assert recorded(api) == before
+
+
+def test_any_token_can_revoke_itself(api: Api) -> None:
+    for who in ("platform", "member"):
+        person_or_client = api.accounts.lookup(api.tokens[who])
+        assert person_or_client is not None
+        narrow, _ = api.accounts.issue(person_or_client.kind, person_or_client.subject, ["verify"], 3600)
+        headers = {"Authorization": f"Bearer {narrow}"}
+        assert api.client.post("/auth/sign-out", headers=headers).status_code == 204
+        assert api.client.get("/services/supportedAlgorithms", headers=headers).status_code == 401
+
+
+def test_a_new_client_gets_the_scopes_its_answer_names(api: Api) -> None:
+    admin = api.headers("administrator")
+    assert api.client.post("/clients", json={"name": "none", "scopes": []}, headers=admin).status_code == 422
+    made = api.client.post("/clients", json={"name": "reader", "scopes": ["read"]}, headers=admin).json()
+    token = api.client.post(
+        "/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": made["client_id"],
+            "client_secret": made["client_secret"],
+        },
+    ).json()
+    assert made["scopes"] == token["scope"].split() == ["read"]

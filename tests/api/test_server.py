@@ -109,6 +109,13 @@ def test_limits_sessions_and_problems(api: Api) -> None:
         "/cameos", content=b"x" * (10 * 2**20 + 1), headers={**api.headers("member"), "Content-Type": "image/png"}
     )
     assert too_big.status_code == 413 and too_big.headers["content-type"] == "application/problem+json"
+    assert too_big.json()["exit_code"] == 2  # every problem says what the command line would exit with
+    chunked = client.post(  # no declared length: refused as the stream passes the limit, not as unparsable
+        "/people",
+        content=iter([b'{"handle": "' + b"x" * 40_000] * 2 + [b'"}']),
+        headers={"Content-Type": "application/json"},
+    )
+    assert chunked.status_code == 413 and chunked.json()["type"].endswith(":too-large"), chunked.text
     wrong_type = client.post("/cameos", content=b"x", headers={**api.headers("member"), "Content-Type": "text/html"})
     assert wrong_type.status_code == 415
     assert (
@@ -122,7 +129,7 @@ def test_limits_sessions_and_problems(api: Api) -> None:
     client.headers.clear()
     assert client.get("/feed").status_code == 200  # the cookie alone reads
     forged = client.post("/people/auditor/follow")
-    assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["detail"]
+    assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["detail"] and forged.json()["exit_code"] == 4
     assert client.post("/people/auditor/follow", headers={"X-CSRF-Token": csrf}).status_code == 204
     client.cookies.clear()
 
@@ -133,7 +140,8 @@ def test_limits_sessions_and_problems(api: Api) -> None:
     statuses = [r.status_code for r in wrong]
     # five tries a minute for the account, however its handle is spelt, the right one above included
     assert 429 in statuses and set(statuses[: statuses.index(429)]) == {401}
-    assert "retry-after" in wrong[statuses.index(429)].headers
+    assert "retry-after" in wrong[statuses.index(429)].headers and wrong[statuses.index(429)].json()["exit_code"] == 7
+    assert wrong[0].json()["exit_code"] == 4 and client.get("/no-such-page").json()["exit_code"] == 3
 
 
 def test_a_flood_from_one_token_is_slowed_down(tmp_path: Path) -> None:
@@ -155,5 +163,26 @@ def test_a_flood_from_one_token_is_slowed_down(tmp_path: Path) -> None:
             client.get("/me", headers={"Authorization": f"Bearer {tokens['member']}"}).status_code for _ in range(30)
         ]
         other = client.get("/me", headers={"Authorization": f"Bearer {tokens['auditor']}"}).status_code
+        guesses = [client.get("/me", headers={"Authorization": f"Bearer guess{n}"}).status_code for n in range(30)]
+        nobody = [client.get("/me").status_code for _ in range(30)]
     assert 429 in statuses and statuses[0] == 200 and other == 200
+    # callers without a token, or with one that is not, are slowed down by their address
+    assert guesses[0] == 401 and 429 in guesses and 429 in nobody
     system.close()
+
+
+def test_a_verified_upload_is_never_named_by_its_place_on_the_server(api: Api) -> None:
+    broken = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom\x00\x00\x00\x08free\x00\x00\x10\x00mdat" + b"z" * 100
+    headers = {**api.headers("platform"), "Content-Type": "video/mp4"}
+    answer = api.client.post("/verify", content=broken, headers=headers)
+    assert answer.status_code == 200 and answer.json()["state"] != "Trusted"
+    assert str(api.system.settings.home) not in answer.text and "upload-" not in answer.text
+    assert "(the uploaded file)" in answer.json()["failure_details"][0]["explanation"]
+
+
+def test_a_service_without_a_signing_identity_refuses_videos_without_naming_its_files(api: Api) -> None:
+    before = api.system.app.recorder.max_notification_id()
+    refused = api.client.post("/videos", json={"prompt": "a red ball"}, headers=api.headers("member"))
+    assert refused.status_code == 503 and refused.json()["exit_code"] == 7, refused.text
+    assert str(api.system.settings.home) not in refused.text
+    assert api.system.app.recorder.max_notification_id() == before  # refused before anything was recorded

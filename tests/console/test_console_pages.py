@@ -27,6 +27,14 @@ def test_pages_send_a_caller_without_a_session_to_sign_in_and_back(api: Api) -> 
         follow_redirects=False,
     )
     assert signed.headers["location"] == "/console"  # never off the site
+    for cross_site in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        forged = api.client.post(  # another site's form signing the browser in to an account of its choosing
+            "/console/sign-in",
+            data={"handle": "member", "password": PASSWORD},
+            headers=cross_site,
+            follow_redirects=False,
+        )
+        assert forged.status_code == 403 and "set-cookie" not in forged.headers
     cookie = signed.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
 

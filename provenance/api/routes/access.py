@@ -17,6 +17,7 @@ from provenance.api.security import (
     SESSION_COOKIE,
     SIGN_IN_TTL_S,
     Principal,
+    any_caller,
     client_address,
     limit,
     needs,
@@ -63,7 +64,7 @@ def sign_in(body: SignIn, request: Request, response: Response) -> Issued:
 
 
 @router.post("/auth/sign-out", status_code=204, summary="revoke the token (or session) this request used")
-def sign_out(request: Request, principal: Annotated[Principal, Depends(needs("read"))]) -> Response:
+def sign_out(request: Request, principal: Annotated[Principal, Depends(any_caller)]) -> Response:
     context(request).accounts.revoke(principal.token.token_id)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE)
@@ -151,7 +152,7 @@ CLIENT_DEFAULT_SCOPES: tuple[ClientScope, ...] = ("verify", "fetch:manifests")
 
 class NewClient(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[ClientScope] = Field(default_factory=lambda: list(CLIENT_DEFAULT_SCOPES))
+    scopes: list[ClientScope] = Field(default_factory=lambda: list(CLIENT_DEFAULT_SCOPES), min_length=1)
 
 
 @router.post("/clients", status_code=201, summary="register a platform's API client (administrators)")

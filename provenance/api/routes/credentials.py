@@ -34,7 +34,7 @@ async def verify(request: Request, _: Annotated[Principal, Depends(needs("verify
     async with body_file(request, ctx.system.work_dir) as path:
         reads = await run_in_threadpool(ctx.reads)
         report = await run_in_threadpool(verify_file, path, ctx.system.trust(), ReadModelStatus(reads))
-    return {**report.to_json(), "path": "(the uploaded file)"}  # not the server's scratch path
+    return report.to_json_as("(the uploaded file)")  # not the server's scratch path, anywhere in it
 
 
 def _resolver(ctx: ApiContext) -> Any:
