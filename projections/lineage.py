@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from projections.framework import Projection, RowCache, insert_ignoring_duplicates, table_of, to_load
+from projections.framework import Projection, RowCache, table_of, to_load, upsert
 from projections.tables import LineageCameo, LineageVideo
 from schemas.envelope import EventEnvelope
 
@@ -60,6 +60,11 @@ class LineageProjection(Projection):
                 changes.update(rendered=p, content_sha256=p["content_sha256"], blob_uri=p["blob_uri"])
             elif e.event_type == "ModerationDecided":
                 changes["moderation"] = p
+            elif e.event_type == "VideoPublished":  # the grant that covered each likeness when it went out
+                cameos += [
+                    {"video_id": e.stream_id, "cameo_id": c["cameo_id"], "grant_id": c["grant_id"]}
+                    for c in p.get("consent_checked", [])
+                ]
             elif e.event_type == "VideoSigned":
                 binding = p["soft_binding"]
                 changes.update(
@@ -77,4 +82,4 @@ class LineageProjection(Projection):
                 changes.update(open_cases=sorted(cases), taken_down=bool(cases))
             videos.update(e.stream_id, **changes)
         videos.flush(conn)
-        insert_ignoring_duplicates(conn, table_of(LineageCameo), cameos)
+        upsert(conn, table_of(LineageCameo), cameos, ["video_id", "cameo_id"])  # in order: the latest grant stays

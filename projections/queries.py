@@ -111,6 +111,11 @@ class ReadModels:
         return chain
 
     def cameos_of(self, video_id: str) -> list[dict[str, Any]]:
+        """Each likeness in the video, the grant it went out under (at publishing, else at the request) and that
+        grant's state; `covered_by_another_grant` where that grant was revoked and the write side kept the video
+        live, because another grant covers it now."""
+        live = self.status(video_id, with_consent=False)
+        still_live = live is not None and live["status"] == "published"
         rows = self.db.rows(
             "SELECT used.cameo_id, used.grant_id, g.audience, g.expires_at, g.revoked_at, g.revoke_reason,"
             " c.erased_at FROM lineage_cameos used"
@@ -123,10 +128,28 @@ class ReadModels:
             {
                 **(r := _json_safe(row)),
                 "audience": r["audience"] if r["grant_id"] != "owner" else "owner",
-                "consent": _consent_state(r),
+                "consent": _consent_state(r, still_live),
             }
             for row in rows
         ]
+
+    def consent_lapsed(self, video_id: str) -> bool:
+        """Whether the write side took the video down (or blocked it) because consent for a likeness in it
+        ended: an open case of a consent source, a block at the consent gate, or a cascade case from a video
+        above it that came down so."""
+        seen: set[str] = set()
+        current: str | None = video_id
+        while current is not None and current not in seen:
+            seen.add(current)
+            video = self.video(current)
+            if video["block_gate"] == "consent" and video["state"] == "blocked":
+                return True
+            cases = [c for c in self.takedowns(current) if c["status"] != "reinstated"]
+            if any(c["source"] in CONSENT_SOURCES for c in cases):
+                return True
+            above = [c["caused_by_stream"] for c in cases if c["source"] == "cascade" and c["caused_by_stream"]]
+            current = above[0] if above else None
+        return False
 
     def takedowns(self, video_id: str) -> list[dict[str, Any]]:
         rows = self.db.rows(
@@ -243,14 +266,15 @@ class ReadModels:
             row["actor_handle"] = names.get(row["actor"])
         return rows
 
-    def status(self, video_id: str) -> dict[str, Any] | None:
-        """The current status a platform needs: published, taken down (with the reason), consent revoked."""
+    def status(self, video_id: str, *, with_consent: bool = True) -> dict[str, Any] | None:
+        """The current status a platform needs: published, taken down (with the reason), and whether consent
+        for a likeness in it was revoked: as the write side decided it (`consent_lapsed`), not by the grant
+        the video was made under, which another grant may have replaced."""
         try:
             video = self.video(video_id)
         except NotFound:
             return None
         cases = [c for c in self.takedowns(video_id) if c["status"] != "reinstated"]
-        cameos = self.cameos_of(video_id)
         if cases:
             status = "taken_down"
         elif video["state"] == "published":
@@ -263,7 +287,7 @@ class ReadModels:
             "takedown": {k: cases[0][k] for k in ("case_id", "reason_code", "source", "statement_of_reasons")}
             if cases
             else None,
-            "consent_revoked": any(c["consent"] in ("revoked", "expired", "erased") for c in cameos),
+            "consent_revoked": self.consent_lapsed(video_id) if with_consent else None,
             "development_model": bool((video["moderation"] or {}).get("development_model")),
         }
 
@@ -295,13 +319,19 @@ class ReadModels:
         return found[0] if found else None
 
 
-def _consent_state(row: dict[str, Any]) -> str:
+CONSENT_SOURCES = frozenset({"consent_revocation", "consent_expiry"})
+"""Takedown sources that mean consent for a likeness ended."""
+
+
+def _consent_state(row: dict[str, Any], video_live: bool) -> str:
     if row["erased_at"]:
         return "erased"
     if row["grant_id"] == "owner":
         return "owner"
     if row["revoked_at"]:
-        return "revoked"
+        # A revocation takes down, in its own transaction, every video no other grant covers: one it left up is
+        # covered by another. (An expiry is recorded by a sweep, after the time: until then "expired" stands.)
+        return "covered_by_another_grant" if video_live else "revoked"
     if row["expires_at"] and datetime.fromisoformat(row["expires_at"]) <= datetime.now(UTC):
         return "expired"
     return "live"

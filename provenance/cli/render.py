@@ -133,7 +133,8 @@ def render_trace(trace: dict[str, Any], depth: int = 0) -> list[str]:
     for cameo in trace["cameos"]:
         lines.append(
             f"{pad}├─ cameo {cameo['cameo_id']} under grant {cameo['grant_id']} ({cameo['audience']}): "
-            f"consent {cameo['consent']}" + (f" — {cameo['revoke_reason']}" if cameo["revoke_reason"] else "")
+            f"consent {cameo['consent'].replace('_', ' ')}"
+            + (f" — {cameo['revoke_reason']}" if cameo["revoke_reason"] else "")
         )
     for case in trace["takedowns"]:
         lines.append(

@@ -106,6 +106,29 @@ def test_lineage_cameos_consent_audit_and_takedowns(world: Any) -> None:
     assert reads.resolve(soft_binding=f"org.provenance.dct-qim.v1:{str(child)[:16]}") == str(child)
 
 
+def test_consent_status_is_the_write_sides_decision_not_the_grant_a_video_was_made_under(world: Any) -> None:
+    app, store, reads = world
+    alice, bob = app.register_person("alice"), app.register_person("bob")
+    cameo = app.register_cameo(alice, face())
+    app.grant_consent(alice, cameo, "everyone", scope=["remix"])
+    first = app.grant_consent(alice, cameo, "everyone", scope=["generate"])
+    second = app.grant_consent(alice, cameo, "approved", grantees=[bob], scope=["generate"])
+    video = publish_new(app, bob, cameo_ids=[cameo])
+    remix = publish_new(app, alice, "remix", remix_of=video)
+    app.revoke_consent(alice, cameo, first, "not everyone any more: bob still may")
+    catch_up(app, store)
+    assert app.video(video).is_live and str(video) in reads.feed_ids()
+    assert reads.status(str(video)) is not None and reads.status(str(video))["consent_revoked"] is False
+    assert [(c["grant_id"], c["consent"]) for c in reads.cameos_of(str(video))] == [(first, "covered_by_another_grant")]
+
+    app.revoke_consent(alice, cameo, second, "not bob either")
+    catch_up(app, store)
+    assert not app.video(video).is_live and str(video) not in reads.feed_ids()
+    for taken_down in (video, remix):  # the remix came down in the cascade, for the same reason
+        assert reads.status(str(taken_down))["consent_revoked"] is True  # type: ignore[index]
+    assert [c["consent"] for c in reads.cameos_of(str(video))] == ["revoked"]
+
+
 def test_redelivered_events_are_applied_once(world: Any) -> None:
     app, store, _reads = world
     bob = app.register_person("bob")
