@@ -7,6 +7,7 @@ verification step reports the same status a platform would see.
 from __future__ import annotations
 
 import base64
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -104,9 +105,11 @@ class ReadModels:
 
     def ancestors(self, video_id: str) -> list[str]:
         chain: list[str] = []
+        seen = {video_id}
         current = self.video(video_id)["parent_id"]
-        while current is not None and current not in chain:
+        while current is not None and current not in seen:
             chain.append(current)
+            seen.add(current)
             current = self.video(current)["parent_id"]
         return chain
 
@@ -158,9 +161,21 @@ class ReadModels:
         return [_json_safe(r) for r in rows]
 
     def trace(self, video_id: str) -> dict[str, Any]:
-        """Everything an auditor asks of a clip: origin, gates, cameos and consent, takedowns, lineage."""
+        """Everything an auditor asks of a clip: origin, gates, cameos and consent, takedowns, lineage.
+
+        `ancestors` lists every video above it, nearest first; `parent` nests the traces of the nearest
+        `TRACE_PARENTS` of them (a remix chain may be thousands deep).
+        """
+        video_id = stream_id_of(video_id, "video")
+        ancestors = self.ancestors(video_id)
+        traced = [self._trace_one(v) for v in [video_id, *ancestors[:TRACE_PARENTS]]]
+        for child, parent in itertools.pairwise(traced):
+            child["parent"] = parent
+        traced[0]["ancestors"] = ancestors
+        return traced[0]
+
+    def _trace_one(self, video_id: str) -> dict[str, Any]:
         video = self.video(video_id)
-        parent = video["parent_id"]
         return {
             "video_id": video_id,
             "state": video["state"],
@@ -181,7 +196,7 @@ class ReadModels:
             "takedowns": self.takedowns(video_id),
             "children": self.children(video_id),
             "descendants": len(self.descendants(video_id)),
-            "parent": self.trace(parent) if parent else None,
+            "parent": None,
         }
 
     def handles(self, person_ids: set[str]) -> dict[str, str]:
@@ -270,6 +285,7 @@ class ReadModels:
         """The current status a platform needs: published, taken down (with the reason), and whether consent
         for a likeness in it was revoked: as the write side decided it (`consent_lapsed`), not by the grant
         the video was made under, which another grant may have replaced."""
+        video_id = stream_id_of(video_id, "video")
         try:
             video = self.video(video_id)
         except NotFound:
@@ -319,6 +335,9 @@ class ReadModels:
         return found[0] if found else None
 
 
+TRACE_PARENTS = 100
+"""The ancestors whose whole traces a trace nests (each is also listed by id in `ancestors`)."""
+
 CONSENT_SOURCES = frozenset({"consent_revocation", "consent_expiry"})
 """Takedown sources that mean consent for a likeness ended."""
 
@@ -345,8 +364,9 @@ def _encode_cursor(published_at: datetime, video_id: str) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         published_at, video_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(published_at), video_id
-    except (ValueError, UnicodeDecodeError) as exc:
+        at = datetime.fromisoformat(published_at)
+        return (utc(at) if at.tzinfo is None else at.astimezone(UTC)), stream_id_of(video_id, "video")
+    except (ValueError, UnicodeDecodeError, OverflowError, InvalidInput) as exc:  # a time past the calendar's ends
         raise InvalidInput(f"invalid feed cursor {cursor!r}") from exc
 
 

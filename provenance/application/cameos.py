@@ -11,6 +11,7 @@ from uuid import UUID
 from kernel.errors import CommandConflict, ConsentError, NotPermitted
 from provenance.application.coverage import CoverageCommands, Withdrawal, WithdrawalOutcome
 from provenance.application.likeness import open_reference, reference_blob, seal_reference
+from provenance.application.service import uuid_of
 from provenance.domain.cameo import Cameo
 from provenance.domain.cascade import TakedownRecord
 from provenance.domain.ids import derived_id, new_command_id
@@ -121,7 +122,8 @@ class CameoCommands(CoverageCommands):
         command_id: str | None = None,
     ) -> str:
         command_id = command_id or new_command_id()
-        grant_id = derived_id("grant", command_id)
+        # Of this cameo too: one command id (an idempotency key a client reuses) never names two cameos' grants.
+        grant_id = derived_id("grant", command_id, uuid_of(cameo_id, "cameo"))
         grantee_ids = [str(g) for g in grantees]
         grant = payload(
             e.ConsentGranted,

@@ -121,10 +121,7 @@ class Service(Application[UUID]):
     # --- loading -----------------------------------------------------------------------------------------
 
     def _get(self, cls: type[TStream], stream_id: UUID | str, what: str) -> TStream:
-        try:
-            uid = stream_id if isinstance(stream_id, UUID) else UUID(str(stream_id))
-        except ValueError:
-            raise InvalidInput(f"{what} id {stream_id!r} is not a valid id (a UUID)") from None
+        uid = uuid_of(stream_id, what)
         try:
             running: _Running | None = getattr(self._local, "running", None)
             found = None
@@ -333,6 +330,14 @@ class Service(Application[UUID]):
             return False
 
         return self._retrying(run)
+
+
+def uuid_of(stream_id: UUID | str, what: str) -> UUID:
+    """A stream id given as text or UUID; a malformed one is bad input."""
+    try:
+        return stream_id if isinstance(stream_id, UUID) else UUID(str(stream_id))
+    except ValueError:
+        raise InvalidInput(f"{what} id {stream_id!r} is not a valid id (a UUID)") from None
 
 
 def _cached(cache: Any, aggregate_id: UUID) -> Any:

@@ -129,6 +129,47 @@ def test_consent_status_is_the_write_sides_decision_not_the_grant_a_video_was_ma
     assert [c["consent"] for c in reads.cameos_of(str(video))] == ["revoked"]
 
 
+def test_one_command_id_on_two_cameos_names_two_grants(world: Any) -> None:
+    app, store, reads = world
+    alice = app.register_person("alice")
+    cameos = [app.register_cameo(alice, face(n)) for n in (1, 2)]
+    grants = [app.grant_consent(alice, c, "everyone", command_id="http:person:alice:key-1") for c in cameos]
+    catch_up(app, store)
+    assert grants[0] != grants[1]
+    assert [[g["grant_id"] for g in reads.grants(str(c))] for c in cameos] == [[grants[0]], [grants[1]]]
+    assert app.grant_consent(alice, cameos[0], "everyone", command_id="http:person:alice:key-1") == grants[0]  # a retry
+
+
+def test_a_trace_answers_for_any_spelling_of_an_id_and_any_depth_of_remixes(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    from kernel.errors import InvalidInput
+    from projections import queries
+
+    app, store, reads = world
+    alice, tess = app.register_person("alice"), app.register_person("tess", roles=["trust_and_safety"])
+    cameo = app.register_cameo(alice, face())
+    chain = [publish_new(app, alice, "root", cameo_ids=[cameo])]
+    for n in range(5):
+        chain.append(publish_new(app, alice, f"remix {n}", remix_of=chain[-1]))
+    app.take_down(chain[-1], tess, reason_code="spam", statement_of_reasons="spam", source="notice")
+    catch_up(app, store)
+
+    monkeypatch.setattr(queries, "TRACE_PARENTS", 2)
+    spelt = f"  {{{str(chain[-1]).upper()}}} "
+    trace = reads.trace(spelt)
+    assert trace["video_id"] == str(chain[-1]) and len(trace["takedowns"]) == 1 and len(trace["cameos"]) == 1
+    assert trace["ancestors"] == [str(v) for v in reversed(chain[:-1])]
+    assert trace["parent"]["video_id"] == str(chain[-2]) and trace["parent"]["parent"]["parent"] is None
+    assert reads.status(spelt)["status"] == "taken_down"  # type: ignore[index]
+
+    past_the_calendar = base64.urlsafe_b64encode(f"0001-01-01T00:00:00+01:00|{chain[0]}".encode()).decode()
+    with pytest.raises(InvalidInput, match="cursor"):
+        reads.feed(cursor=past_the_calendar)
+
+
 def test_redelivered_events_are_applied_once(world: Any) -> None:
     app, store, _reads = world
     bob = app.register_person("bob")
