@@ -43,7 +43,12 @@ class OneFaceCheck:
             )
         from provenance.stages import decode_image
 
-        faces = len(self.detector().boxes(decode_image(image)))
+        decoded = decode_image(image)
+        # The header read above is what the decoder read, or the image is refused (either way round: a photo's
+        # orientation tag turns it as it is decoded).
+        if sorted(decoded.shape[:2]) != sorted((height, width)):
+            raise InvalidInput("the reference image's header does not describe the picture it holds")
+        faces = len(self.detector().boxes(decoded))
         if faces != 1:
             raise InvalidInput(
                 f"the reference image must show exactly one face, clearly and from the front; found {faces}"
@@ -68,10 +73,14 @@ def image_size(data: bytes) -> tuple[int, int]:
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """The size in the first start-of-frame segment, read marker by marker as a JPEG decoder reads them."""
     at = 2
     while at + 4 <= len(data):
         if data[at] != 0xFF:
             break
+        if data[at + 1] == 0xFF:  # a fill byte: any number may come before a marker
+            at += 1
+            continue
         marker = data[at + 1]
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             at += 2

@@ -11,7 +11,7 @@ import pytest
 from devkit.clip import synthesize_face, synthesize_scene
 from kernel.errors import InvalidInput
 from provenance.application import ProvenanceApp
-from provenance.reference_check import MAX_REFERENCE_BYTES, OneFaceCheck, image_size
+from provenance.reference_check import MAX_REFERENCE_BYTES, MAX_REFERENCE_SIDE, OneFaceCheck, image_size
 from provenance.stages import encode_png
 from tests.core.support import face
 
@@ -47,6 +47,36 @@ def test_a_jpeg_face_is_accepted_and_its_size_read_from_the_header() -> None:
     assert ok
     assert image_size(bytes(jpeg)) == (256, 256)
     OneFaceCheck().check(bytes(jpeg))
+
+
+def _with_fill_byte_and_decoy(jpeg: bytes, claimed: tuple[int, int]) -> bytes:
+    """A fill byte before the real frame header (JPEG allows any number), then a comment segment that holds a
+    frame header claiming another size where a reader that misses the fill byte would land."""
+    at = jpeg.index(b"\xff\xc0")
+    (length,) = struct.unpack(">H", jpeg[at + 2 : at + 4])
+    frame = jpeg[at : at + 2 + length]
+    comment = bytearray(50_000)
+    misread_jump = at + 2 + (0xC0 << 8 | length >> 8)  # where skipping "FF FF" as a marker would take a reader
+    decoy = b"\xff\xc0\x00\x11\x08" + struct.pack(">HH", claimed[1], claimed[0]) + b"\x03" + bytes(9)
+    offset = misread_jump - (at + 1 + len(frame) + 4)
+    comment[offset : offset + len(decoy)] = decoy
+    segment = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + bytes(comment)
+    return jpeg[:at] + b"\xff" + frame + segment + jpeg[at + 2 + length :]
+
+
+def test_a_jpeg_header_is_read_as_its_decoder_reads_it() -> None:
+    import cv2
+
+    face_jpeg = bytes(cv2.imencode(".jpg", synthesize_face(2, 256)[:, :, ::-1])[1])
+    filled = _with_fill_byte_and_decoy(face_jpeg, (100, 100))
+    assert image_size(filled) == (256, 256)
+    OneFaceCheck().check(filled)  # a legal JPEG with a fill byte is a JPEG like any other
+
+    wide = np.full((64, MAX_REFERENCE_SIDE + 200, 3), 128, np.uint8)
+    bomb = _with_fill_byte_and_decoy(bytes(cv2.imencode(".jpg", wide)[1]), (100, 100))
+    assert image_size(bomb) == (MAX_REFERENCE_SIDE + 200, 64)
+    with pytest.raises(InvalidInput, match=f"{MAX_REFERENCE_SIDE + 200}x64"):
+        OneFaceCheck().check(bomb)
 
 
 def test_a_refused_reference_records_nothing(app: ProvenanceApp, people: dict) -> None:
