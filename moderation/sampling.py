@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kernel.errors import InvalidInput, require
+from kernel.paths import utf8_named
 from moderation.errors import UnreadableMedia
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
@@ -74,7 +75,12 @@ class VideoSampler:
         import cv2
 
         config = self.config
-        capture = cv2.VideoCapture(str(self.info.path))
+        with utf8_named(self.info.path) as openable:
+            yield from self._batches(cv2.VideoCapture(str(openable)), config)
+
+    def _batches(self, capture: Any, config: SamplingConfig) -> Iterator[list[FrameSample]]:
+        import cv2
+
         if not capture.isOpened():
             raise UnreadableMedia(f"cannot open video {self.info.path.name}")
         interval = 1.0 / config.fps if config.fps > 0 else float("inf")
@@ -129,7 +135,8 @@ def _open_info(path: Path, config: SamplingConfig) -> VideoInfo:
 
     if not path.is_file():
         raise InvalidInput(f"no such media file: {path}")
-    capture = cv2.VideoCapture(str(path))
+    with utf8_named(path) as openable:
+        capture = cv2.VideoCapture(str(openable))
     try:
         if not capture.isOpened():
             raise UnreadableMedia(f"cannot open {path.name} as a video (corrupt, truncated or not a video)")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from kernel.paths import utf8_named
 from provenance.credentials.errors import SigningError
 
 LOG_ASSERTION = "org.provenance.log"
@@ -123,7 +124,8 @@ def poster_frame_jpeg(video: Path, at_seconds: float = 1.0) -> bytes:
     """A JPEG of the frame at `at_seconds` (or the middle of a shorter clip), long edge at most 512 px."""
     import cv2
 
-    capture = cv2.VideoCapture(str(video))
+    with utf8_named(video) as openable:
+        capture = cv2.VideoCapture(str(openable))
     try:
         if not capture.isOpened():
             raise SigningError(f"could not open {video.name} to take a poster frame")

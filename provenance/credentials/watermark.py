@@ -38,6 +38,7 @@ from uuid import UUID
 
 import numpy as np
 
+from kernel.paths import is_utf8_named
 from provenance.credentials.errors import WatermarkError
 from provenance.credentials.formats import sniff
 
@@ -507,8 +508,8 @@ def _luma_capture(path: Path) -> Any:
     """An OpenCV capture that hands back undecorated luma planes, or None when this file needs PyAV."""
     import cv2
 
-    if not path.is_file() or sniff(path).ffmpeg_format is None:
-        return None
+    if not path.is_file() or sniff(path).ffmpeg_format is None or not is_utf8_named(path):
+        return None  # PyAV opens a name that is not UTF-8, where OpenCV would crash
     options = os.environ.get(_CAPTURE_OPTIONS, "")
     if "protocol_whitelist" not in options:
         os.environ[_CAPTURE_OPTIONS] = "|".join(filter(None, (options, "protocol_whitelist;file")))

@@ -380,3 +380,21 @@ def test_an_ingredient_is_judged_by_todays_anchors_not_by_what_the_remix_signer_
     both = TrustConfig(anchor_files=(pki.anchors_file, other_pki.anchors_file))
     today = verify_file(remix.path, both)
     assert today.chain_state == "Trusted" and today.ingredients[0].state == "Trusted"
+
+
+def test_a_file_whose_name_is_not_utf8_is_read_like_any_other(tmp_path: Path, signed: Signed) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/clip-\xff\xfe.mp4"))  # OpenCV crashed on such names
+    shutil.copyfile(signed.path, odd)
+    script = (
+        "import sys; from pathlib import Path; from provenance.credentials.verify import verify_file; "
+        "from moderation.sampling import VideoSampler; path = Path(sys.argv[1]); "
+        "report = verify_file(path, None); "
+        "print(report.state, report.claimed_video_id, sum(len(b) for b in VideoSampler(path).batches()) > 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, odd], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Valid", str(signed.video_id), "True"]
