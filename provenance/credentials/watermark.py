@@ -559,11 +559,21 @@ def _sampled_lumas_pyav(path: Path, config: WatermarkConfig) -> Iterator[np.ndar
             if index % every:
                 continue
             taken += 1
-            yield frame.to_ndarray(format="yuv420p")[: frame.height]
+            yield _luma(frame)
     except av.FFmpegError as exc:
         raise WatermarkError(f"{path.name} could not be decoded ({_one_line(exc)})") from exc
     finally:
         container.close()
+
+
+def _luma(frame: Any) -> np.ndarray:
+    """A decoded frame's luma plane (as 4:2:0 lays it out; a frame of odd width, which 4:2:0 cannot hold, as
+    grey)."""
+    if frame.width % 2 == 0:
+        luma: np.ndarray = frame.to_ndarray(format="yuv420p")[: frame.height]
+        return luma
+    grey: np.ndarray = frame.to_ndarray(format="gray")
+    return grey
 
 
 EARLY_VOTES = (3, 8)

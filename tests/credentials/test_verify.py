@@ -398,3 +398,19 @@ def test_a_file_whose_name_is_not_utf8_is_read_like_any_other(tmp_path: Path, si
     done = subprocess.run([sys.executable, "-c", script, odd], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["Valid", str(signed.video_id), "True"]
+
+
+def test_a_video_of_odd_width_is_read_for_a_watermark(tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    odd = tmp_path / "odd.avi"  # 4:2:0 cannot hold an odd width: PyAV refused to lay such frames out so
+    with av.open(str(odd), "w") as container:
+        stream = container.add_stream("ffv1", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 65, 31, "gray"
+        for n in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((31, 65), 40 + 5 * n, np.uint8), format="gray")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    report = verify_file(odd, None)
+    assert (report.state, report.watermark_checked) == ("NoManifest", True)
