@@ -42,9 +42,6 @@ from provenance.freshness import LOG_SOURCE
 from provenance.log import Share, can_share, last_position, read_share, split_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 
-SWITCH_ATTEMPTS = 10
-"""How often a switch-over is tried again after catching up with live read models that moved on meanwhile."""
-
 SCRATCH = "rebuild"
 """The name the scratch store is attached under (SQLite) or the prefix of its schema (PostgreSQL)."""
 
@@ -68,7 +65,7 @@ class Rebuilt(NamedTuple):
     index_seconds: float
     """Building the merged store's secondary indexes."""
     switch_over_seconds: float
-    """The switch-over, with any catching up with live read models that moved on meanwhile."""
+    """The switch-over, with the scratch store's last catching up with the log, under the live checkpoints' lock."""
 
     def parts(self) -> dict[str, float]:
         """The seconds of each part, by the name it is printed under (`REBUILD_PARTS`)."""
@@ -121,11 +118,7 @@ def rebuild(
         merged_at = time.perf_counter()
         index(scratch)
         switching = time.perf_counter()
-        for _ in range(SWITCH_ATTEMPTS):
-            if switch_over(live, names, source):
-                break
-            runner.run_until_idle()  # the live read models moved past the scratch store
-        else:
+        if not switch_over(live, names, source, catch_up=runner.run_until_idle):
             raise ProvenanceError(
                 "the live read models have applied more of the log than a replay of it reaches; are they built "
                 "from this event store? Nothing was switched over"
@@ -341,32 +334,44 @@ def _attached(conn: Connection, sources: Sequence[str]) -> Iterator[list[str]]:
         conn.commit()
 
 
-def switch_over(live: ProjectionStore, names: Sequence[str], source: str) -> bool:
-    """Replace the named projections' rows, stream versions and checkpoints with those of the scratch store
+def switch_over(
+    live: ProjectionStore, names: Sequence[str], source: str, catch_up: Callable[[], object] | None = None
+) -> bool:
+    """Replace the named projections' rows, stream versions and log checkpoints with those of the scratch store
     `source` (as `scratch_store` names it), at once.
 
     Each table is emptied and filled by a single `INSERT ... SELECT *` from the scratch store's table of the
     same definition, indexes and all: SQLite then copies the records and index entries as they are, in order,
     without decoding a row or searching an index for each one.
 
-    Refused (False, nothing changed) while the live projections have applied more of the log than the scratch
-    store: a runner following the log elsewhere would otherwise go on from its own position, past events that
-    the switch-over took out of the read models. The check runs after the transaction holds the write lock on
-    the checkpoints, so no live runner can move between the check and the commit.
+    Once the transaction holds the write lock on the live checkpoints, so that no live runner or consumer can
+    apply anything more until it commits, `catch_up` brings the scratch store to the end of the log: past
+    everything the live read models applied, from the log or from a Kafka topic (the relay publishes only
+    what the log holds). Checkpoints of other sources (a topic's partitions) stay as they are: their consumers
+    go on from there, and what they deliver again is skipped by its stream version.
+
+    Refused (False, nothing changed) if the live projections have still applied more of the log than the
+    scratch store: a runner following another log would otherwise go on past events the switch-over took out.
     """
     tables = [table_of(model).name for name in names for model in live.projections[name].tables]
     checkpoints, versions = table_of(Checkpoint).name, table_of(StreamVersion).name
     chosen = ", ".join(f"'{name}'" for name in names)  # projection names are ours, never user input
+    log = f"source = '{LOG_SOURCE}'"
     with live.engine.connect() as conn, _attached(conn, [source]) as (prefix,), conn.begin():
         lock_checkpoints(conn, exclusive=True)
+        if catch_up is not None:  # before this transaction reads the scratch store, which a reader would lock
+            catch_up()
         if _behind(conn, f'{prefix}"{checkpoints}"', f'"{checkpoints}"', chosen):
             return False
         for table in tables:
             conn.exec_driver_sql(f'DELETE FROM "{table}"')
             conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}"')
-        for table, column in ((checkpoints, "consumer"), (versions, "projection")):
-            conn.exec_driver_sql(f'DELETE FROM "{table}" WHERE {column} IN ({chosen})')
-            conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}" WHERE {column} IN ({chosen})')
+        for table, where in (
+            (checkpoints, f"consumer IN ({chosen}) AND {log}"),
+            (versions, f"projection IN ({chosen})"),
+        ):
+            conn.exec_driver_sql(f'DELETE FROM "{table}" WHERE {where}')
+            conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}" WHERE {where}')
     live.forget_sources(names)
     return True
 

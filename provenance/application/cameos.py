@@ -14,7 +14,7 @@ from provenance.application.likeness import open_reference, reference_blob, seal
 from provenance.application.service import uuid_of
 from provenance.domain.cameo import Cameo
 from provenance.domain.cascade import TakedownRecord
-from provenance.domain.ids import derived_id, new_command_id
+from provenance.domain.ids import canonical_id, derived_id, new_command_id
 from provenance.domain.payloads import payload
 from provenance.domain.video import Video
 from provenance.keystore import KeyDestroyed
@@ -155,6 +155,7 @@ class CameoCommands(CoverageCommands):
         takedown, and videos still in flight are blocked at the consent gate.
         """
         command_id = command_id or new_command_id()
+        grant_id = canonical_id(grant_id)
 
         def run() -> RevocationOutcome:
             cameo = self.cameo(cameo_id)
@@ -180,6 +181,7 @@ class CameoCommands(CoverageCommands):
     ) -> RevocationOutcome:
         """Take a person off an approved list; what they made that no grant covers any more comes down with it."""
         command_id = command_id or new_command_id()
+        grant_id = canonical_id(grant_id)
 
         def run() -> RevocationOutcome:
             cameo = self.cameo(cameo_id)

@@ -7,7 +7,7 @@ from uuid import UUID
 from kernel.errors import ConsentError, InvalidInput, NotPermitted, RuleViolation
 from provenance.application.service import Service
 from provenance.domain.cascade import Takedown, TakedownRecord, take_down_tree
-from provenance.domain.ids import new_command_id
+from provenance.domain.ids import canonical_id, new_command_id
 from provenance.domain.payloads import payload
 from provenance.domain.video import Video
 from schemas import events as e
@@ -73,7 +73,7 @@ class TakedownCommands(Service):
         self, video_id: UUID | str, case_id: str, actor: UUID | str, grounds: str, *, command_id: str | None = None
     ) -> None:
         command_id = command_id or new_command_id()
-        appeal = payload(e.TakedownAppealed, case_id=case_id, grounds=grounds)
+        appeal = payload(e.TakedownAppealed, case_id=canonical_id(case_id), grounds=grounds)
         self._on_video(video_id, lambda v: v.appeal(appeal, str(actor), command_id=command_id))
 
     def reinstate(
@@ -87,7 +87,7 @@ class TakedownCommands(Service):
         command_id = command_id or new_command_id()
         if not self.is_trust_and_safety(actor):
             raise NotPermitted("only trust and safety can reinstate a video")
-        reinstated = payload(e.VideoReinstated, case_id=case_id, decision=decision)
+        reinstated = payload(e.VideoReinstated, case_id=canonical_id(case_id), decision=decision)
 
         def change(video: Video) -> bool:
             if not video.handled(command_id):

@@ -126,8 +126,8 @@ class ManifestResolver:
     def matches_by_content(self, path: Path, max_results: int = _DEFAULT_MAX_RESULTS) -> MatchesResponse:
         """Manifests for a file: an exact sha256 match first, then its watermark."""
         path = Path(path)
-        if not path.is_file():
-            raise NotFound(f"no such file: {path}")
+        if not path.is_file():  # a file that cannot be used is bad input, as `verify` says it
+            raise InvalidInput(f"no such file: {path}" if not path.exists() else f"{path} is not a file")
         matches = [Match(m, "sha256") for m in self.index.manifests_by_content(sha256_file(path))]
         binding: dict[str, str] | None = None
         try:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from kernel.errors import InvalidInput, NotPermitted, RuleViolation
+from kernel.errors import InvalidInput, NotFound, NotPermitted, RuleViolation
 from provenance.domain.consent import Grant
 from provenance.domain.payloads import payload as build
 from provenance.domain.stream import EventStream
@@ -92,7 +92,7 @@ class Cameo(EventStream):
             raise NotPermitted(f"only the owner of cameo {self.id} or trust and safety can revoke its consent")
         grant = self.grants.get(grant_id)
         if grant is None:
-            raise InvalidInput(f"cameo {self.id} has no grant {grant_id}")
+            raise NotFound(f"cameo {self.id} has no grant {grant_id}")
         payload = build(e.ConsentRevoked, grant_id=grant_id, reason=reason)
         if grant.revoked_at is not None:
             if command_id is not None and self.already_handled(
@@ -125,7 +125,7 @@ class Cameo(EventStream):
         self._require_owner(actor, "change the approved list of")
         grant = self.grants.get(grant_id)
         if grant is None:
-            raise InvalidInput(f"cameo {self.id} has no grant {grant_id}")
+            raise NotFound(f"cameo {self.id} has no grant {grant_id}")
         if grant.audience != "approved":
             raise InvalidInput(f"grant {grant_id} is for {grant.audience!r}, not an approved list")
         if person_id not in grant.grantees:
@@ -137,7 +137,7 @@ class Cameo(EventStream):
         """Record that a grant's expiry time has passed (once; a no-op before the time or after a revocation)."""
         grant = self.grants.get(grant_id)
         if grant is None:
-            raise InvalidInput(f"cameo {self.id} has no grant {grant_id}")
+            raise NotFound(f"cameo {self.id} has no grant {grant_id}")
         if grant.expires_at is None or now < grant.expires_at or grant.expiry_event_id or grant.revoked_at:
             return False
         payload = e.ConsentExpired(grant_id=grant_id, expired_at=grant.expires_at)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from kernel.errors import InvalidTransition, RuleViolation
+from kernel.errors import InvalidTransition, NotFound, RuleViolation
 from provenance.domain.payloads import TPayload
 from provenance.domain.stream import EventStream
 from schemas import events as e
@@ -194,7 +194,7 @@ class Video(EventStream):
     def _case(self, case_id: str) -> TakedownCase:
         case = self.cases.get(case_id)
         if case is None:
-            raise RuleViolation(f"video {self.id} has no takedown case {case_id}")
+            raise NotFound(f"video {self.id} has no takedown case {case_id}")
         return case
 
     # --- event handlers ----------------------------------------------------------------------------------

@@ -113,6 +113,31 @@ def test_a_switch_over_waits_for_read_models_that_moved_on_and_loses_no_event(sy
     assert dump(system.store) == before
 
 
+def test_a_switch_over_keeps_what_a_topic_consumer_applied_meanwhile(system: System) -> None:
+    """The projections role applies events from the Kafka topic, not from the log: what it applied after the
+    scratch store's last catch-up must survive the switch-over, and the role goes on from its own offsets."""
+    from provenance.log import read_log
+
+    topic = "provenance.events"
+    record_history(system.app, videos=3)
+    system.store.process(read_log(system.app, 0, 10_000), topic)  # offsets: positions, as the topic's are
+    names = list(system.store.projections)
+    with scratch_store(system.store, names) as (scratch, source):
+        runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)])
+        runner.run_until_idle()
+        person = system.app.person_by_handle("bob").id
+        late = publish_new(system.app, person, "published while the rebuild switches over")
+        consumed = last_position(system.app)
+        system.store.process(read_log(system.app, 0, 10_000), topic)  # the role applies it from the topic
+        assert switch_over(system.store, names, source, catch_up=runner.run_until_idle)
+    reads = ReadModels(system.store.url)
+    assert str(late) in reads.feed_ids() and reads.video(str(late))["state"] == "published"
+    assert all(system.store.checkpoint(name, topic) == consumed for name in names)  # the role's offsets stay
+    before = dump(system.store)
+    system.store.process(read_log(system.app, 0, 10_000), topic)  # delivered again: applied once, as ever
+    assert dump(system.store) == before
+
+
 def test_the_shares_of_the_log_hold_each_stream_once_and_in_order(system: System) -> None:
     shares = split_log(3)
     record_history(system.app, videos=5)

@@ -49,8 +49,10 @@ def test_unknown_content_matches_nothing(resolver: ManifestResolver, clip: Path,
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     assert resolver.matches_by_content(text).matches == ()
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput, match="no such file"):
         resolver.matches_by_content(tmp_path / "missing.mp4")
+    with pytest.raises(InvalidInput, match="not a file"):
+        resolver.matches_by_content(tmp_path)
 
 
 def test_fetch_manifest_store_by_id(resolver: ManifestResolver, remix: Signed, signed: Signed) -> None:

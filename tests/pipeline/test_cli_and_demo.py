@@ -42,12 +42,19 @@ def test_errors_are_one_line_with_a_meaningful_exit_code(home: Path, capsys: pyt
         (("cameo", "grant", cameo, "--audience", "everyone", "--as", "bob"), 4, "only the owner"),
         (("request", "--prompt", "x", "--as", "nobody"), 3, "no person with handle 'nobody'"),
         (("cameo", "grant", cameo, "--audience", "everyone", "--expires", "soon", "--as", "alice"), 2, "--expires"),
+        (("cameo", "revoke", cameo, "no-such-grant", "--reason", "r", "--as", "alice"), 3, "has no grant"),
+        (("resolve", str(home.parent / "missing.mp4")), 2, "no such file"),
     ]
     for argv, expected, message in cases:
         code, _, err = run(capsys, *argv)
         assert code == expected, (argv, err)
         assert len(err.splitlines()) == 1 and message in err, err
         assert "Traceback" not in err
+    code, grant, _ = run(capsys, "cameo", "grant", cameo, "--audience", "everyone", "--as", "alice")
+    assert code == 0
+    assert run(capsys, "cameo", "revoke", cameo, f" {grant.upper()} ", "--reason", "r", "--as", "alice")[0] == 0
+    code, _, err = run(capsys, "token", "create", "alice", "--expires", "2099-01-01T00:00:00+05:00")
+    assert code == 0 and "expires 2098-12-31 19:00 UTC" in err, err
 
 
 def test_publishing_an_unsigned_video_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

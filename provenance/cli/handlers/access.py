@@ -105,7 +105,7 @@ def token_create(system: System, args: argparse.Namespace) -> int:
     finally:
         accounts.close()
     print(secret)
-    what = f"scopes {' '.join(sorted(scopes))}, expires {expires:%Y-%m-%d %H:%M} UTC"
+    what = f"scopes {' '.join(sorted(scopes))}, expires {expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
     print(f"token {token.token_id} for {person.handle}, {what}", file=sys.stderr)
     return 0
 
