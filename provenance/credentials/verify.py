@@ -196,16 +196,9 @@ def verify_file(
         report = replace(report, development_pki=_development(report, path, container, trust, manifest_store))
         return _with_watermark(report, path, container, status_lookup)
     code, reason = outcome
-    if code == UNREADABLE:
-        return VerificationReport(
-            path=shown,
-            state="Invalid",
-            failures=(UNREADABLE,),
-            failure_details=(Failure(UNREADABLE, reason),),
-            reason=reason,
-            container=container.name,
-        )
-    return _from_watermark(shown, path, container, code, reason, status_lookup)
+    report = _from_watermark(shown, path, container, code, reason, status_lookup)
+    # A manifest that cannot be parsed makes the file Invalid; its watermark still says which video it is.
+    return replace(report, state="Invalid") if code == UNREADABLE else report
 
 
 def _no_manifest(shown: str, container: str, code: str, reason: str) -> VerificationReport:

@@ -414,3 +414,17 @@ def test_a_video_of_odd_width_is_read_for_a_watermark(tmp_path: Path) -> None:
         container.mux(stream.encode())
     report = verify_file(odd, None)
     assert (report.state, report.watermark_checked) == ("NoManifest", True)
+
+
+def test_a_file_whose_manifest_cannot_be_parsed_is_invalid_and_still_found_by_its_watermark(
+    tmp_path: Path, signed: Signed, pki: DevelopmentPki, lookup: FakeStatusLookup
+) -> None:
+    trailing = tmp_path / "trailing.mp4"  # players still play it; the C2PA parser refuses its box sizes
+    trailing.write_bytes(signed.path.read_bytes() + os.urandom(3000))
+    report = verify_file(trailing, pki.trust(), lookup)
+    assert report.state == "Invalid" and report.failures[0] == "provenance.unreadable"
+    assert (report.watermark_checked, report.video_id, report.status) == (
+        True,
+        str(signed.video_id),
+        {"state": "published"},
+    )
