@@ -65,19 +65,20 @@ class CoverageCommands(Service):
             return mutuals[(owner, person)]
 
         # Cameos, follow graph and clock stand still during the command: one verdict per creator, purpose, cameos.
-        verdicts: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+        verdicts: dict[tuple[str, tuple[tuple[str, str], ...]], list[str]] = {}
         takedowns: list[TakedownRecord] = []
         blocked: list[str] = []
         for video_uid in map(UUID, ids):
             video = changed.get(video_uid) or self.video(video_uid)
             if not video.is_live and video.state not in IN_FLIGHT:
                 continue
-            key = (video.creator_id, purpose_of(video), tuple(video.cameo_ids))
+            inherited = self.inherited_cameos(video)
+            key = (video.creator_id, tuple((c, purpose_of(c, inherited)) for c in video.cameo_ids))
             if key not in verdicts:
                 for cameo_id in video.cameo_ids:
                     if cameo_id not in cameos:
                         cameos[cameo_id] = self.cameo(cameo_id)
-                verdicts[key] = uncovered_cameos(video, cameos, now, is_mutual)
+                verdicts[key] = uncovered_cameos(video, cameos, now, is_mutual, inherited)
             reasons = verdicts[key]
             if not reasons:
                 continue

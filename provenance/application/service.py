@@ -184,10 +184,15 @@ class Service(Application[UUID]):
     def live_check(self, video: Video, now: datetime) -> Coverage:
         """The rule for this video now: every cameo in it under live consent, and the video it remixes live."""
         cameos = {cameo_id: self.cameo(cameo_id) for cameo_id in video.cameo_ids}
-        checked = coverage(video, cameos, now, self.are_mutuals)
-        if video.remix_of is not None and not self.video(video.remix_of).is_live:
+        parent = self.video(video.remix_of) if video.remix_of is not None else None
+        checked = coverage(video, cameos, now, self.are_mutuals, parent.cameo_ids if parent else ())
+        if parent is not None and not parent.is_live:
             checked.reasons.append(f"the parent video {video.remix_of} is no longer published")
         return checked
+
+    def inherited_cameos(self, video: Video) -> list[str]:
+        """The cameos a remix took from the video it remixes (used under `remix` consent); none for an original."""
+        return self.video(video.remix_of).cameo_ids if video.remix_of is not None else []
 
     def why_not_live(self, video: Video, now: datetime) -> list[str]:
         """Why the rule would not let this video be live now; empty when it would."""

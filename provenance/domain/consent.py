@@ -7,7 +7,7 @@ follow graph is passed in as a question (`is_mutual`) because it lives in other 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -52,9 +52,10 @@ class Grant:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
-def purpose_of(video: Video) -> str:
-    """A remix uses the likenesses it inherits under the `remix` scope of consent."""
-    return "remix" if video.remix_of else "generate"
+def purpose_of(cameo_id: str, inherited: Collection[str]) -> str:
+    """The scope of consent a video uses a likeness under: `remix` for one it inherits from the video it
+    remixes, `generate` for one it puts in itself (a remix may add cameos of its own), as its request checked."""
+    return "remix" if cameo_id in inherited else "generate"
 
 
 def covering_grant(cameo: Cameo, person_id: str, purpose: str, now: datetime, is_mutual: Callable[[], bool]) -> str:
@@ -97,21 +98,26 @@ class Coverage:
 
 
 def coverage(
-    video: Video, cameos: Mapping[str, Cameo], now: datetime, is_mutual: Callable[[str, str], bool]
+    video: Video,
+    cameos: Mapping[str, Cameo],
+    now: datetime,
+    is_mutual: Callable[[str, str], bool],
+    inherited: Collection[str] = (),
 ) -> Coverage:
     """Which grant covers each of the video's likenesses now, and why any is not covered.
 
     The rule the product exists for: a video with cameos is live only while, for every cameo in it, its
-    creator is the cameo's owner or is reached by a live grant of the owner for the video's purpose
-    (audience, scope, expiry, the approved list, the follow graph as it is now).
+    creator is the cameo's owner or is reached by a live grant of the owner for the purpose it uses it for
+    (`purpose_of`: `inherited` are the cameos of the video it remixes), as the grant's audience, scope, expiry
+    and approved list, and the follow graph, are now.
     """
-    purpose = purpose_of(video)
     granted: dict[str, str] = {}
     reasons: list[str] = []
     for used in video.cameos:
         cameo = cameos[used.cameo_id]
         asking = _asking(is_mutual, cameo.owner_id, video.creator_id)
         try:
+            purpose = purpose_of(used.cameo_id, inherited)
             granted[used.cameo_id] = covering_grant(cameo, video.creator_id, purpose, now, asking)
         except ConsentError as refused:
             reasons.append(str(refused))
@@ -119,10 +125,14 @@ def coverage(
 
 
 def uncovered_cameos(
-    video: Video, cameos: Mapping[str, Cameo], now: datetime, is_mutual: Callable[[str, str], bool]
+    video: Video,
+    cameos: Mapping[str, Cameo],
+    now: datetime,
+    is_mutual: Callable[[str, str], bool],
+    inherited: Collection[str] = (),
 ) -> list[str]:
     """Why the video's likenesses are not all under live consent now: one reason per uncovered cameo."""
-    return coverage(video, cameos, now, is_mutual).reasons
+    return coverage(video, cameos, now, is_mutual, inherited).reasons
 
 
 def _asking(is_mutual: Callable[[str, str], bool], owner: str, person: str) -> Callable[[], bool]:

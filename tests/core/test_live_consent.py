@@ -202,3 +202,20 @@ def test_taking_a_person_off_the_approved_list_takes_their_videos_down(app: Prov
     with pytest.raises(ConsentError):
         app.request_generation(bob, "again", cameo_ids=[cameo])
     assert app.remove_grantee(alice, cameo, grant, bob).takedowns == []  # not on the list any more: nothing
+
+
+def test_a_cameo_a_remix_adds_is_held_to_generate_consent_as_its_request_was(app: ProvenanceApp, people: dict) -> None:
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    cameo = app.register_cameo(alice, face())
+    generate_only = app.grant_consent(alice, cameo, "everyone", scope=["generate"])
+    original = publish_new(app, bob, "a ball")
+    remix = publish_new(app, carol, "a ball, with alice", remix_of=original, cameo_ids=[cameo])  # not refused now
+    remix_only = app.grant_consent(alice, cameo, "everyone", scope=["remix"])
+    below = publish_new(app, bob, "again", remix_of=remix)  # inherits alice: used under remix consent
+    assert app.video(remix).cameos[0].grant_id == generate_only and app.video(below).cameos[0].grant_id == remix_only
+
+    outcome = app.revoke_consent(alice, cameo, generate_only, "no new videos of me")
+    assert {t.video_id for t in outcome.takedowns} == {str(remix), str(below)}  # below, in the cascade
+    assert not app.video(remix).is_live
+    with pytest.raises(ConsentError, match="revoked"):
+        app.request_generation(carol, "once more", remix_of=original, cameo_ids=[cameo])
