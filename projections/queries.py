@@ -117,8 +117,8 @@ class ReadModels:
         """Each likeness in the video, the grant it went out under (at publishing, else at the request) and that
         grant's state; `covered_by_another_grant` where that grant was revoked and the write side kept the video
         live, because another grant covers it now."""
-        live = self.status(video_id, with_consent=False)
-        still_live = live is not None and live["status"] == "published"
+        video_id = stream_id_of(video_id, "video")
+        still_live = self.video(video_id)["state"] == "published" and not self._open_cases(video_id)
         rows = self.db.rows(
             "SELECT used.cameo_id, used.grant_id, g.audience, g.expires_at, g.revoked_at, g.revoke_reason,"
             " c.erased_at FROM lineage_cameos used"
@@ -147,12 +147,15 @@ class ReadModels:
             video = self.video(current)
             if video["block_gate"] == "consent" and video["state"] == "blocked":
                 return True
-            cases = [c for c in self.takedowns(current) if c["status"] != "reinstated"]
+            cases = self._open_cases(current)
             if any(c["source"] in CONSENT_SOURCES for c in cases):
                 return True
             above = [c["caused_by_stream"] for c in cases if c["source"] == "cascade" and c["caused_by_stream"]]
             current = above[0] if above else None
         return False
+
+    def _open_cases(self, video_id: str) -> list[dict[str, Any]]:
+        return [c for c in self.takedowns(video_id) if c["status"] != "reinstated"]
 
     def takedowns(self, video_id: str) -> list[dict[str, Any]]:
         rows = self.db.rows(
@@ -281,7 +284,7 @@ class ReadModels:
             row["actor_handle"] = names.get(row["actor"])
         return rows
 
-    def status(self, video_id: str, *, with_consent: bool = True) -> dict[str, Any] | None:
+    def status(self, video_id: str) -> dict[str, Any] | None:
         """The current status a platform needs: published, taken down (with the reason), and whether consent
         for a likeness in it was revoked: as the write side decided it (`consent_lapsed`), not by the grant
         the video was made under, which another grant may have replaced."""
@@ -290,7 +293,7 @@ class ReadModels:
             video = self.video(video_id)
         except NotFound:
             return None
-        cases = [c for c in self.takedowns(video_id) if c["status"] != "reinstated"]
+        cases = self._open_cases(video_id)
         if cases:
             status = "taken_down"
         elif video["state"] == "published":
@@ -303,7 +306,7 @@ class ReadModels:
             "takedown": {k: cases[0][k] for k in ("case_id", "reason_code", "source", "statement_of_reasons")}
             if cases
             else None,
-            "consent_revoked": self.consent_lapsed(video_id) if with_consent else None,
+            "consent_revoked": self.consent_lapsed(video_id),
             "development_model": bool((video["moderation"] or {}).get("development_model")),
         }
 
