@@ -62,7 +62,7 @@ class CameoCommands(CoverageCommands):
         """Hold a cameo whose likeness matches another person's: it grants nothing, and no video of the real
         owner is blocked by it, until trust and safety decides (`review_cameo`). A video already made with it
         (its owner's own too) comes down, or is blocked in flight, as when consent ends."""
-        command_id = f"hold:{UUID(str(cameo_id))}"
+        command_id = f"hold:{uuid_of(cameo_id, 'cameo')}"
         because = f"Cameo {{cameo}} was held for review: it looks like another person's cameo {matched_cameo_id}."
         return self._change_standing(
             cameo_id,

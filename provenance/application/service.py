@@ -184,9 +184,8 @@ class Service(Application[UUID]):
     def live_check(self, video: Video, now: datetime) -> Coverage:
         """The rule for this video now: every cameo in it under live consent, and the video it remixes live."""
         cameos = {cameo_id: self.cameo(cameo_id) for cameo_id in video.cameo_ids}
-        parent = self.video(video.remix_of) if video.remix_of is not None else None
-        checked = coverage(video, cameos, now, self.are_mutuals, parent.cameo_ids if parent else ())
-        if parent is not None and not parent.is_live:
+        checked = coverage(video, cameos, now, self.are_mutuals, self.inherited_cameos(video))
+        if video.remix_of is not None and not self.video(video.remix_of).is_live:
             checked.reasons.append(f"the parent video {video.remix_of} is no longer published")
         return checked
 
