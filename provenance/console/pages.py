@@ -20,6 +20,7 @@ from kernel.errors import InvalidInput, NotFound, ProvenanceError
 from provenance.api.accounts import MAX_SECRET
 from provenance.api.app import context
 from provenance.api.problems import ApiError, status_of
+from provenance.api.routes.videos import file_for
 from provenance.api.security import (
     ADMINISTRATOR,
     AUDITOR,
@@ -186,8 +187,7 @@ def video(request: Request, video_id: UUID) -> Response:
         in_flight=in_flight,
         stage=STAGES.index(current.state) if current.state in STAGES else len(STAGES),
         stages=STAGES,
-        playable=current.signature is not None
-        or (current.rendered is not None and bool(principal.roles & {TRUST_AND_SAFETY, AUDITOR})),
+        playable=file_for(current, principal) is not None,
         is_creator=current.creator_id == principal.subject,
         block=block_statement(reads.video(str(video_id))) if trace else None,
     )

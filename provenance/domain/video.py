@@ -71,6 +71,11 @@ class Video(EventStream):
         return self.state == PUBLISHED and not self.is_taken_down
 
     @property
+    def is_held_for_review(self) -> bool:
+        """Stopped at the moderation gate for a person's decision (neither blocked nor released yet)."""
+        return self.state == MODERATED and self.moderation is not None and self.moderation.verdict == "review"
+
+    @property
     def rendered(self) -> e.VideoRendered | None:
         return self._result("VideoRendered", e.VideoRendered)
 
@@ -131,7 +136,7 @@ class Video(EventStream):
 
     def _moderatable(self) -> tuple[str, ...]:
         # A decision of "review" holds the video at the moderation gate until a person decides again.
-        if self.state == MODERATED and self.moderation is not None and self.moderation.verdict == "review":
+        if self.is_held_for_review:
             return (MODERATED,)
         return (RENDERED,)
 

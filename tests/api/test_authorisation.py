@@ -233,3 +233,24 @@ def test_a_new_client_gets_the_scopes_its_answer_names(api: Api) -> None:
         },
     ).json()
     assert made["scopes"] == token["scope"].split() == ["read"]
+
+
+def test_a_creator_sees_an_unsigned_render_only_while_a_person_reviews_it(api: Api) -> None:
+    from tests.core.support import moderation, rendered
+
+    app = api.system.app
+    member = app.person_by_handle("member").id
+    render = b"an unsigned render: no manifest, no watermark" * 4
+    uri = api.system.blobs.put_bytes(render).uri
+
+    def moderated(verdict: str) -> str:
+        video = app.request_generation(member, f"a ball, {verdict}")
+        made = rendered(blob_uri=uri, content_sha256=uri.rsplit(":", 1)[1], size_bytes=len(render))
+        app.record_render(video, made, command_id=f"render:{video}")
+        app.record_moderation(video, moderation(verdict), command_id=f"moderate:{video}")
+        return f"/videos/{video}/file"
+
+    held, blocked = moderated("review"), moderated("block")
+    assert api.client.get(held, headers=api.headers("member")).content == render  # for the creator to see
+    assert api.client.get(blocked, headers=api.headers("member")).status_code == 404  # the gate stopped it
+    assert api.client.get(blocked, headers=api.headers("trust_and_safety")).content == render

@@ -13,6 +13,7 @@ from kernel.errors import NotFound, RuleViolation
 from provenance.api.app import context
 from provenance.api.routes.common import command_id
 from provenance.api.security import AUDITOR, MEMBER, TRUST_AND_SAFETY, Principal, needs
+from provenance.domain.video import Video
 
 router = APIRouter(tags=["videos"])
 
@@ -66,15 +67,22 @@ def video_file(
     video_id: UUID, request: Request, principal: Annotated[Principal, Depends(needs("read"))]
 ) -> FileResponse:
     ctx = context(request)
-    current = ctx.system.app.video(video_id)
-    staff = principal.roles & {TRUST_AND_SAFETY, AUDITOR}
-    if current.signature is not None and (current.is_live or staff):
-        path = ctx.system.blobs.resolve(current.signature.signed_uri)
-    elif current.rendered is not None and (staff or current.creator_id == principal.subject):
-        path = ctx.system.blobs.resolve(current.rendered.blob_uri)  # a held video, for its review
-    else:
+    uri = file_for(ctx.system.app.video(video_id), principal)
+    if uri is None:
         raise NotFound(f"video {video_id} has no file you may see")
-    return FileResponse(path, media_type="video/mp4", filename=f"{video_id}.mp4")
+    return FileResponse(ctx.system.blobs.resolve(uri), media_type="video/mp4", filename=f"{video_id}.mp4")
+
+
+def file_for(video: Video, principal: Principal) -> str | None:
+    """The blob of the video's file this principal may watch, if any: the signed file while the video is live
+    (trust and safety and auditors, always); the unsigned render (no manifest, no watermark) to them, and to
+    its creator only while a person reviews it. A blocked or taken-down video's render is nobody else's."""
+    staff = bool(principal.roles & {TRUST_AND_SAFETY, AUDITOR})
+    if video.signature is not None and (video.is_live or staff):
+        return video.signature.signed_uri
+    if video.rendered is not None and (staff or (video.is_held_for_review and video.creator_id == principal.subject)):
+        return video.rendered.blob_uri
+    return None
 
 
 @router.get("/review", summary="videos held for a person's decision, oldest first (trust and safety, auditors)")
