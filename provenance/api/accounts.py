@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from kernel.errors import InvalidInput, NotFound
 
@@ -128,6 +128,8 @@ class Accounts:
         with self.engine.begin() as conn:
             if conn.execute(passwords.update().where(passwords.c.person_id == person_id).values(**row)).rowcount == 0:
                 conn.execute(passwords.insert().values(**row))
+            else:  # a changed password ends every session and token issued under the old one
+                self._revoke_all(conn, person_id)
 
     def has_password(self, person_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -253,8 +255,8 @@ class Accounts:
     def revoke_all(self, subject: str) -> int:
         """Every token of a person or client (a password changed, an account closed)."""
         with self.engine.begin() as conn:
-            return conn.execute(
-                tokens.update()
-                .where(tokens.c.subject == subject, tokens.c.revoked_at.is_(None))
-                .values(revoked_at=self.clock())
-            ).rowcount
+            return self._revoke_all(conn, subject)
+
+    def _revoke_all(self, conn: Connection, subject: str) -> int:
+        revoked = tokens.update().where(tokens.c.subject == subject, tokens.c.revoked_at.is_(None))
+        return conn.execute(revoked.values(revoked_at=self.clock())).rowcount

@@ -18,6 +18,9 @@ from provenance.domain.stream import EventStream
 from provenance.domain.video import MODERATED, PUBLISHED, Video
 from schemas import events as e
 
+MAX_CAMEOS = 8
+"""Likenesses one request may put in a video (each is checked for consent, rendered and compared)."""
+
 
 @dataclass(frozen=True)
 class PublishOutcome:
@@ -42,6 +45,8 @@ class VideoCommands(Service):
         video_id = UUID(derived_id("video", command_id))
         default_seed = int.from_bytes(hashlib.sha256(command_id.encode()).digest()[:7])
         requested_cameos = list(dict.fromkeys(str(c) for c in cameo_ids))
+        if len(requested_cameos) > MAX_CAMEOS:
+            raise InvalidInput(f"a request puts at most {MAX_CAMEOS} cameos in a video, not {len(requested_cameos)}")
         attempts = 0
 
         def run() -> UUID:

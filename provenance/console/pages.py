@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
@@ -25,6 +25,7 @@ from provenance.api.security import (
     ADMINISTRATOR,
     AUDITOR,
     MEMBER,
+    ROLES,
     SESSION_COOKIE,
     TRUST_AND_SAFETY,
     Access,
@@ -52,12 +53,12 @@ def viewer(request: Request, scope: str, *roles: str, csrf: str | None = None) -
     """The signed-in person, from the session cookie alone (and the form's CSRF token for a form), if the API's
     `Access(scope, roles)` lets them in: the console acts with the same rights as `needs(scope, *roles)`."""
     if SESSION_COOKIE not in request.cookies:
-        raise NeedsSignIn(request.url.path)
+        raise NeedsSignIn(_back_after_sign_in(request))
     try:
         principal = authenticate(request, csrf, session_only=True)
     except ApiError as exc:
         if exc.status == 401:
-            raise NeedsSignIn(request.url.path) from exc
+            raise NeedsSignIn(_back_after_sign_in(request)) from exc
         raise
     if principal.kind != "person":
         raise ApiError(403, "forbidden", "the console is for people")
@@ -120,6 +121,14 @@ def sign_out(request: Request, data: Posted) -> Response:
     response = back("/console/sign-in")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+def _back_after_sign_in(request: Request) -> str:
+    """The page to come back to after signing in: this one, or for a form the page it was posted from (a form's
+    action answers no GET)."""
+    if request.method == "GET":
+        return request.url.path
+    return _local(urlsplit(request.headers.get("referer", "")).path or "/console")
 
 
 def _from_this_site(request: Request) -> bool:
@@ -304,7 +313,9 @@ def grant(request: Request, cameo_id: UUID, data: Posted) -> Response:
     ctx = context(request)
     app = ctx.system.app
     to = [h.strip() for h in str(data.get("to", "")).split(",") if h.strip()]
-    scope = [s for s in ("generate", "remix") if data.get(f"scope_{s}")] or ["generate", "remix"]
+    scope = [s for s in ("generate", "remix") if data.get(f"scope_{s}")]
+    if not scope:  # never the widest consent for a form left blank
+        raise InvalidInput("choose what the consent covers: new videos, remixes or both")
     app.grant_consent(
         principal.person_id,
         cameo_id,
@@ -342,7 +353,7 @@ def erase(request: Request, cameo_id: UUID, data: Posted) -> Response:
 
 @router.get("/verify")
 def verify_page(request: Request) -> Response:
-    return page(request, "verify.html", viewer(request, "verify"), report=None)
+    return page(request, "verify.html", viewer(request, "verify", *ROLES), report=None)
 
 
 @router.post("/verify")
@@ -353,7 +364,7 @@ def verify(request: Request, data: Posted) -> Response:
     from provenance.credentials.verify import verify_file
     from provenance.verification import ReadModelStatus
 
-    principal = viewer(request, "verify", csrf=data.get("csrf"))
+    principal = viewer(request, "verify", *ROLES, csrf=data.get("csrf"))
     upload = data.get("file")
     if upload is None or not hasattr(upload, "read"):
         raise InvalidInput("choose a video file to verify")
@@ -425,7 +436,9 @@ def install(app: Any) -> None:
     async def console_api_error(request: Request, exc: ApiError) -> Response:
         if not on_console(request):
             return await api_error(request, exc)
-        return _error_page(request, exc.status, exc.detail)
+        response = _error_page(request, exc.status, exc.detail)
+        response.headers.update(exc.headers)  # Retry-After, WWW-Authenticate
+        return response
 
     @app.exception_handler(ProvenanceError)
     async def console_domain_error(request: Request, exc: ProvenanceError) -> Response:

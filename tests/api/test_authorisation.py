@@ -254,3 +254,13 @@ def test_a_creator_sees_an_unsigned_render_only_while_a_person_reviews_it(api: A
     assert api.client.get(held, headers=api.headers("member")).content == render  # for the creator to see
     assert api.client.get(blocked, headers=api.headers("member")).status_code == 404  # the gate stopped it
     assert api.client.get(blocked, headers=api.headers("trust_and_safety")).content == render
+
+
+def test_a_changed_password_ends_every_session_and_token(api: Api) -> None:
+    from tests.api.conftest import PASSWORD
+
+    person = api.accounts.lookup(api.tokens["administrator"])
+    assert person is not None
+    assert api.client.get("/me", headers=api.headers("administrator")).status_code == 200
+    api.accounts.set_password(person.subject, PASSWORD + " and a new one")
+    assert api.client.get("/me", headers=api.headers("administrator")).status_code == 401

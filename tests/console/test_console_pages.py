@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from kernel.errors import InvalidInput
 from provenance.console.statements import block_statement, category_of, takedown_statement
 from tests.api.conftest import PASSWORD, Api
 from tests.core.support import face, publish_new
@@ -176,3 +179,38 @@ def test_a_cameo_owner_takes_down_a_video_with_their_likeness_from_my_cameos(api
     assert done.status_code == 200 and done.url.path == "/console/cameos"
     [case] = app.video(video).open_cases()
     assert case.source == "cameo_owner" and case.statement_of_reasons == "not me"
+
+
+def test_console_forms_refuse_what_the_api_refuses(api: Api) -> None:
+    from provenance.application.service import OPERATOR
+
+    app = api.system.app
+    member = app.person_by_handle("member").id
+    cameo = app.register_cameo(member, face())
+    csrf = signed_in(api, "member")
+    many = [app.register_cameo(member, face(n)) for n in range(1, 10)]
+    before = app.recorder.max_notification_id()
+    blank = api.client.post(f"/console/cameos/{cameo}/grants", data={"audience": "everyone", "csrf": csrf})
+    assert blank.status_code == 400 and "consent covers" in blank.text  # never the widest consent by default
+    with pytest.raises(InvalidInput, match="at most 8 cameos"):  # the console's form, the API and the CLI alike
+        app.request_generation(member, "all of us", cameo_ids=many)
+    assert app.recorder.max_notification_id() == before
+    app.change_role(OPERATOR, member, "member", grant=False, reason="suspended")  # no role left
+    assert api.client.get("/console/verify").status_code == 403  # as POST /verify refuses them
+
+
+def test_a_form_posted_after_the_session_ended_comes_back_to_its_page(api: Api) -> None:
+    app = api.system.app
+    cameo = app.register_cameo(app.person_by_handle("member").id, face())
+    api.client.cookies.set("provenance_session", "an ended session")
+    posted = api.client.post(
+        f"/console/cameos/{cameo}/erase",
+        data={"reason": "gone"},
+        headers={"Referer": "http://testserver/console/cameos"},
+        follow_redirects=False,
+    )
+    assert posted.headers["location"] == "/console/sign-in?next=/console/cameos"  # a page, not the form's action
+    api.client.cookies.clear()
+    for _ in range(6):
+        refused = api.client.post("/console/sign-in", data={"handle": "member", "password": "wrong password!"})
+    assert refused.status_code == 429 and "retry-after" in refused.headers

@@ -13,6 +13,7 @@ from kernel.errors import NotFound, RuleViolation
 from provenance.api.app import context
 from provenance.api.routes.common import command_id
 from provenance.api.security import AUDITOR, MEMBER, TRUST_AND_SAFETY, Principal, needs
+from provenance.application.videos import MAX_CAMEOS
 from provenance.domain.video import Video
 
 router = APIRouter(tags=["videos"])
@@ -20,7 +21,7 @@ router = APIRouter(tags=["videos"])
 
 class GenerationBody(BaseModel):
     prompt: str = Field(min_length=1, max_length=1000)
-    cameos: list[UUID] = Field(default_factory=list, max_length=8)
+    cameos: list[UUID] = Field(default_factory=list, max_length=MAX_CAMEOS)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     remix_of: UUID | None = None
     duration_s: float | None = Field(None, ge=0.5, le=60)
