@@ -287,11 +287,14 @@ class System:
         return self.app.cameo(cameo_id).held
 
     def worker_handler(self, role: str) -> Callable[[EventEnvelope], None]:
-        """The handler a worker role runs: the generator renders, moderation scores, signing signs and publishes."""
+        """The handler a worker role runs: the generator renders, moderation scores, signing signs and publishes,
+        and the consent role re-checks consent after an unfollow."""
+        if role == "consent":
+            return self.consent_watch.handle_one
         if role not in WORKER_STAGES:
             from kernel.errors import InvalidInput
 
-            raise InvalidInput(f"{role!r} is not a worker role (one of {', '.join(WORKER_STAGES)})")
+            raise InvalidInput(f"{role!r} is not a worker role (one of {', '.join([*WORKER_STAGES, 'consent'])})")
         names = WORKER_STAGES[role]
         workers = self.gate_workers(render="render" in names, moderate="moderation" in names, sign="signing" in names)
         handlers = [workers.handlers()[name] for name in names]

@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include replayed ones")
     p.add_argument("--json", action="store_true")
     p = add("replay", operations.parked_replay, "replay parked events once their cause is fixed", parked)
-    p.add_argument("consumer", help="projections, generator, moderation or signing")
+    p.add_argument("consumer", help="projections, generator, moderation, signing or consent")
     p.add_argument("--id", type=int, action="append", help="only these (repeat)")
 
     # --- Content Credentials

@@ -30,6 +30,8 @@ from schemas.envelope import EventEnvelope
 log = logging.getLogger(__name__)
 
 MAX_REASON = 2000
+MAX_EVENT_ID = 100
+"""The most of a malformed message's `event_id` kept beside it (the whole message is kept too)."""
 
 Replayer = Callable[[EventEnvelope], bool]
 """Applies a parked event again: True when it took effect, False when it no longer can (superseded)."""
@@ -60,9 +62,10 @@ class ReplayResult:
     detail: str
 
 
-def one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= MAX_REASON else flat[: MAX_REASON - 1] + "…"
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    """One line of printable text (others escaped: no store refuses it), at most `limit` characters."""
+    flat = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in " ".join(text.split()))
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def decode(raw: bytes | None, position: int | None = None) -> EventEnvelope:
@@ -117,7 +120,7 @@ class DeadLetters:
                 source=source,
                 partition=partition,
                 position=position,
-                event_id=event_id,
+                event_id=one_line(event_id, MAX_EVENT_ID) if event_id is not None else None,  # as the message said
                 reason=one_line(reason),
                 raw=raw or b"",
                 parked_at=datetime.now(UTC),

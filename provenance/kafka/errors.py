@@ -67,11 +67,20 @@ def is_transient(exc: BaseException) -> bool:
         TimeoutError,
         TransientFailure,
     )
-    seen: set[int] = set()
+    chain: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, transient):
-            return True
-        seen.add(id(current))
-        current = current.__cause__
-    return False
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or getattr(current, "orig", None)  # SQLAlchemy keeps the driver's error
+    states = [s for s in (getattr(link, "sqlstate", None) for link in chain) if isinstance(s, str)]
+    if states:  # the database said what went wrong: believe it, whatever class its driver filed it under
+        return states[0][:2] in TRANSIENT_SQLSTATE_CLASSES or states[0] in TRANSIENT_SQLSTATES
+    return any(isinstance(link, transient) for link in chain)
+
+
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
+"""PostgreSQL's classes of errors of the server rather than of the statement: connection exceptions, insufficient
+resources, operator intervention (a shutdown, a cancelled query), system errors. A statement the server refuses
+for good (a value past an index's row size, a NUL in text) is an error of the event, and parks it."""
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+"""Serialization failures, deadlocks and lock time-outs: the same statement succeeds when it is tried again."""

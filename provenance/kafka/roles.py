@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from kernel.errors import InvalidInput
 from projections.framework import ProjectionStore
 from provenance.bootstrap import System
+from provenance.consent_watch import NAME as CONSENT_WATCH
 from provenance.kafka.admin import TopicSpec, ensure_topic
 from provenance.kafka.backoff import Backoff
 from provenance.kafka.client import bootstrap_of
@@ -55,7 +56,7 @@ def wait_for_topic(bootstrap: str, spec: TopicSpec, stop: threading.Event) -> bo
 
 def group_id(name: str) -> str:
     """The consumer group of a role: every replica of it shares the partitions."""
-    return f"{GROUP_PREFIX}-{name}"
+    return f"{GROUP_PREFIX}-{name.replace(':', '-')}"
 
 
 def run_relay(
@@ -116,8 +117,13 @@ def run_worker_consumer(
 ) -> None:
     """Feed every event to `handler` (which sends idempotent commands), as a member of group `name`.
 
-    The position is stored per partition under consumer `name` after each batch: at-least-once.
+    The position is stored per partition under consumer `name` after each batch: at-least-once. The name must
+    not be a projection's, whose checkpoints are kept in the same table (each would skip what the other read).
     """
+    from projections.store import all_projections
+
+    if name in {p.name for p in all_projections()}:
+        raise ValueError(f"a worker cannot be named {name!r}: that is a projection's name")
     settings = system.settings
     bootstrap = bootstrap_of(settings)
     if not wait_for_topic(bootstrap, TopicSpec(settings.kafka_topic, partitions or settings.kafka_partitions), stop):
@@ -207,7 +213,7 @@ def run_consent_watch(
     timer = threading.Thread(target=sweep, name="consent-expiry", daemon=True)
     timer.start()
     try:
-        run_worker_consumer(system, stop, "consent", watch.handle_one, progress=progress)
+        run_worker_consumer(system, stop, CONSENT_WATCH, watch.handle_one, progress=progress)
     finally:
         stop.set()
         timer.join()
@@ -218,6 +224,11 @@ def list_parked(
 ) -> list[Parked]:
     """Parked events in the projections database (`provenance parked list`)."""
     return DeadLetters(system.store.engine).entries(consumer, include_replayed=include_replayed, limit=limit)
+
+
+def parked_consumer(role: str) -> str:
+    """The consumer name a role parks events under (`provenance parked replay ROLE`)."""
+    return CONSENT_WATCH if role == "consent" else role
 
 
 def replay_parked(

@@ -107,6 +107,30 @@ def test_failures_of_the_infrastructure_are_transient_and_bugs_are_not() -> None
     assert not is_transient(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")))
 
 
+def test_a_statement_the_database_refuses_for_good_is_the_events_fault_not_an_outage() -> None:
+    import psycopg.errors as pg
+
+    def raised(driver_error: Exception) -> sa_exc.OperationalError:
+        try:
+            raise sa_exc.OperationalError("INSERT", {}, driver_error) from driver_error
+        except sa_exc.OperationalError as exc:
+            return exc
+
+    # PostgreSQL files an index row past its size under OperationalError: it would be retried for ever
+    assert not is_transient(raised(pg.ProgramLimitExceeded("index row requires 16016 bytes")))
+    assert is_transient(raised(pg.AdminShutdown("terminating connection due to administrator command")))
+    assert is_transient(raised(pg.DeadlockDetected("deadlock detected")))
+    assert is_transient(raised(pg.OperationalError("connection refused")))  # no answer from a server at all
+
+
+def test_a_malformed_messages_event_id_is_parked_as_printable_text(store: ProjectionStore) -> None:
+    raw = orjson.dumps({"event_id": "\u0000" + "x" * 500, "event_type": "NoSuchEvent"})
+    ProjectionSink(store).apply({0: [Message(7, raw)]}, SOURCE)
+    (parked,) = DeadLetters(store.engine).entries()
+    assert parked.event_id is not None and parked.event_id.isprintable() and len(parked.event_id) <= 100
+    assert parked.raw == raw  # the message itself is kept whole
+
+
 def test_a_read_model_server_that_cannot_be_reached_is_an_outage_not_a_bug(tmp_path: Path) -> None:
     """The read side queries through the drivers themselves: their failures are outages too (exit 7, HTTP 503)."""
     with pytest.raises(Exception) as unreachable:

@@ -32,10 +32,10 @@ def parked_list(system: System, args: argparse.Namespace) -> int:
 
 def parked_replay(system: System, args: argparse.Namespace) -> int:
     """Exit 1 when any replay failed (it stays parked)."""
-    from provenance.kafka.roles import replay_parked
+    from provenance.kafka.roles import parked_consumer, replay_parked
 
     handler = None if args.consumer == "projections" else system.worker_handler(args.consumer)
-    results = replay_parked(system, args.consumer, ids=args.id or None, handler=handler)
+    results = replay_parked(system, parked_consumer(args.consumer), ids=args.id or None, handler=handler)
     emit(render.render_replay(results))
     return 0 if all(r.status != "failed" for r in results) else 1
 
