@@ -296,6 +296,11 @@ class ProjectionStore:
             ]
         return len(todo)
 
+    def applied_versions(self, stream_id: str, names: Iterable[str]) -> dict[str, int]:
+        """The last version of the stream each named projection applied (0 for none)."""
+        with self.engine.connect() as conn:
+            return {name: _stream_versions(conn, name, {stream_id}).get(stream_id, 0) for name in names}
+
     def forget_sources(self, names: Iterable[str]) -> None:
         """Their stream versions were replaced wholesale (a rebuild's switch-over): trust no earlier source."""
         for name in names:

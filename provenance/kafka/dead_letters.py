@@ -204,13 +204,17 @@ def projection_replayer(store: ProjectionStore) -> Replayer:
 
     Its own source (`replay:<event id>`) has no checkpoint and the envelope no position, so the checkpoints
     of the log stay as they are; the per-stream version check still holds, so an event whose stream moved
-    on since is reported as superseded rather than applied out of order.
+    on since in any projection is reported as superseded rather than applied out of order. A projection that
+    holds this very version already (the feed, which commits ahead of the others, when another failed) has it.
     """
 
     def apply(envelope: EventEnvelope) -> bool:
-        wanted = sum(1 for p in store.projections.values() if envelope.event_type in p.event_types)
+        wanting = [p.name for p in store.projections.values() if envelope.event_type in p.event_types]
+        held = store.applied_versions(envelope.stream_id, wanting)
+        if any(version > envelope.stream_version for version in held.values()):
+            return False
         applied = store.process([replace(envelope, position=None)], f"replay:{envelope.event_id}", 0)
-        return applied == wanted
+        return applied + sum(1 for version in held.values() if version == envelope.stream_version) == len(wanting)
 
     return apply
 

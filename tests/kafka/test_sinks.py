@@ -292,3 +292,18 @@ def test_a_bug_in_a_poll_of_several_partitions_parks_only_the_events_it_fails_on
     with broken.engine.connect() as conn:  # every event up to the publications was applied
         signed = conn.execute(sa.text("SELECT count(*) FROM lineage_videos WHERE state = 'signed'"))
         assert signed.scalar_one() == 2
+
+
+def test_an_event_another_projection_than_the_feed_failed_on_is_replayed(app: ProvenanceApp, tmp_path: Path) -> None:
+    """The feed commits ahead of the others: it holds the event already when the replay comes."""
+    video = publish_new(app, app.register_person("dan"), seed=4)
+    url = f"sqlite:///{tmp_path / 'read.db'}"
+    broken = ProjectionStore(url, [FailsOnPublish(p) if p.name == "lineage" else p for p in all_projections()])
+    ProjectionSink(broken).apply_envelopes(read_log(app, 0, 100), "log", 0)
+    assert str(video) in ReadModels(url).feed_ids()  # the feed went ahead
+
+    fixed = open_store(url)
+    [outcome] = DeadLetters(fixed.engine).replay("projections", projection_replayer(fixed))
+    assert outcome.status == "replayed", outcome
+    assert ReadModels(url).video(str(video))["state"] == "published"
+    assert DeadLetters(fixed.engine).entries("projections") == []
