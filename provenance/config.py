@@ -6,6 +6,7 @@ Only this module reads the environment; everything else receives a `Settings`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,8 +107,8 @@ class Settings:
             postgres_dsn=_with_password(get("POSTGRES_DSN"), password),
             projections_url=_with_password(_database_url("PROJECTIONS_URL", get("PROJECTIONS_URL")), password),
             keys_url=_with_password(get("KEYS_URL"), password),
-            kafka_bootstrap=get("KAFKA_BOOTSTRAP"),
-            kafka_topic=get("KAFKA_TOPIC") or "provenance.events",
+            kafka_bootstrap=_kafka_bootstrap(get("KAFKA_BOOTSTRAP")),
+            kafka_topic=_kafka_topic(get("KAFKA_TOPIC") or "provenance.events"),
             mode=mode,  # type: ignore[arg-type]
             signing_dir=_path(get("SIGNING_DIR")),
             tsa_url=_http_url("TSA_URL", get("TSA_URL")),
@@ -123,6 +124,27 @@ class Settings:
             api_cors_origins=tuple(o.strip() for o in (get("API_CORS_ORIGINS") or "").split(",") if o.strip()),
             api_open_signup=_flag("API_OPEN_SIGNUP", get("API_OPEN_SIGNUP"), cls.api_open_signup),
         )
+
+
+_KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _kafka_topic(value: str) -> str:
+    """A name Kafka takes for a topic (a broker refuses any other, and a role would wait for it for ever)."""
+    if not _KAFKA_TOPIC.fullmatch(value) or value in (".", ".."):
+        raise InvalidInput(f"PROVENANCE_KAFKA_TOPIC must be 1 to 249 letters, digits, '.', '_' or '-', not {value!r}")
+    return value
+
+
+def _kafka_bootstrap(value: str | None) -> str | None:
+    """`host:port[,host:port...]`, each port a number (a client would fail on a malformed one much later)."""
+    if value is None:
+        return None
+    for entry in value.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidInput(f"PROVENANCE_KAFKA_BOOTSTRAP must be host:port[,host:port...]; {entry.strip()!r} is not")
+    return value
 
 
 def _path(value: str | None) -> Path | None:

@@ -33,6 +33,15 @@ def test_the_render_budget_is_configuration() -> None:
         Settings.from_env({"PROVENANCE_MAX_RENDER_COST": "-5"})
 
 
+def test_a_kafka_topic_and_brokers_are_refused_at_start_unless_kafka_would_take_them() -> None:
+    good = {"PROVENANCE_KAFKA_BOOTSTRAP": "10.0.0.5:9092, kafka-2:9093", "PROVENANCE_KAFKA_TOPIC": "prov.events_1"}
+    assert Settings.from_env(good).kafka_topic == "prov.events_1"
+    with pytest.raises(InvalidInput, match="PROVENANCE_KAFKA_TOPIC"):  # a broker refuses it; roles waited for ever
+        Settings.from_env({"PROVENANCE_KAFKA_TOPIC": "provenance events"})
+    with pytest.raises(InvalidInput, match="'localhost:notaport' is not"):
+        Settings.from_env({"PROVENANCE_KAFKA_BOOTSTRAP": "localhost:notaport"})
+
+
 def test_the_read_models_live_in_a_database_both_sides_can_use() -> None:
     url = "postgresql+psycopg://provenance@127.0.0.1:5432/projections"
     assert Settings.from_env({"PROVENANCE_PROJECTIONS_URL": url}).projections_database == url
