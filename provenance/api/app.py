@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from provenance.api.accounts import Accounts
+from provenance.api.openapi import install_document
 from provenance.api.problems import ApiError, install, problem
 from provenance.api.security import RateLimiter
 from provenance.bootstrap import System
@@ -137,8 +138,10 @@ def create_app(system: System, accounts: Accounts | None = None) -> FastAPI:
         sign_in_limiter=RateLimiter(5 / 60, 5),
     )
     install(app)
-    for module in (access, people, videos, reading, credentials):
+    modules = (access, people, videos, reading, credentials)
+    for module in modules:
         app.include_router(module.router)
+    install_document(app, [route for module in modules for route in module.router.routes], UPLOAD_TYPES)
     app.include_router(pages.router)
     pages.install(app)
 

@@ -264,3 +264,16 @@ def test_a_changed_password_ends_every_session_and_token(api: Api) -> None:
     assert api.client.get("/me", headers=api.headers("administrator")).status_code == 200
     api.accounts.set_password(person.subject, PASSWORD + " and a new one")
     assert api.client.get("/me", headers=api.headers("administrator")).status_code == 401
+
+
+def test_the_openapi_document_describes_the_service_as_it_behaves(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    for method, template in EXPECTED:  # every protected operation says how to authenticate
+        assert paths[template][method.lower()].get("security"), (method, template)
+    for method, template in PUBLIC:
+        assert "security" not in paths[template][method.lower()], (method, template)
+    problem = paths["/videos"]["post"]["responses"]["4XX"]["content"]["application/problem+json"]
+    assert problem["schema"]["$ref"].endswith("/Problem") and "422" not in paths["/videos"]["post"]["responses"]
+    assert "Idempotency-Key" in [p["name"] for p in paths["/videos"]["post"]["parameters"]]
+    for upload, media_type in UPLOADS.items():
+        assert media_type in paths[upload]["post"]["requestBody"]["content"], upload
