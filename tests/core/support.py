@@ -106,6 +106,17 @@ def pass_gates(app: ProvenanceApp, video_id: UUID | str, verdict: str = "allow")
         app.record_signature(video_id, signature(video_id), command_id=f"sign:{video_id}")
 
 
+def mutuals_with_a_video(app: ProvenanceApp) -> tuple[UUID, UUID, UUID, UUID]:
+    """alice and bob follow each other; alice's cameo is granted to her mutuals; bob published a video with it.
+    Returns alice, bob, the cameo and the video."""
+    alice, bob = app.register_person("alice"), app.register_person("bob")
+    app.follow(alice, bob)
+    app.follow(bob, alice)
+    cameo = app.register_cameo(alice, face())
+    app.grant_consent(alice, cameo, "mutuals")
+    return alice, bob, cameo, publish_new(app, bob, cameo_ids=[cameo])
+
+
 def publish_new(app: ProvenanceApp, creator: UUID, prompt: str = "a ball", **kwargs: Any) -> UUID:
     video_id = app.request_generation(creator, prompt, **kwargs)
     pass_gates(app, video_id)

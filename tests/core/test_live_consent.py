@@ -15,7 +15,7 @@ from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.domain.consent import uncovered_cameos
-from tests.core.support import face, publish_new
+from tests.core.support import face, mutuals_with_a_video, publish_new
 
 
 def test_revoking_the_last_of_two_everyone_grants_takes_the_video_down(app: ProvenanceApp, people: dict) -> None:
@@ -70,12 +70,7 @@ def test_no_case_is_reinstated_while_the_rule_does_not_hold(app: ProvenanceApp, 
 def test_an_unfollow_that_ends_a_mutual_takes_the_videos_down(tmp_path: Path) -> None:
     system = System(Settings(home=tmp_path / "home", event_store="sqlite"))
     app = system.app
-    alice, bob = app.register_person("alice"), app.register_person("bob")
-    app.follow(alice, bob)
-    app.follow(bob, alice)
-    cameo = app.register_cameo(alice, face())
-    app.grant_consent(alice, cameo, "mutuals")
-    video = publish_new(app, bob, cameo_ids=[cameo])
+    alice, bob, _, video = mutuals_with_a_video(app)
     system.catch_up()
     app.unfollow(alice, bob)
     system.catch_up()

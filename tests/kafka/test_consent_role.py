@@ -17,19 +17,14 @@ from provenance.kafka.roles import run_consent_watch, run_relay, run_worker_cons
 from provenance.kafka.sinks import HandlerSink, Message, ProjectionSink
 from provenance.log import read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
-from tests.core.support import face, publish_new
+from tests.core.support import face, mutuals_with_a_video, publish_new
 from tests.kafka.support import running, wait_for
 
 
 def test_an_unfollow_on_the_topic_takes_down_what_the_mutual_grant_covered(settings: Settings) -> None:
     system = System(settings)
     app = system.app
-    alice, bob = app.register_person("alice"), app.register_person("bob")
-    app.follow(alice, bob)
-    app.follow(bob, alice)
-    cameo = app.register_cameo(alice, face())
-    app.grant_consent(alice, cameo, "mutuals")
-    video = publish_new(app, bob, cameo_ids=[cameo])
+    alice, bob, _, video = mutuals_with_a_video(app)
     EmbeddedRunner(app, [ProjectionConsumer(system.store)]).run_once()  # stands for the projections service
     app.unfollow(bob, alice)
 
@@ -72,12 +67,7 @@ def test_what_the_consent_role_parked_is_replayed_through_its_own_handler(
     monkeypatch.setenv("PROVENANCE_HOME", str(home))
     system = System(Settings(home=home))
     app = system.app
-    alice, bob = app.register_person("alice"), app.register_person("bob")
-    app.follow(alice, bob)
-    app.follow(bob, alice)
-    cameo = app.register_cameo(alice, face())
-    app.grant_consent(alice, cameo, "mutuals")
-    video = publish_new(app, bob, cameo_ids=[cameo])
+    alice, bob, _, video = mutuals_with_a_video(app)
     system.catch_up()  # the read models the watch finds the pair's cameos in, as the projections role keeps them
     app.unfollow(bob, alice)
     (unfollowed,) = [e for e in read_log(app, 0, 1000) if e.event_type == "Unfollowed"]
