@@ -131,28 +131,45 @@ class ReadModels:
             {
                 **(r := _json_safe(row)),
                 "audience": r["audience"] if r["grant_id"] != "owner" else "owner",
-                "consent": _consent_state(r, still_live),
+                "consent": self.cameo_standing(r["cameo_id"]) or _consent_state(r, still_live),
             }
             for row in rows
         ]
 
     def consent_lapsed(self, video_id: str) -> bool:
         """Whether the write side took the video down (or blocked it) because consent for a likeness in it
-        ended: an open case of a consent source, a block at the consent gate, or a cascade case from a video
-        above it that came down so."""
-        seen: set[str] = set()
-        current: str | None = video_id
-        while current is not None and current not in seen:
-            seen.add(current)
-            video = self.video(current)
-            if video["block_gate"] == "consent" and video["state"] == "blocked":
-                return True
-            cases = self._open_cases(current)
-            if any(c["source"] in CONSENT_SOURCES for c in cases):
-                return True
-            above = [c["caused_by_stream"] for c in cases if c["source"] == "cascade" and c["caused_by_stream"]]
-            current = above[0] if above else None
-        return False
+        ended: an open case of a consent source, or of a cascade that such a case began (whatever became of
+        that case since), or a block at the consent gate."""
+        video = self.video(video_id)
+        if video["block_gate"] == "consent" and video["state"] == "blocked":
+            return True
+        return any(self._first_source(case) in CONSENT_SOURCES for case in self._open_cases(video_id))
+
+    def _first_source(self, case: dict[str, Any]) -> str:
+        """The source of the case a cascade began with: each cascade case names the takedown event above it,
+        and the audit trail holds that event as it was issued."""
+        source, cause, seen = str(case["source"]), case["caused_by_event"], set()
+        while source == "cascade" and cause and cause not in seen:
+            seen.add(cause)
+            rows = self.db.rows("SELECT payload FROM audit_events WHERE event_id = :event_id", {"event_id": cause})
+            if not rows:
+                break
+            issued = rows[0]["payload"]
+            source, cause = str(issued["source"]), (issued.get("caused_by") or {}).get("event_id")
+        return source
+
+    def cameo_standing(self, cameo_id: str) -> str | None:
+        """`held` or `rejected` when trust and safety's review left the cameo covering no one, else None."""
+        rows = self.db.rows(
+            "SELECT event_type, payload FROM audit_events WHERE stream_id = :cameo_id"
+            " AND event_type IN ('CameoHeld', 'CameoReviewed') ORDER BY stream_version DESC LIMIT 1",
+            {"cameo_id": cameo_id},
+        )
+        if not rows:
+            return None
+        if rows[0]["event_type"] == "CameoHeld":
+            return "held"
+        return "rejected" if rows[0]["payload"]["decision"] == "rejected" else None
 
     def _open_cases(self, video_id: str) -> list[dict[str, Any]]:
         return [c for c in self.takedowns(video_id) if c["status"] != "reinstated"]
@@ -214,6 +231,8 @@ class ReadModels:
 
     def grants(self, cameo_id: str, live_only: bool = False, now: datetime | None = None) -> list[dict[str, Any]]:
         live = " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)" if live_only else ""
+        if live_only and self.cameo_standing(cameo_id) is not None:
+            return []  # a held or rejected cameo's grants cover no one
         rows = self.db.rows(
             f"SELECT * FROM consent_grants WHERE cameo_id = :cameo_id{live} ORDER BY granted_at",
             {"cameo_id": cameo_id, "now": now or datetime.now(UTC)},

@@ -129,6 +129,28 @@ def test_consent_status_is_the_write_sides_decision_not_the_grant_a_video_was_ma
     assert [c["consent"] for c in reads.cameos_of(str(video))] == ["revoked"]
 
 
+def test_a_cascade_case_is_judged_by_the_case_it_began_with_and_a_rejected_cameo_covers_no_one(world: Any) -> None:
+    app, store, reads = world
+    alice, bob = app.register_person("alice"), app.register_person("bob")
+    tess = app.register_person("tess", roles=["trust_and_safety"])
+    cameo = app.register_cameo(alice, face())
+    grant = app.grant_consent(alice, cameo, "everyone")
+    parent = publish_new(app, bob, cameo_ids=[cameo])
+    remix = publish_new(app, alice, "remix", remix_of=parent)
+    notice = app.take_down(parent, tess, reason_code="copyright", statement_of_reasons="a notice", source="notice")
+    app.reinstate(parent, notice[0].case_id, tess, "the notice was withdrawn")  # the remix stays down
+    app.revoke_consent(alice, cameo, grant, "no more")  # the parent comes down again, now for consent
+    catch_up(app, store)
+    assert reads.status(str(parent))["consent_revoked"] is True  # type: ignore[index]
+    assert reads.status(str(remix))["consent_revoked"] is False  # type: ignore[index]  # down for the notice
+
+    app.hold_cameo(cameo, str(app.register_cameo(bob, face(3))), 0.97)
+    app.review_cameo(cameo, tess, "rejected", "not alice's face")
+    catch_up(app, store)
+    assert [c["consent"] for c in reads.cameos_of(str(parent))] == ["rejected"]
+    assert reads.grants(str(cameo), live_only=True) == []
+
+
 def test_one_command_id_on_two_cameos_names_two_grants(world: Any) -> None:
     app, store, reads = world
     alice = app.register_person("alice")
