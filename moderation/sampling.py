@@ -88,7 +88,19 @@ class VideoSampler:
         last_sample_time = -float("inf")
         previous_hist: np.ndarray | None = None
         batch: list[FrameSample] = []
+        unsampled: tuple[int, float, np.ndarray] | None = None
+        """The last frame read, while it has not been sampled: a clip's end is sampled too (below)."""
         index = 0
+
+        def take(index: int, timestamp: float, frame: np.ndarray, reason: Literal["rate", "scene"]) -> None:
+            if self.samples_taken >= config.max_samples:
+                raise InvalidInput(
+                    f"video {self.info.path.name} needs more than {config.max_samples} samples; "
+                    "lower the sampling rate or raise the limit"
+                )
+            batch.append(FrameSample(index, timestamp, _to_rgb_sample(frame, config), reason))
+            self.samples_taken += 1
+
         try:
             while True:
                 ok, frame = capture.read()
@@ -108,19 +120,18 @@ class VideoSampler:
                 ):
                     reason = "scene"
                 previous_hist = hist
+                unsampled = (index, timestamp, frame) if reason is None else None
                 if reason is not None:
-                    if self.samples_taken >= config.max_samples:
-                        raise InvalidInput(
-                            f"video {self.info.path.name} needs more than {config.max_samples} samples; "
-                            "lower the sampling rate or raise the limit"
-                        )
-                    batch.append(FrameSample(index, timestamp, _to_rgb_sample(frame, config), reason))
-                    self.samples_taken += 1
+                    take(index, timestamp, frame, reason)
                     last_sample_time = timestamp
                     if len(batch) >= config.batch_size:
                         yield batch
                         batch = []
                 index += 1
+            # The rate covers the clip's last part-interval too: without this, a one-second clip was judged by
+            # its first frame alone, whatever came after it.
+            if unsampled is not None and unsampled[1] - last_sample_time >= interval / 2:
+                take(*unsampled, "rate")
         finally:
             capture.release()
         self.frames_read = index

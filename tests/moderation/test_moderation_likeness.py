@@ -108,7 +108,7 @@ def test_cameo_under_a_live_grant_is_recorded_and_allowed(cameo_video: Path, dev
     assert entry["outcome"] == "allow"
     assert entry["detail"] == {
         "kind": "cameo",
-        "faces": 2,
+        "faces": 3,  # at 1 s and 2 s, and the clip's last frame
         "cameo_id": "cameo-in-video",
         "grant_id": "grant-42",
         "runtime": "onnxruntime-fp32/CPUExecutionProvider",
@@ -167,7 +167,7 @@ def test_protected_people_check_is_on_record_when_nobody_matches(
     assert summary["detail"] == {
         "kind": "protected",
         "people_compared": 1,
-        "faces": 1,
+        "faces": 2,  # the first and the last frame of a one-second clip
         "runtime": "onnxruntime-fp32/CPUExecutionProvider",
     }
 

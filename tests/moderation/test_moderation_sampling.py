@@ -30,17 +30,18 @@ def test_samples_at_the_rate_plus_scene_cuts_with_timestamps(tmp_path: Path, h26
     video = h264(tmp_path / "two-shots.mp4", two_shot_frames(), fps=8)
     sampler, batches = collect(video)
     samples = [s for batch in batches for s in batch]
-    assert samples == [(0.0, "rate"), (1.0, "rate"), (1.5, "scene"), (2.0, "rate"), (3.0, "rate")]
+    # each second, each cut, and the last frame: what follows the last whole second is seen too
+    assert samples == [(0.0, "rate"), (1.0, "rate"), (1.5, "scene"), (2.0, "rate"), (3.0, "rate"), (3.875, "rate")]
     assert sampler.frames_read == 32
-    assert sampler.samples_taken == 5
+    assert sampler.samples_taken == 6
     assert sampler.duration_s == pytest.approx(4.0)
 
 
 def test_rate_and_batch_size_are_configurable(tmp_path: Path, h264: VideoWriter) -> None:
     video = h264(tmp_path / "two-shots.mp4", two_shot_frames(), fps=8)
     _, batches = collect(video, SamplingConfig(fps=2.0, batch_size=3, scene_threshold=2.0))
-    assert [len(b) for b in batches] == [3, 3, 2]
-    assert [t for batch in batches for t, _ in batch] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert [len(b) for b in batches] == [3, 3, 3]
+    assert [t for batch in batches for t, _ in batch] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 3.875]
 
 
 def test_samples_are_rgb(tmp_path: Path, h264: VideoWriter) -> None:
@@ -122,3 +123,11 @@ def test_images_are_checked_before_decoding(tmp_path: Path) -> None:
         load_image(tmp_path / "broken.png")
     Image.fromarray(synthesize_scene(1, 40, 30)).save(tmp_path / "ok.png")
     assert load_image(tmp_path / "ok.png").shape == (30, 40, 3)
+
+
+def test_a_short_clip_is_seen_to_its_end(tmp_path: Path, h264: VideoWriter) -> None:
+    """Whatever happens after the first frame of a one-second clip is sampled too (it was judged by frame 0)."""
+    calm, then = np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 200, np.uint8)
+    video = h264(tmp_path / "short.mp4", [calm] * 20 + [then] * 4, fps=24)
+    _, batches = collect(video, SamplingConfig(scene_threshold=2.0))  # no scene cut to save the day
+    assert [t for batch in batches for t, _ in batch] == [0.0, pytest.approx(23 / 24)]

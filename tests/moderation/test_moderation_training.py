@@ -47,7 +47,7 @@ def splatter_head(tmp_path: Path, dev_backbone: Backbone, splatter: Splatter, h2
     h264(train / "splatter" / "clip.mp4", [splatter(synthesize_scene(900, 128, 96), 900)] * 16, fps=8)
     h264(train / "clean" / "clip.mp4", [synthesize_scene(901, 128, 96)] * 16, fps=8)
     report = train_head(train, tmp_path / "heads" / "gore", dev_backbone, positive_label="splatter")
-    assert report.samples == 48 + 2 + 2 and report.positives == 26
+    assert report.samples == 48 + 3 + 3 and report.positives == 27  # each clip: 0 s, 1 s and its last frame
     assert report.train_accuracy > 0.95
     return report.head_path
 
