@@ -4,6 +4,7 @@ and publishing (with every cameo's consent checked again, now)."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,9 @@ from provenance.domain.video import MODERATED, PUBLISHED, Video
 from schemas import events as e
 
 MAX_CAMEOS = 8
-"""Likenesses one request may put in a video (each is checked for consent, rendered and compared)."""
+"""Likenesses one video may hold, its parent's included (the renderer's `generator.spec.MAX_CAMEOS`)."""
+FRAMES_PER_CAMEO = 2
+"""The fewest frames the renderer needs for each likeness in a clip (as `generator.spec` checks)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,6 @@ class VideoCommands(Service):
         video_id = UUID(derived_id("video", command_id))
         default_seed = int.from_bytes(hashlib.sha256(command_id.encode()).digest()[:7])
         requested_cameos = list(dict.fromkeys(str(c) for c in cameo_ids))
-        if len(requested_cameos) > MAX_CAMEOS:
-            raise InvalidInput(f"a request puts at most {MAX_CAMEOS} cameos in a video, not {len(requested_cameos)}")
         attempts = 0
 
         def run() -> UUID:
@@ -83,7 +84,13 @@ class VideoCommands(Service):
                 chosen_seed = parent.seed if seed is None else chosen_seed
             cameos: list[Cameo] = []
             in_video: list[e.CameoInVideo] = []
-            for cameo_id in dict.fromkeys([*inherited, *requested_cameos]):
+            every_cameo = list(dict.fromkeys([*inherited, *requested_cameos]))
+            if len(every_cameo) > MAX_CAMEOS:
+                raise InvalidInput(
+                    f"a video holds at most {MAX_CAMEOS} cameos; this one would hold {len(every_cameo)}"
+                    + (f", {len(inherited)} of them from the video it remixes" if inherited else "")
+                )
+            for cameo_id in every_cameo:
                 cameo = self.cameo(cameo_id)
                 purpose = "remix" if cameo_id in inherited else "generate"
                 grant_id = self.consent(cameo, str(creator.id), purpose, now)
@@ -99,6 +106,12 @@ class VideoCommands(Service):
                 remix_of=str(parent.id) if parent else None,
             )
             spec = request.parameters
+            frames = max(1, math.floor(spec.duration_s * spec.fps + 0.5))
+            if frames < FRAMES_PER_CAMEO * len(in_video):
+                raise InvalidInput(
+                    f"{len(in_video)} cameos need at least {FRAMES_PER_CAMEO * len(in_video)} frames; this clip has "
+                    f"{frames}: make it longer or raise the fps"
+                )
             cost = spec.width * spec.height * spec.fps * spec.duration_s
             if cost > self.max_render_cost:
                 raise InvalidInput(

@@ -14,6 +14,7 @@ from generator.pipeline import clean_stale_renders
 from kernel.errors import InvalidInput
 from provenance.application import ProvenanceApp
 from provenance.config import Settings
+from tests.core.support import face, publish_new
 
 
 def test_a_request_above_the_render_budget_is_refused(app: ProvenanceApp, people: dict) -> None:
@@ -59,3 +60,22 @@ def test_a_worker_removes_only_the_renders_its_host_left_behind(tmp_path: Path) 
         path.write_bytes(b"half a video")
     assert clean_stale_renders(tmp_path) == [left]
     assert not left.exists() and running.exists() and elsewhere.exists()
+
+
+def test_a_request_the_renderer_could_not_render_is_refused_before_anything_is_recorded(
+    app: ProvenanceApp, people: dict
+) -> None:
+    from generator import spec
+    from provenance.application import videos
+
+    assert (videos.MAX_CAMEOS, videos.FRAMES_PER_CAMEO) == (spec.MAX_CAMEOS, 2)  # the renderer's own limits
+    alice = people["alice"]
+    eight = [app.register_cameo(alice, face(n)) for n in range(8)]
+    parent = publish_new(app, alice, "all of me", cameo_ids=eight)
+    ninth = app.register_cameo(alice, face(8))
+    before = app.recorder.max_notification_id()
+    with pytest.raises(InvalidInput, match="at most 8 cameos; this one would hold 9, 8 of them from the video"):
+        app.request_generation(alice, "one more", remix_of=parent, cameo_ids=[ninth])
+    with pytest.raises(InvalidInput, match="1 cameos need at least 2 frames"):
+        app.request_generation(alice, "me", cameo_ids=[ninth], parameters={"duration_s": 0.5, "fps": 1})
+    assert app.recorder.max_notification_id() == before
