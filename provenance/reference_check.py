@@ -16,6 +16,9 @@ from kernel.errors import InvalidInput
 MAX_REFERENCE_BYTES = 10 * 1024 * 1024
 MAX_REFERENCE_SIDE = 4096
 MIN_REFERENCE_SIDE = 64
+MAX_JPEG_SCANS = 64
+"""Scans a reference JPEG may hold (a progressive photo has about ten). Decoding walks the whole picture once a
+scan, so a small file of thousands of tiny scans took minutes of CPU and gigabytes to check."""
 
 
 class ReferenceCheck(Protocol):
@@ -68,6 +71,11 @@ def image_size(data: bytes) -> tuple[int, int]:
         width, height = struct.unpack(">II", data[16:24])
         return int(width), int(height)
     if data.startswith(b"\xff\xd8"):
+        # Entropy-coded data stuffs every 0xFF byte, so a start-of-scan marker cannot hide in it; one in an
+        # embedded thumbnail counts as well, which a limit this far above real photos absorbs.
+        scans = data.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS:
+            raise InvalidInput(f"the reference JPEG has {scans} scans; at most {MAX_JPEG_SCANS} are decoded")
         return _jpeg_size(data)
     raise InvalidInput("the reference is not a PNG or JPEG image")
 

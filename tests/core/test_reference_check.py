@@ -11,7 +11,7 @@ import pytest
 from devkit.clip import synthesize_face, synthesize_scene
 from kernel.errors import InvalidInput
 from provenance.application import ProvenanceApp
-from provenance.reference_check import MAX_REFERENCE_BYTES, MAX_REFERENCE_SIDE, OneFaceCheck, image_size
+from provenance.reference_check import MAX_JPEG_SCANS, MAX_REFERENCE_BYTES, MAX_REFERENCE_SIDE, OneFaceCheck, image_size
 from provenance.stages import encode_png
 from tests.core.support import face
 
@@ -86,3 +86,15 @@ def test_a_refused_reference_records_nothing(app: ProvenanceApp, people: dict) -
     assert (app.recorder.max_notification_id() or 0) == before
     assert not any(p.is_file() for p in app.blobs.root.rglob("*"))  # no encrypted blob, no orphan
     assert app.register_cameo(people["alice"], face())  # a face goes through
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded() -> None:
+    import cv2
+
+    progressive = bytes(cv2.imencode(".jpg", synthesize_face(2, 256)[:, :, ::-1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1])
+    OneFaceCheck().check(progressive)  # a progressive photo's ten or so scans are fine
+    end = progressive.rindex(b"\xff\xd9")
+    last_scan = progressive[progressive.rindex(b"\xff\xda") : end]
+    many = progressive[:end] + last_scan * 200 + progressive[end:]  # each scan costs a pass over the picture
+    with pytest.raises(InvalidInput, match=f"at most {MAX_JPEG_SCANS}"):
+        OneFaceCheck().check(many)
