@@ -243,6 +243,7 @@ class System:
         self, *, render: bool = False, moderate: bool = False, sign: bool = False, policy: Path | None = None
     ) -> GateWorkers:
         """The gate workers with the real stages asked for; publishing needs no stage and is always there."""
+        from provenance.credentials.trust import DISTRUST_FILE
         from provenance.gates import GateWorkers
         from provenance.stages import CredentialsStage, GeneratorStage, ModelModerationStage
 
@@ -250,7 +251,13 @@ class System:
             self.app,
             render=GeneratorStage(self.blobs) if render else None,
             moderate=ModelModerationStage(self.moderator_config(policy), self.cameo_index) if moderate else None,
-            sign=CredentialsStage(self.blobs, self.settings.pki_directory, self.work_dir, self.settings.tsa_url)
+            sign=CredentialsStage(
+                self.blobs,
+                self.settings.pki_directory,
+                self.work_dir,
+                self.settings.tsa_url,
+                self.settings.trust_anchor_file.parent / DISTRUST_FILE,
+            )
             if sign
             else None,
         )

@@ -80,9 +80,17 @@ class CredentialsStage:
     TSA_DELAYS_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     """Back-off between tries when the time-stamp authority does not answer (then the gate blocks, saying so)."""
 
-    def __init__(self, store: BlobStore, identity_dir: Path, scratch: Path, tsa_url: str | None = None) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        identity_dir: Path,
+        scratch: Path,
+        tsa_url: str | None = None,
+        distrust_file: Path | None = None,
+    ) -> None:
         from provenance.credentials.errors import PkiError
         from provenance.credentials.pki import SigningIdentity
+        from provenance.credentials.trust import load_distrusted
 
         self.store = store
         self.identity = SigningIdentity.from_directory(identity_dir, tsa_url=tsa_url)
@@ -93,6 +101,12 @@ class CredentialsStage:
                 f"no usable signing identity in {identity_dir} ({exc}): run `provenance pki init` for a development "
                 "one, or set PROVENANCE_SIGNING_DIR"
             ) from exc
+        fingerprint = self.identity.certificate_fingerprint()
+        distrusted = load_distrusted(distrust_file) if distrust_file is not None else []
+        if any(entry.fingerprint == fingerprint for entry in distrusted):  # what it signed would be Invalid at once
+            raise PkiError(
+                f"the signing certificate in {identity_dir} is distrusted: run `provenance pki rotate` for a new one"
+            )
         self.scratch = scratch
 
     def sign(self, job: SigningJob) -> e.VideoSigned:

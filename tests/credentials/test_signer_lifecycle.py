@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
+
+from kernel.blobstore import BlobStore
+from provenance.credentials.errors import PkiError
 from provenance.credentials.pki import (
     CHAIN_FILE,
     RETIRED_DIR,
@@ -13,8 +17,9 @@ from provenance.credentials.pki import (
     rotate_development_pki,
 )
 from provenance.credentials.signing import sign_video
-from provenance.credentials.trust import TrustConfig
+from provenance.credentials.trust import DISTRUST_FILE, TrustConfig
 from provenance.credentials.verify import SIGNER_DISTRUSTED, verify_file
+from provenance.stages import CredentialsStage
 from tests.credentials.support import manifest_inputs
 
 
@@ -115,3 +120,15 @@ def test_the_development_flag_comes_from_the_anchor_that_validated_the_signer_no
     assert verify_file(honest, mixed).development_pki is True
     assert verify_file(impostor, TrustConfig.from_directory(production)).development_pki is False
     assert verify_file(impostor, development.trust()).development_pki is None  # not trusted: nobody vouches
+
+
+def test_a_distrusted_signer_does_not_sign_again_until_it_is_rotated(tmp_path: Path) -> None:
+    pki = create_development_pki(tmp_path / "pki")
+    distrust = pki.directory / DISTRUST_FILE
+    store = BlobStore(tmp_path / "blobs")
+    CredentialsStage(store, pki.directory, tmp_path / "work", distrust_file=distrust)  # a signer that can sign
+    distrust_signer(pki.directory, pki.directory / CHAIN_FILE, "its key was found on a public server")
+    with pytest.raises(PkiError, match="distrusted: run `provenance pki rotate`"):  # it signed files Invalid at once
+        CredentialsStage(store, pki.directory, tmp_path / "work", distrust_file=distrust)
+    rotate_development_pki(pki.directory)
+    CredentialsStage(store, pki.directory, tmp_path / "work", distrust_file=distrust)
