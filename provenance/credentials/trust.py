@@ -18,6 +18,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -142,14 +143,20 @@ class DistrustedSigner:
     serial_number: str
     """Hex, lower case, as verifiers print it."""
     issuer: str
-    """The issuer's common name."""
+    """The issuer's common name, or its whole name (RFC 4514) when it has none."""
     subject: str
     fingerprint: str
     reason: str
     distrusted_at: str
 
-    def matches(self, serial_number: str | None, issuer: str | None) -> bool:
-        return (serial_number or "").lower().lstrip("0") == self.serial_number.lstrip("0") and issuer == self.issuer
+    def matches(self, serial_number: str | None, issuer: Mapping[str, str]) -> bool:
+        """Whether a certificate of this serial number and issuer (its attributes by short name, as a manifest's
+        signature info gives them) is this one."""
+        if (serial_number or "").lower().lstrip("0") != self.serial_number.lstrip("0"):
+            return False
+        if "CN" in issuer:
+            return issuer["CN"] == self.issuer
+        return {f"{k}={v}" for k, v in issuer.items()} == {part.strip() for part in self.issuer.split(",")}
 
 
 def load_distrusted(path: Path) -> list[DistrustedSigner]:

@@ -564,7 +564,7 @@ def _distrusting(report: VerificationReport, store: dict[str, Any], trust: Trust
 
     def listed(label: str | None) -> Any:
         details = (signatures.get(label) or {}).get("certificateInfo") or {}
-        serial, issuer = details.get("serialNumber"), (details.get("issuer") or {}).get("CN")
+        serial, issuer = details.get("serialNumber"), details.get("issuer") or {}
         return next((d for d in distrusted if d.matches(serial, issuer)), None)
 
     ingredients = []

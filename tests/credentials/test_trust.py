@@ -88,3 +88,18 @@ def test_anchors_are_read_when_the_note_cannot_be_written(anchors: Path) -> None
     _note(anchors).mkdir()  # nothing can be written at the note's place
     assert [a.development for a in anchors_in(anchors)] == [True, True]
     assert sorted(p.name for p in anchors.parent.iterdir()) == sorted([anchors.name, _note(anchors).name])
+
+
+def test_a_distrusted_signer_is_known_by_its_issuer_with_or_without_a_common_name() -> None:
+    from provenance.credentials.trust import DistrustedSigner
+
+    def entry(issuer: str) -> DistrustedSigner:
+        return DistrustedSigner(
+            "0a1f", issuer, "Example Signer", "sha256:...", "key leaked", "2026-12-04T00:00:00+00:00"
+        )
+
+    assert entry("Issuing CA").matches("0A1F", {"O": "Example", "CN": "Issuing CA"})
+    assert not entry("Issuing CA").matches("0a1e", {"CN": "Issuing CA"})
+    # an issuing CA without a common name is recorded by its whole name, as `pki distrust` records it
+    assert entry("OU=Issuing CA 3,O=Example").matches("0a1f", {"O": "Example", "OU": "Issuing CA 3"})
+    assert not entry("OU=Issuing CA 3,O=Example").matches("0a1f", {"O": "Example", "OU": "Issuing CA 4"})
