@@ -156,8 +156,8 @@ class CredentialsStage:
                 if delay is None:
                     tries = len(self.TSA_DELAYS_S) + 1
                     raise SigningError(
-                        f"the time-stamp authority {url} did not answer in {tries} tries, and a signature is not "
-                        f"made without its time-stamp: {exc}"
+                        f"the time-stamp authority {url} did not answer in {tries} tries, or refused, and a signature "
+                        f"is not made without its time-stamp: {exc}"
                     ) from exc
                 log.warning("time-stamp authority %s failed (%s); trying again in %.1f s", url, exc, delay)
                 time.sleep(delay)
@@ -166,12 +166,14 @@ class CredentialsStage:
 
 def _mentions_tsa(message: str, url: str) -> bool:
     """Whether a signing error is the time-stamp authority's: its address, or the library's words for the one
-    remote service signing calls (c2pa reports an HTTP error of the TSA as "service responded with ...")."""
+    remote service signing calls (c2pa reports an HTTP error of the TSA as "service responded with ...", and a
+    reply it cannot read, such as an RFC 3161 rejection, as a failure of the "Signature" step, which the identity
+    checked at start cannot otherwise fail)."""
     from urllib.parse import urlparse
 
     text = message.lower()
     words = ("timestamp", "time stamp", "time-stamp", "service responded", "connection refused", "timed out")
-    return urlparse(url).netloc.lower() in text or any(word in text for word in words)
+    return urlparse(url).netloc.lower() in text or any(word in text for word in (*words, "signature:"))
 
 
 class ModelModerationStage:

@@ -113,9 +113,17 @@ def test_the_signing_gate_retries_a_failing_authority_and_never_signs_without_it
     assert authority.authority.issued == 1
 
     authority.refuse(1000)  # down for good
-    with pytest.raises(SigningError, match="did not answer in 4 tries, and a signature is not made without"):
+    with pytest.raises(SigningError, match="did not answer in 4 tries, or refused, and a signature is not made"):
         sign(tmp_path / "never.mp4")
     assert not (tmp_path / "never.mp4").exists()
+
+    issued = authority.authority.issued
+    authority.refuse(0)
+    rejection = authority.authority.respond(b"not a request")  # an RFC 3161 rejection, as an overloaded one sends
+    authority.authority.respond = lambda request: rejection  # type: ignore[method-assign]
+    with pytest.raises(SigningError, match=f"{authority.url} did not answer in 4 tries, or refused"):
+        sign(tmp_path / "rejected.mp4")  # tried again as an outage is, then refused without a time-stamp
+    assert authority.authority.issued == issued and not (tmp_path / "rejected.mp4").exists()
 
 
 def test_the_trust_settings_are_the_sdks_current_ones_and_anchor_both_signers_and_time_stamps(
