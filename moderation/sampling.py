@@ -88,8 +88,7 @@ class VideoSampler:
         last_sample_time = -float("inf")
         previous_hist: np.ndarray | None = None
         batch: list[FrameSample] = []
-        unsampled: tuple[int, float, np.ndarray] | None = None
-        """The last frame read, while it has not been sampled: a clip's end is sampled too (below)."""
+        unsampled: tuple[int, float, np.ndarray] | None = None  # the last frame read, while not sampled (see below)
         index = 0
 
         def take(index: int, timestamp: float, frame: np.ndarray, reason: Literal["rate", "scene"]) -> None:

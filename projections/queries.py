@@ -136,14 +136,13 @@ class ReadModels:
             for row in rows
         ]
 
-    def consent_lapsed(self, video_id: str) -> bool:
+    def _consent_lapsed(self, video: dict[str, Any], open_cases: list[dict[str, Any]]) -> bool:
         """Whether the write side took the video down (or blocked it) because consent for a likeness in it
         ended: an open case of a consent source, or of a cascade that such a case began (whatever became of
         that case since), or a block at the consent gate."""
-        video = self.video(video_id)
         if video["block_gate"] == "consent" and video["state"] == "blocked":
             return True
-        return any(self._first_source(case) in CONSENT_SOURCES for case in self._open_cases(video_id))
+        return any(self._first_source(case) in CONSENT_SOURCES for case in open_cases)
 
     def _first_source(self, case: dict[str, Any]) -> str:
         """The source of the case a cascade began with: each cascade case names the takedown event above it,
@@ -305,7 +304,7 @@ class ReadModels:
 
     def status(self, video_id: str) -> dict[str, Any] | None:
         """The current status a platform needs: published, taken down (with the reason), and whether consent
-        for a likeness in it was revoked: as the write side decided it (`consent_lapsed`), not by the grant
+        for a likeness in it was revoked: as the write side decided it (`_consent_lapsed`), not by the grant
         the video was made under, which another grant may have replaced."""
         video_id = stream_id_of(video_id, "video")
         try:
@@ -325,7 +324,7 @@ class ReadModels:
             "takedown": {k: cases[0][k] for k in ("case_id", "reason_code", "source", "statement_of_reasons")}
             if cases
             else None,
-            "consent_revoked": self.consent_lapsed(video_id),
+            "consent_revoked": self._consent_lapsed(video, cases),
             "development_model": bool((video["moderation"] or {}).get("development_model")),
         }
 

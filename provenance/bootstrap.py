@@ -219,12 +219,19 @@ class System:
 
     def trust(self) -> TrustConfig | None:
         """The trust anchors verification uses: the configured file, or none (then nothing is `Trusted`)."""
-        from provenance.credentials.trust import DISTRUST_FILE, TrustConfig
+        from provenance.credentials.trust import TrustConfig
 
         anchors = self.settings.trust_anchor_file
         if not anchors.is_file():
             return None
-        return TrustConfig(anchor_files=(anchors,), distrust_file=anchors.parent / DISTRUST_FILE)
+        return TrustConfig(anchor_files=(anchors,), distrust_file=self.distrust_file)
+
+    @property
+    def distrust_file(self) -> Path:
+        """The signers no longer trusted, beside the trust anchors (`provenance pki distrust` writes it)."""
+        from provenance.credentials.trust import DISTRUST_FILE
+
+        return self.settings.trust_anchor_file.parent / DISTRUST_FILE
 
     def moderator_config(self, policy: Path | None = None) -> Any:
         """Production: the configured CLIP weights (fails closed without them). Development: the devkit model."""
@@ -243,7 +250,6 @@ class System:
         self, *, render: bool = False, moderate: bool = False, sign: bool = False, policy: Path | None = None
     ) -> GateWorkers:
         """The gate workers with the real stages asked for; publishing needs no stage and is always there."""
-        from provenance.credentials.trust import DISTRUST_FILE
         from provenance.gates import GateWorkers
         from provenance.stages import CredentialsStage, GeneratorStage, ModelModerationStage
 
@@ -256,7 +262,7 @@ class System:
                 self.settings.pki_directory,
                 self.work_dir,
                 self.settings.tsa_url,
-                self.settings.trust_anchor_file.parent / DISTRUST_FILE,
+                self.distrust_file,
             )
             if sign
             else None,

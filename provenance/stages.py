@@ -172,8 +172,16 @@ def _mentions_tsa(message: str, url: str) -> bool:
     from urllib.parse import urlparse
 
     text = message.lower()
-    words = ("timestamp", "time stamp", "time-stamp", "service responded", "connection refused", "timed out")
-    return urlparse(url).netloc.lower() in text or any(word in text for word in (*words, "signature:"))
+    words = (
+        "timestamp",
+        "time stamp",
+        "time-stamp",
+        "service responded",
+        "connection refused",
+        "timed out",
+        "signature:",
+    )
+    return urlparse(url).netloc.lower() in text or any(word in text for word in words)
 
 
 class ModelModerationStage:

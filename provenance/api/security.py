@@ -172,11 +172,9 @@ def authenticate(request: Request, csrf: str | None = None, *, session_only: boo
         if token is not None and request.method not in SAFE_METHODS and presented != token.csrf:
             raise ApiError(403, "csrf", f"a signed-in browser's {request.method} needs the session's {CSRF_HEADER}")
     else:
-        limit(ctx.limiter, f"address:{client_address(request)}")
-        raise _unauthorized("sign in, or send a bearer token")
-    if token is None:  # guessing tokens is slowed down as any anonymous call is
-        limit(ctx.limiter, f"address:{client_address(request)}")
-        raise _unauthorized("the token is unknown, expired or revoked")
+        raise _anonymous(ctx, request, "sign in, or send a bearer token")
+    if token is None:
+        raise _anonymous(ctx, request, "the token is unknown, expired or revoked")
     principal = _principal(ctx, token)
     limit(ctx.limiter, f"token:{token.token_id}")
     return principal
@@ -196,6 +194,13 @@ def _principal(ctx: ApiContext, token: Token) -> Principal:
         raise _unauthorized("the token's person no longer exists") from None
     roles = frozenset(person.roles)
     return Principal("person", token.subject, person.handle, roles, token.scopes & person_scopes(roles), token)
+
+
+def _anonymous(ctx: ApiContext, request: Request, detail: str) -> ApiError:
+    """401 for a caller without a valid token, once its address has taken its turn from the rate limiter
+    (calling without a token, or guessing tokens, is slowed down as any call is)."""
+    limit(ctx.limiter, f"address:{client_address(request)}")
+    return _unauthorized(detail)
 
 
 def _unauthorized(detail: str) -> ApiError:
