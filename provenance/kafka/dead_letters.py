@@ -10,7 +10,7 @@ parked once. The embedded mode can park into the same table.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
@@ -159,17 +159,22 @@ class DeadLetters:
             raise ParkedEventNotFound(f"no parked event with id {parked_id}")
         return _parked(row)
 
-    def replay(self, consumer: str, apply: Replayer, ids: Iterable[int] | None = None) -> list[ReplayResult]:
-        """Check and apply the consumer's pending parked events again (the named ones, or all), oldest first.
+    def replay(
+        self, consumer: str, apply: Replayer, ids: Iterable[int] | None = None, formerly: Sequence[str] = ()
+    ) -> list[ReplayResult]:
+        """Check and apply the consumer's pending parked events again (the named ones, or all), oldest first;
+        with those it parked under the names it had `formerly`.
 
         An event that now passes is marked replayed; one that still fails stays parked, and its result says
         why. Events parked by another consumer are refused: their handler is not this one.
         """
-        todo = self.entries(consumer) if ids is None else sorted(map(self.get, set(ids)), key=lambda p: p.id)
-        return [self._replay_one(consumer, parked, apply) for parked in todo]
+        names = (consumer, *formerly)
+        found = [p for name in names for p in self.entries(name)] if ids is None else map(self.get, set(ids))
+        return [self._replay_one(names, parked, apply) for parked in sorted(found, key=lambda p: p.id)]
 
-    def _replay_one(self, consumer: str, parked: Parked, apply: Replayer) -> ReplayResult:
-        if parked.consumer != consumer:
+    def _replay_one(self, names: Sequence[str], parked: Parked, apply: Replayer) -> ReplayResult:
+        consumer = names[0]
+        if parked.consumer not in names:
             return ReplayResult(parked.id, "failed", f"parked by {parked.consumer}, not {consumer}")
         if not parked.pending:
             return ReplayResult(parked.id, "replayed", f"already replayed at {parked.replayed_at}")

@@ -231,6 +231,11 @@ def parked_consumer(role: str) -> str:
     return CONSENT_WATCH if role == "consent" else role
 
 
+PARKED_FORMERLY = {CONSENT_WATCH: ("consent",)}
+"""Names a consumer parked events under in earlier versions: the consent role's before it kept a position of
+its own (its parked events are its still, and replayed with the rest)."""
+
+
 def replay_parked(
     system: System,
     consumer: str,
@@ -245,4 +250,4 @@ def replay_parked(
         return dead_letters.replay(consumer, projection_replayer(system.store), ids)
     if handler is None:
         raise InvalidInput(f"replaying the events {consumer} parked needs its handler")
-    return dead_letters.replay(consumer, handler_replayer(handler), ids)
+    return dead_letters.replay(consumer, handler_replayer(handler), ids, formerly=PARKED_FORMERLY.get(consumer, ()))

@@ -57,8 +57,9 @@ def test_the_consent_role_and_the_consent_projection_keep_positions_of_their_own
     system.close()
 
 
+@pytest.mark.parametrize("parked_as", [CONSENT_WATCH, "consent"])  # its name in earlier versions too
 def test_what_the_consent_role_parked_is_replayed_through_its_own_handler(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parked_as: str
 ) -> None:
     from provenance.cli import main
     from provenance.kafka.dead_letters import DeadLetters
@@ -71,7 +72,7 @@ def test_what_the_consent_role_parked_is_replayed_through_its_own_handler(
     system.catch_up()  # the read models the watch finds the pair's cameos in, as the projections role keeps them
     app.unfollow(bob, alice)
     (unfollowed,) = [e for e in read_log(app, 0, 1000) if e.event_type == "Unfollowed"]
-    DeadLetters(system.store.engine).park(CONSENT_WATCH, "kafka:t", 0, 9, unfollowed.to_json(), "a store was down")
+    DeadLetters(system.store.engine).park(parked_as, "kafka:t", 0, 9, unfollowed.to_json(), "a store was down")
     system.close()
 
     assert main(["parked", "replay", "consent"]) == 0
