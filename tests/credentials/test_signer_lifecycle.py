@@ -122,6 +122,36 @@ def test_the_development_flag_comes_from_the_anchor_that_validated_the_signer_no
     assert verify_file(impostor, development.trust()).development_pki is None  # not trusted: nobody vouches
 
 
+def test_a_development_signature_stamped_by_a_production_authority_stays_development_after_it_expires(
+    tmp_path: Path, clip: Path
+) -> None:
+    """The flag comes from re-reading the file against the development roots alone: that re-read must still
+    accept the time-stamp, which the first read validated against every root, or the expired signer fails it."""
+    import datetime as dt
+    import time
+
+    from devkit.timestamp_authority import TimestampAuthority, serving
+    from provenance.credentials.pki import KEY_FILE, PkiValidity
+    from provenance.credentials.trust import ANCHORS_FILE
+
+    now = dt.datetime.now(dt.UTC)
+    expires = now + dt.timedelta(seconds=6)
+    validity = PkiValidity(leaf_not_before=now - dt.timedelta(minutes=5), leaf_not_after=expires)
+    development = create_development_pki(tmp_path / "development", validity=validity)
+    production = _pki_named(tmp_path / "production", "Example Root", "Example Time-Stamp Authority")
+    authority = TimestampAuthority((production / CHAIN_FILE).read_bytes(), (production / KEY_FILE).read_bytes())
+    stamped = tmp_path / "stamped.mp4"
+    with serving(authority) as running:
+        sign_video(clip, stamped, manifest_inputs(uuid4()), development.identity(tsa_url=running.url))
+    mixed = TrustConfig(anchor_files=(production / ANCHORS_FILE, development.anchors_file))
+    assert verify_file(stamped, mixed).development_pki is True
+    time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds()) + 1)
+
+    report = verify_file(stamped, mixed)
+    assert report.state == "Trusted" and "timeStamp.trusted" in report.success_codes
+    assert report.development_pki is True
+
+
 def test_a_distrusted_signer_does_not_sign_again_until_it_is_rotated(tmp_path: Path) -> None:
     pki = create_development_pki(tmp_path / "pki")
     distrust = pki.directory / DISTRUST_FILE
