@@ -139,10 +139,24 @@ class ReadModels:
     def _consent_lapsed(self, video: dict[str, Any], open_cases: list[dict[str, Any]]) -> bool:
         """Whether the write side took the video down (or blocked it) because consent for a likeness in it
         ended: an open case of a consent source, or of a cascade that such a case began (whatever became of
-        that case since), or a block at the consent gate."""
+        that case since), or a block at the consent gate, unless the block names a takedown above the video
+        that began otherwise (a remix in flight whose parent came down for a notice)."""
         if video["block_gate"] == "consent" and video["state"] == "blocked":
-            return True
+            cause = self._block_cause(video["video_id"])
+            return (
+                cause is None or self._first_source({"source": "cascade", "caused_by_event": cause}) in CONSENT_SOURCES
+            )
         return any(self._first_source(case) in CONSENT_SOURCES for case in open_cases)
+
+    def _block_cause(self, video_id: str) -> str | None:
+        """The takedown event the video's last block names (a remix blocked in a cascade), if it names one."""
+        rows = self.db.rows(
+            "SELECT payload FROM audit_events WHERE stream_id = :video_id AND event_type = 'VideoBlocked'"
+            " ORDER BY stream_version DESC LIMIT 1",
+            {"video_id": video_id},
+        )
+        cause = (rows[0]["payload"].get("caused_by") or {}) if rows else {}
+        return cause.get("event_id")
 
     def _first_source(self, case: dict[str, Any]) -> str:
         """The source of the case a cascade began with: each cascade case names the takedown event above it,

@@ -71,7 +71,8 @@ MODELS: dict[tuple[str, int], type[e.Payload]] = {
     ("ModerationDecided", 1): e.ModerationDecided,
     ("VideoSigned", 1): e.VideoSigned,
     ("VideoPublished", 1): e.VideoPublished,
-    ("VideoBlocked", 1): e.VideoBlocked,
+    ("VideoBlocked", 1): e.VideoBlockedV1,
+    ("VideoBlocked", 2): e.VideoBlocked,
     ("TakedownIssued", 1): e.TakedownIssued,
     ("TakedownAppealed", 1): e.TakedownAppealed,
     ("VideoReinstated", 1): e.VideoReinstated,
@@ -96,9 +97,15 @@ def _video_rendered_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _video_blocked_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 did not name the takedown above a blocked remix: a consent-gate block read as a consent lapse."""
+    return {**payload, "caused_by": None}
+
+
 # (event type, from version) -> function producing the payload of version + 1.
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("VideoRendered", 1): _video_rendered_v1_to_v2,
+    ("VideoBlocked", 1): _video_blocked_v1_to_v2,
 }
 
 

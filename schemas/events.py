@@ -242,14 +242,21 @@ class VideoPublished(Payload):
     consent_checked: list[CameoInVideo] = Field(default_factory=list)
 
 
-class VideoBlocked(Payload):
+class EventRef(Payload):
+    event_id: str
+    stream_id: str
+
+
+class VideoBlockedV1(Payload):
     gate: Gate
     reasons: list[str] = Field(min_length=1)
 
 
-class EventRef(Payload):
-    event_id: str
-    stream_id: str
+class VideoBlocked(VideoBlockedV1):
+    """v2 names what blocked a remix in flight because the video it remixes came down: that takedown (whose
+    case, or the case its cascade began with, says why, as for a remix taken down in the cascade)."""
+
+    caused_by: EventRef | None = None
 
 
 class TakedownIssued(Payload):

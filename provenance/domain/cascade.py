@@ -61,7 +61,7 @@ def take_down_tree(
         for child_uid in parent.children:
             child = changed.get(child_uid) or load_video(child_uid)
             if child.state in IN_FLIGHT:
-                blocked = e.VideoBlocked(gate="consent", reasons=[why])
+                blocked = e.VideoBlocked(gate="consent", reasons=[why], caused_by=cause)
                 if child.block(blocked, takedown.actor, command_id=takedown.command_id):
                     changed[child.id] = child
                 continue

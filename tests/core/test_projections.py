@@ -137,12 +137,18 @@ def test_a_cascade_case_is_judged_by_the_case_it_began_with_and_a_rejected_cameo
     grant = app.grant_consent(alice, cameo, "everyone")
     parent = publish_new(app, bob, cameo_ids=[cameo])
     remix = publish_new(app, alice, "remix", remix_of=parent)
+    in_flight = app.request_generation(alice, "another remix", remix_of=parent)
     notice = app.take_down(parent, tess, reason_code="copyright", statement_of_reasons="a notice", source="notice")
+    catch_up(app, store)
+    assert reads.status(str(in_flight))["status"] == "blocked"  # type: ignore[index]
+    assert reads.status(str(in_flight))["consent_revoked"] is False  # type: ignore[index]  # blocked for the notice
     app.reinstate(parent, notice[0].case_id, tess, "the notice was withdrawn")  # the remix stays down
+    later = app.request_generation(alice, "a remix after", remix_of=parent)
     app.revoke_consent(alice, cameo, grant, "no more")  # the parent comes down again, now for consent
     catch_up(app, store)
     assert reads.status(str(parent))["consent_revoked"] is True  # type: ignore[index]
     assert reads.status(str(remix))["consent_revoked"] is False  # type: ignore[index]  # down for the notice
+    assert reads.status(str(later))["consent_revoked"] is True  # type: ignore[index]  # blocked for the revocation
 
     app.hold_cameo(cameo, str(app.register_cameo(bob, face(3))), 0.97)
     app.review_cameo(cameo, tess, "rejected", "not alice's face")
