@@ -15,7 +15,7 @@ from provenance.application.service import uuid_of
 from provenance.domain.cameo import Cameo
 from provenance.domain.cascade import TakedownRecord
 from provenance.domain.ids import canonical_id, derived_id, new_command_id
-from provenance.domain.payloads import payload
+from provenance.domain.payloads import on_record, payload
 from provenance.domain.video import Video
 from provenance.keystore import KeyDestroyed
 from schemas import events as e
@@ -75,6 +75,7 @@ class CameoCommands(CoverageCommands):
     ) -> bool:
         """Trust and safety clears a held cameo (it becomes active) or rejects it (it never will)."""
         command_id = command_id or new_command_id()
+        on_record(statement, "a review's statement")
         if not self.is_trust_and_safety(actor):
             raise NotPermitted("only trust and safety can review a held cameo")
         because = f"Cameo {{cameo}} was rejected by trust and safety: {statement}"
@@ -156,6 +157,7 @@ class CameoCommands(CoverageCommands):
         """
         command_id = command_id or new_command_id()
         grant_id = canonical_id(grant_id)
+        on_record(reason, "a revocation's reason", 2000)
 
         def run() -> RevocationOutcome:
             cameo = self.cameo(cameo_id)
@@ -240,6 +242,7 @@ class CameoCommands(CoverageCommands):
         command again finishes a clean-up that a crash interrupted.
         """
         command_id = command_id or new_command_id()
+        on_record(reason, "an erasure's reason", 2000)
 
         def run() -> RevocationOutcome:
             cameo = self.cameo(cameo_id)

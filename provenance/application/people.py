@@ -8,6 +8,7 @@ from uuid import UUID
 from kernel.errors import InvalidInput, NotPermitted, RuleViolation
 from provenance.application.service import OPERATOR, SYSTEM, Service
 from provenance.domain.ids import new_command_id
+from provenance.domain.payloads import on_record
 from provenance.domain.person import Person, person_id_for
 from schemas.catalogue import InvalidEvent
 
@@ -59,8 +60,8 @@ class PeopleCommands(Service):
         command_id = command_id or new_command_id()
         if str(actor) != OPERATOR and not self.person(actor).is_administrator:
             raise NotPermitted("only an administrator grants or revokes roles")
-        if not grant and not reason.strip():
-            raise InvalidInput("revoking a role needs a reason, kept on record")
+        if not grant:
+            on_record(reason, "revoking a role's reason", 2000)
 
         def run() -> bool:
             person = self.person(person_id)

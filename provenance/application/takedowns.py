@@ -8,7 +8,7 @@ from kernel.errors import ConsentError, InvalidInput, NotPermitted, RuleViolatio
 from provenance.application.service import Service
 from provenance.domain.cascade import Takedown, TakedownRecord, take_down_tree
 from provenance.domain.ids import canonical_id, new_command_id
-from provenance.domain.payloads import payload
+from provenance.domain.payloads import on_record, payload
 from provenance.domain.video import Video
 from schemas import events as e
 
@@ -32,6 +32,8 @@ class TakedownCommands(Service):
         in the video may take that video down (source `cameo_owner`).
         """
         command_id = command_id or new_command_id()
+        on_record(reason_code, "a takedown's reason code", 100)
+        on_record(statement_of_reasons, "a takedown's statement of reasons")
 
         def run() -> list[TakedownRecord]:
             video = self.video(video_id)
@@ -45,9 +47,8 @@ class TakedownCommands(Service):
                 raise NotPermitted(
                     f"only trust and safety or the owner of a cameo in video {video.id} can take it down"
                 )
-            if video.handled(command_id):  # a retry, after the check: a key says nothing about who may act
-                return []
-            if not video.is_live:
+            # A retry is answered after the check (a key says nothing about who may act) with what it recorded.
+            if not video.is_live and not video.handled(command_id):
                 raise RuleViolation(
                     f"video {video.id} is not live (it is {video.state}{', taken down' if video.is_taken_down else ''})"
                 )
@@ -64,7 +65,8 @@ class TakedownCommands(Service):
             )
             changed: dict[UUID, Video] = {}
             records = take_down_tree(video, takedown, self.video, changed)
-            self.save(*changed.values())
+            if changed:
+                self.save(*changed.values())
             return records
 
         return self._retrying(run)
@@ -73,7 +75,9 @@ class TakedownCommands(Service):
         self, video_id: UUID | str, case_id: str, actor: UUID | str, grounds: str, *, command_id: str | None = None
     ) -> None:
         command_id = command_id or new_command_id()
-        appeal = payload(e.TakedownAppealed, case_id=canonical_id(case_id), grounds=grounds)
+        appeal = payload(
+            e.TakedownAppealed, case_id=canonical_id(case_id), grounds=on_record(grounds, "an appeal's grounds")
+        )
         self._on_video(video_id, lambda v: v.appeal(appeal, str(actor), command_id=command_id))
 
     def reinstate(
@@ -87,6 +91,7 @@ class TakedownCommands(Service):
         command_id = command_id or new_command_id()
         if not self.is_trust_and_safety(actor):
             raise NotPermitted("only trust and safety can reinstate a video")
+        decision = on_record(decision, "a reinstatement's decision")
         reinstated = payload(e.VideoReinstated, case_id=canonical_id(case_id), decision=decision)
 
         def change(video: Video) -> bool:

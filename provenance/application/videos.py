@@ -14,7 +14,7 @@ from kernel.errors import CommandConflict, InvalidInput, NotPermitted, RuleViola
 from provenance.application.service import SYSTEM, Service
 from provenance.domain.cameo import Cameo
 from provenance.domain.ids import derived_id, new_command_id
-from provenance.domain.payloads import payload
+from provenance.domain.payloads import on_record, payload
 from provenance.domain.stream import EventStream
 from provenance.domain.video import MODERATED, PUBLISHED, Video
 from schemas import events as e
@@ -184,8 +184,7 @@ class VideoCommands(Service):
         command_id = command_id or new_command_id()
         if verdict not in ("allow", "block"):
             raise InvalidInput(f"a review decides allow or block, not {verdict!r}")
-        if not statement.strip() or len(statement) > 5000:
-            raise InvalidInput("a review needs a statement of reasons of 1 to 5000 characters")
+        on_record(statement, "a review's statement of reasons")
         if not self.is_trust_and_safety(actor):
             raise NotPermitted("only trust and safety can decide a review")
         video = self.video(video_id)

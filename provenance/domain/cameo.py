@@ -150,10 +150,10 @@ class Cameo(EventStream):
     def erase(self, actor: str, reason: str, *, command_id: str | None) -> bool:
         self._require_owner(actor, "erase")
         payload = build(e.CameoErased, key_id=self.key_id, reason=reason)
-        if self.erased:
-            if command_id is not None and self.already_handled(command_id, "CameoErased", payload.model_dump()):
-                return False
-            raise RuleViolation(f"cameo {self.id} was already erased")
+        if self.erased:  # recorded once; the owner may run it again to finish a clean-up a crash interrupted
+            if command_id is not None:
+                self.already_handled(command_id, "CameoErased", payload.model_dump())  # another command's id: refused
+            return False
         return self._record("CameoErased", payload, actor=actor, command_id=command_id)
 
     # --- queries -------------------------------------------------------------------------------------

@@ -44,14 +44,16 @@ def take_down_tree(
 ) -> list[TakedownRecord]:
     """Take down `root` and, breadth first, every live descendant; in-flight remixes are blocked.
 
-    Every aggregate changed is put in `changed` (keyed by id), which the caller saves in one transaction.
+    Every aggregate changed is put in `changed` (keyed by id), which the caller saves in one transaction. A
+    retry of a takedown its command id recorded changes nothing and returns what it recorded; the id used for
+    anything else on the root raises `CommandConflict`.
     """
-    records: list[TakedownRecord] = []
     case_id = derived_id("case", takedown.command_id, root.id)
     issued = _case(takedown, case_id, takedown.source, takedown.automated, takedown.statement, takedown.caused_by)
-    if root.take_down(issued, takedown.actor, command_id=takedown.command_id):
-        changed[root.id] = root
-        records.append(TakedownRecord(str(root.id), case_id, takedown.source))
+    if not root.take_down(issued, takedown.actor, command_id=takedown.command_id):
+        return _recorded(root, case_id, takedown, load_video)
+    changed[root.id] = root
+    records = [TakedownRecord(str(root.id), case_id, takedown.source)]
     queue: list[tuple[Video, str]] = [(root, case_id)]
     while queue:
         parent, parent_case = queue.pop(0)
@@ -74,6 +76,23 @@ def take_down_tree(
             changed[child_uid] = child
             records.append(TakedownRecord(child_id, child_case, "cascade"))
             queue.append((child, child_case))
+    return records
+
+
+def _recorded(
+    root: Video, case_id: str, takedown: Takedown, load_video: Callable[[UUID], Video]
+) -> list[TakedownRecord]:
+    """The cases a takedown's command recorded: the root's, and every cascade case below it."""
+    records = [TakedownRecord(str(root.id), case_id, takedown.source)]
+    queue = [root]
+    while queue:
+        parent = queue.pop(0)
+        for child_uid in parent.children:
+            child = load_video(child_uid)
+            child_case = derived_id("case", takedown.command_id, str(child_uid))
+            if child_case in child.cases:
+                records.append(TakedownRecord(str(child_uid), child_case, "cascade"))
+                queue.append(child)
     return records
 
 

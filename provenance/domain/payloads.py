@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, TypeVar
 
 from kernel.errors import InvalidInput
@@ -18,6 +19,16 @@ def payload(model: type[TPayload], **fields: Any) -> TPayload:
         return model(**fields)
     except ValidationError as exc:
         raise invalid_input(exc) from exc
+
+
+def on_record(text: str, what: str, limit: int = 5000) -> str:
+    """Reasons a person puts on record (a statement, a decision, grounds): refused unless they hold visible
+    text, not only spaces, control or invisible characters, and at most `limit` characters of it."""
+    if not isinstance(text, str) or not any(unicodedata.category(c)[0] not in "ZC" for c in text):
+        raise InvalidInput(f"{what} must say something: it is blank")
+    if len(text) > limit:
+        raise InvalidInput(f"{what} must be at most {limit} characters, not {len(text)}")
+    return text
 
 
 def invalid_input(exc: Any) -> InvalidInput:

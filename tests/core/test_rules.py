@@ -226,3 +226,76 @@ def test_remixing_a_taken_down_video_is_refused(app: ProvenanceApp, people: dict
     app.take_down(video, people["tess"], reason_code="spam", statement_of_reasons="spam")
     with pytest.raises(RuleViolation, match="cannot be remixed"):
         app.request_generation(people["carol"], "remix", remix_of=video)
+
+
+def test_reasons_on_record_must_say_something(app: ProvenanceApp, people: dict) -> None:
+    alice, bob, tess = people["alice"], people["bob"], people["tess"]
+    cameo = app.register_cameo(alice, face())
+    grant = app.grant_consent(alice, cameo, "everyone")
+    video = publish_new(app, bob, cameo_ids=[cameo])
+    before = recorded(app)
+    blank = "\u200b \t\n"  # a zero-width space, a space, a tab and a new line: nothing a reader can read
+    for attempt in (
+        lambda: app.take_down(video, tess, reason_code=" ", statement_of_reasons="spam"),
+        lambda: app.take_down(video, tess, reason_code="spam", statement_of_reasons=blank),
+        lambda: app.revoke_consent(alice, cameo, grant, blank),
+        lambda: app.erase_cameo(alice, cameo, ""),
+    ):
+        with pytest.raises(InvalidInput, match="blank"):
+            attempt()
+    assert recorded(app) == before and app.video(video).is_live
+    [record] = app.take_down(video, tess, reason_code="spam", statement_of_reasons="spam")
+    for attempt in (
+        lambda: app.appeal(video, record.case_id, bob, blank),
+        lambda: app.reinstate(video, record.case_id, tess, "   "),
+    ):
+        with pytest.raises(InvalidInput, match="blank"):
+            attempt()
+    assert not app.video(video).is_live
+
+
+def test_a_retried_takedown_answers_what_it_recorded_and_its_id_reused_for_another_is_refused(
+    app: ProvenanceApp, people: dict
+) -> None:
+    bob, tess = people["bob"], people["tess"]
+    video = app.request_generation(bob, "a ball", command_id="k1")
+    pass_gates(app, video)
+    app.publish(video)
+    remix = publish_new(app, bob, "a remix", remix_of=video)
+    with pytest.raises(CommandConflict):  # the id of the video's own request: not a takedown's
+        app.take_down(video, tess, reason_code="spam", statement_of_reasons="spam", command_id="k1")
+    assert app.video(video).is_live
+    first = app.take_down(video, tess, reason_code="spam", statement_of_reasons="spam", command_id="k2")
+    assert [r.video_id for r in first] == [str(video), str(remix)]
+    before = recorded(app)
+    assert app.take_down(video, tess, reason_code="spam", statement_of_reasons="spam", command_id="k2") == first
+    with pytest.raises(CommandConflict):  # the same id with other reasons
+        app.take_down(video, tess, reason_code="copyright", statement_of_reasons="a notice", command_id="k2")
+    assert recorded(app) == before
+
+
+def test_an_erasure_run_again_finishes_the_clean_up_a_crash_interrupted(
+    app: ProvenanceApp, people: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provenance.keystore import KeyDestroyed
+
+    alice = people["alice"]
+    cameo = app.register_cameo(alice, face())
+    key_id = app.cameo(cameo).key_id
+
+    def crash(*_: object) -> None:
+        raise KeyboardInterrupt  # the process dies after the erasure was recorded, before the clean-up
+
+    with monkeypatch.context() as patched:
+        patched.setattr(app.blobs, "delete", crash)
+        with pytest.raises(KeyboardInterrupt):
+            app.erase_cameo(alice, cameo, "delete my likeness")
+    assert app.cameo(cameo).erased
+    assert app.keystore.decrypt(key_id, app.keystore.encrypt(key_id, b"face", b""), b"") == b"face"  # the key lives
+    before = recorded(app)
+    app.erase_cameo(alice, cameo, "delete my likeness")  # as the command line runs it again: a new command id
+    assert recorded(app) == before
+    with pytest.raises(KeyDestroyed):
+        app.keystore.decrypt(key_id, b"\0" * 40, b"")
+    with pytest.raises(NotPermitted):
+        app.erase_cameo(people["bob"], cameo, "not mine")
