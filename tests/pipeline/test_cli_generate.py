@@ -107,3 +107,25 @@ def test_several_generate_commands_at_once_on_one_home_all_succeed(home: Path) -
     for code, out, err in results:
         assert code == 0, err
         assert Path(out.strip()).is_file()
+
+
+def test_a_trusted_file_whose_watermark_is_another_videos_does_not_verify(
+    home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Only the platform's own signer can make such a file (a key misused, a signing bug), and a platform must not
+    take it as verified: the manifest names one video, the pictures are another's."""
+    from uuid import UUID
+
+    from provenance.credentials.pki import SigningIdentity
+    from provenance.credentials.signing import sign_watermarked_video
+    from tests.credentials.support import manifest_inputs, reencode
+
+    assert run(capsys, "pki", "init")[0] == 0
+    named, pictured = (Path(run(capsys, "generate", "--prompt", p, *SMALL, "--as", "alice")[1]) for p in "ab")
+    marked = reencode(pictured, tmp_path / "marked.mp4", crf=18)  # its frames keep the watermark
+    forged = tmp_path / "forged.mp4"
+    identity = SigningIdentity.from_directory(home / "pki")
+    sign_watermarked_video(marked, forged, manifest_inputs(UUID(named.stem)), identity)
+
+    code, out, _ = run(capsys, "verify", str(forged))
+    assert code == 1 and "Trusted" in out and "CONFLICT" in out and pictured.stem in out

@@ -46,7 +46,7 @@ def pki_distrust(system: System, args: argparse.Namespace) -> int:
 
 
 def verify(system: System, args: argparse.Namespace) -> int:
-    """Exit 0 only when the whole chain is `Trusted`."""
+    """Exit 0 only when the whole chain is `Trusted` and the watermark does not name another video."""
     from provenance.credentials.verify import verify_file
     from provenance.verification import ReadModelStatus
 
@@ -57,7 +57,7 @@ def verify(system: System, args: argparse.Namespace) -> int:
     trust = system.trust()
     report = verify_file(file, trust, ReadModelStatus(system.reads)).to_json()
     show(args, report, lambda: render.render_verification(report, trusted_anchors=trust is not None))
-    return 0 if report["chain_state"] == "Trusted" else 1
+    return 0 if report["chain_state"] == "Trusted" and not report["conflict"] else 1
 
 
 def resolve(system: System, args: argparse.Namespace) -> int:
