@@ -101,6 +101,7 @@ class System:
             clock=self.clock,
             reference_check=check,
             max_render_cost=self.settings.max_render_cost,
+            exported_videos=self.settings.exported_videos,
         )
         if self.settings.event_store == "sqlite" and "PERSISTENCE_MODULE" not in self._app_env:
             from provenance.batch_loader import SQLiteBatchLoader

@@ -70,6 +70,11 @@ class Settings:
         return self.home / "blobs"
 
     @property
+    def exported_videos(self) -> Path:
+        """Where the command line gives published files their names (`<video id>.mp4`)."""
+        return self.home / "videos"
+
+    @property
     def events_path(self) -> Path:
         return self.home / "events.db"
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from uuid import UUID
 
 import sqlalchemy as sa
 
@@ -139,7 +140,9 @@ class GateWorkers:
             log.warning("render of %s failed: %s", video.id, exc)
             self.app.record_render_failure(video.id, str(exc), command_id=command_id)
             return
-        self._record_unless_moved_on(video.id, lambda: self.app.record_render(video.id, payload, command_id=command_id))
+        self._record_unless_moved_on(
+            video.id, lambda: self.app.record_render(video.id, payload, command_id=command_id), payload.blob_uri
+        )
 
     def _moderate(self, event: EventEnvelope) -> None:
         assert self.moderation_stage is not None
@@ -170,13 +173,15 @@ class GateWorkers:
             video.id, lambda: self.app.record_moderation(video.id, decision, command_id=command_id)
         )
 
-    @staticmethod
-    def _record_unless_moved_on(video_id: object, record: Callable[[], bool]) -> None:
-        """Record a stage's result, unless the video was blocked (a consent revoked) while the stage ran."""
+    def _record_unless_moved_on(self, video_id: UUID, record: Callable[[], bool], output: str | None = None) -> None:
+        """Record a stage's result, unless the video was blocked (a consent revoked) while the stage ran; then
+        the file it made (`output`) goes too if it shows a likeness erased meanwhile."""
         try:
             record()
         except InvalidTransition as exc:
             log.info("video %s moved on while its stage ran; result dropped: %s", video_id, exc)
+            if output is not None:
+                self.app.discard_dropped_output(video_id, output)
 
     def _sign(self, event: EventEnvelope) -> None:
         assert self.signing_stage is not None
@@ -207,7 +212,7 @@ class GateWorkers:
             self.app.block(video.id, "signing", [f"signing failed: {exc}"], command_id=command_id)
             return
         self._record_unless_moved_on(
-            video.id, lambda: self.app.record_signature(video.id, payload, command_id=command_id)
+            video.id, lambda: self.app.record_signature(video.id, payload, command_id=command_id), payload.signed_uri
         )
 
     def _publish(self, event: EventEnvelope) -> None:

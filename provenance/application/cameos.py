@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
 
+from kernel.blobstore import sha256_from_uri
 from kernel.errors import CommandConflict, ConsentError, NotPermitted
 from provenance.application.coverage import CoverageCommands, Withdrawal, WithdrawalOutcome
 from provenance.application.likeness import open_reference, reference_blob, seal_reference
@@ -256,9 +257,27 @@ class CameoCommands(CoverageCommands):
             if blob is not None:
                 self.blobs.delete(blob)
             self.keystore.destroy(cameo.key_id)
+            for use in cameo.uses:
+                self._destroy_files(self.video(use.video_id))
             return RevocationOutcome("", outcome.takedowns, outcome.blocked)
 
         return self._retrying(run)
+
+    def _destroy_files(self, video: Video) -> None:
+        """Delete the files that show a video's pictures, an erased likeness among them: its render, its signed
+        file and the name the command line gave it. The record of them (hashes, manifest) stays."""
+        for uri in (video.rendered and video.rendered.blob_uri, video.signature and video.signature.signed_uri):
+            if uri:
+                self.blobs.delete(sha256_from_uri(uri))
+        if self.exported_videos is not None:
+            (self.exported_videos / f"{video.id}.mp4").unlink(missing_ok=True)
+
+    def discard_dropped_output(self, video_id: UUID | str, uri: str) -> None:
+        """A stage's file whose result was dropped (the video moved on while the stage ran) is deleted when a
+        cameo in the video was erased meanwhile, as the erasure deleted the video's other files."""
+        video = self.video(video_id)
+        if any(self.cameo(c).erased for c in video.cameo_ids):
+            self.blobs.delete(sha256_from_uri(uri))
 
     def _reference_blob(self, cameo: Cameo) -> str | None:
         """The sha256 of the encrypted reference image, while the key that names it still exists."""

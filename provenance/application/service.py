@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
@@ -66,6 +67,7 @@ class Service(Application[UUID]):
         clock: Callable[[], datetime],
         reference_check: ReferenceCheck,
         max_render_cost: int,
+        exported_videos: Path | None = None,
     ) -> None:
         cache = {"AGGREGATE_CACHE_MAXSIZE": "10000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}
         super().__init__(env={**cache, **env})
@@ -74,6 +76,8 @@ class Service(Application[UUID]):
         self.clock = clock
         self.reference_check = reference_check
         self.max_render_cost = max_render_cost
+        self.exported_videos = exported_videos
+        """Where published files are given names (`<video id>.mp4`) beside the blob store, if anywhere."""
         self.batch_loader: BatchLoader | None = None
         self.recent = RecentEvents()
         self._local = threading.local()

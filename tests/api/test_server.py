@@ -102,6 +102,12 @@ def test_the_whole_story_through_the_api(server: tuple[httpx.Client, Path], tmp_
     assert trail[-1]["event_type"] == "TakedownIssued"
     assert client.get(f"/audit/{video_id}", headers=bob).status_code == 403
 
+    # alice erases her likeness: the files that show it go too, and even trust and safety is told so
+    assert client.get(f"/videos/{video_id}/file", headers=tess).status_code == 200
+    assert client.post(f"/cameos/{cameo_id}/erase", json={"reason": "forget my face"}, headers=alice).status_code == 200
+    gone = client.get(f"/videos/{video_id}/file", headers=tess)
+    assert gone.status_code == 404 and "no longer kept" in gone.json()["detail"]
+
 
 def test_limits_sessions_and_problems(api: Api) -> None:
     client = api.client

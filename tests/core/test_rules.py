@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -299,3 +299,32 @@ def test_an_erasure_run_again_finishes_the_clean_up_a_crash_interrupted(
         app.keystore.decrypt(key_id, b"\0" * 40, b"")
     with pytest.raises(NotPermitted):
         app.erase_cameo(people["bob"], cameo, "not mine")
+
+
+def test_an_erasure_deletes_the_files_that_show_the_likeness(app: ProvenanceApp, people: dict) -> None:
+    from kernel.blobstore import export
+
+    alice, bob = people["alice"], people["bob"]
+    cameo = app.register_cameo(alice, face())
+    app.grant_consent(alice, cameo, "everyone")
+
+    def published_with_files(prompt: str, **request: object) -> tuple[UUID, list[str]]:
+        video = app.request_generation(bob, prompt, **request)  # type: ignore[arg-type]
+        render, signed = (app.blobs.put_bytes(f"{prompt}: {kind}".encode()) for kind in ("render", "signed"))
+        app.record_render(video, rendered(blob_uri=render.uri, content_sha256=render.sha256), command_id="r")
+        app.record_moderation(video, moderation(), command_id="m")
+        signed_payload = signature(video).model_copy(update={"signed_uri": signed.uri, "signed_sha256": signed.sha256})
+        app.record_signature(video, signed_payload, command_id="s")
+        assert app.publish(video).published
+        export(app.blobs, signed.uri, app.exported_videos / f"{video}.mp4")  # as the command line names it
+        return video, [render.sha256, signed.sha256]
+
+    with_face, its_files = published_with_files("bob with alice", cameo_ids=[cameo])
+    _, remix_files = published_with_files("a remix", remix_of=with_face)  # inherits the likeness
+    without, other_files = published_with_files("bob alone")
+    app.erase_cameo(alice, cameo, "delete my likeness")
+
+    assert not any(app.blobs.exists(sha) for sha in its_files + remix_files)
+    assert not (app.exported_videos / f"{with_face}.mp4").exists()
+    assert all(app.blobs.exists(sha) for sha in other_files) and (app.exported_videos / f"{without}.mp4").exists()
+    assert app.video(with_face).signature is not None  # the record of the file stays

@@ -89,6 +89,21 @@ def test_consent_revoked_while_in_flight_is_never_published(system: System, stag
     assert str(video) not in system.reads.feed_ids()
 
 
+def test_a_render_that_finishes_after_its_likeness_was_erased_is_not_kept(system: System) -> None:
+    import hashlib
+
+    app = system.app
+    alice, bob = app.register_person("alice"), app.register_person("bob")
+    cameo = app.register_cameo(alice, face())
+    app.grant_consent(alice, cameo, "everyone")
+    video = app.request_generation(bob, "bob and alice", cameo_ids=[cameo])
+    stages = Stages(during={"render": lambda: app.erase_cameo(alice, cameo, "forget my face")})
+    system.pipeline(workers(system, stages)).run_until_idle()
+    assert app.video(video).state == "blocked" and app.video(video).rendered is None
+    made = hashlib.sha256(f"not really a video: {video}".encode()).hexdigest()  # what the render stored
+    assert not app.blobs.exists(made)
+
+
 def test_a_block_verdict_stops_the_video_before_signing(system: System) -> None:
     alice = system.app.register_person("alice")
     video = system.app.request_generation(alice, "blood and gore")

@@ -71,7 +71,13 @@ def video_file(
     uri = file_for(ctx.system.app.video(video_id), principal)
     if uri is None:
         raise NotFound(f"video {video_id} has no file you may see")
-    return FileResponse(ctx.system.blobs.resolve(uri), media_type="video/mp4", filename=f"{video_id}.mp4")
+    try:
+        path = ctx.system.blobs.resolve(uri)
+    except NotFound:
+        raise NotFound(
+            f"the file of video {video_id} is no longer kept: a video's files go when a likeness in it is erased"
+        ) from None
+    return FileResponse(path, media_type="video/mp4", filename=f"{video_id}.mp4")
 
 
 def file_for(video: Video, principal: Principal) -> str | None:

@@ -73,7 +73,7 @@ def _outcome(system: System, video: Video) -> int:
     if video.state == PUBLISHED and video.signature is not None:
         from kernel.blobstore import export
 
-        print(export(system.blobs, video.signature.signed_uri, system.settings.home / "videos" / f"{video.id}.mp4"))
+        print(export(system.blobs, video.signature.signed_uri, system.settings.exported_videos / f"{video.id}.mp4"))
         print(f"published {video.id}", file=sys.stderr)
         return 0
     if video.state == MODERATED and video.moderation is not None and video.moderation.verdict == "review":
