@@ -122,6 +122,17 @@ class CameoUseRecorded(Payload):
     grant_id: str
 
 
+class CameoUseReinstated(Payload):
+    """Trust and safety put a video with this cameo back up (its `VideoReinstated`, in the same transaction).
+
+    Recorded so that the reinstatement, which checked this cameo's consent, conflicts with a revocation or an
+    erasure another process records meanwhile: one of the two runs again on what the other recorded.
+    """
+
+    video_id: str
+    case_id: str
+
+
 class CameoErased(Payload):
     key_id: str
     reason: str
@@ -157,6 +168,17 @@ class GenerationRequested(Payload):
 class RemixRecorded(Payload):
     child_id: str
     creator_id: str
+
+
+class RemixReinstated(Payload):
+    """Trust and safety put a remix of this video back up (its `VideoReinstated`, in the same transaction).
+
+    Recorded so that the reinstatement, which checked that this video is live, conflicts with a takedown of it
+    another process records meanwhile: one of the two runs again on what the other recorded.
+    """
+
+    child_id: str
+    case_id: str
 
 
 class GeneratorInfo(Payload):

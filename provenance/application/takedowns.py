@@ -9,6 +9,7 @@ from provenance.application.service import Service
 from provenance.domain.cascade import Takedown, TakedownRecord, take_down_tree
 from provenance.domain.ids import canonical_id, new_command_id
 from provenance.domain.payloads import on_record, payload
+from provenance.domain.stream import EventStream
 from provenance.domain.video import Video
 from schemas import events as e
 
@@ -87,6 +88,16 @@ class TakedownCommands(Service):
 
         Refused, whatever the case's source, while the consent rule would not let the video be live: every
         cameo in it under live consent and the video it remixes live.
+
+        The check reads the cameos and the parent, while what ends the rule (a revocation, an erasure, a hold,
+        an expiry, a takedown of the parent) writes them and leaves a video that is down alone: two processes
+        could each decide from what the other had not yet recorded, and the video would go back up without
+        consent. So a reinstatement that puts the video back up also records, in the same transaction, that it
+        did on each cameo (`CameoUseReinstated`) and on the parent (`RemixReinstated`), at the versions the
+        check read (loaded before it, never again after): whichever of the two commands saves second conflicts
+        on a version and runs again on what the first recorded, which refuses the reinstatement or takes the
+        video down. The event store's own version check does it, so it holds on SQLite and PostgreSQL alike,
+        as a request's `CameoUseRecorded` and `RemixRecorded` do for a revocation that races it.
         """
         command_id = command_id or new_command_id()
         if not self.is_trust_and_safety(actor):
@@ -94,11 +105,26 @@ class TakedownCommands(Service):
         decision = on_record(decision, "a reinstatement's decision")
         reinstated = payload(e.VideoReinstated, case_id=canonical_id(case_id), decision=decision)
 
-        def change(video: Video) -> bool:
-            if not video.handled(command_id):
-                reasons = self.why_not_live(video, self.clock())
-                if reasons:
-                    raise ConsentError(f"video {video.id} cannot be reinstated: {'; '.join(reasons)}")
-            return video.reinstate(reinstated, str(actor), command_id=command_id)
+        def run() -> None:
+            video = self._writing(lambda: self.video(video_id))
+            if video.handled(command_id):  # a repeat records nothing (a reused command id is refused)
+                video.reinstate(reinstated, str(actor), command_id=command_id)
+                return
+            cameos = [self.cameo(cameo_id) for cameo_id in dict.fromkeys(video.cameo_ids)]
+            parent = self.video(video.remix_of) if video.remix_of is not None else None
+            reasons = self.why_not_live(video, self.clock())
+            if reasons:
+                raise ConsentError(f"video {video.id} cannot be reinstated: {'; '.join(reasons)}")
+            if not video.reinstate(reinstated, str(actor), command_id=command_id):
+                return
+            touched: list[EventStream] = [video]
+            if video.is_live:
+                for cameo in cameos:
+                    cameo.record_reinstated_use(video.id, reinstated.case_id, str(actor), command_id=command_id)
+                touched += cameos
+                if parent is not None:
+                    parent.record_remix_reinstated(video.id, reinstated.case_id, str(actor), command_id=command_id)
+                    touched.append(parent)
+            self.save(*touched)
 
-        self._on_video(video_id, change)
+        self._retrying(run)

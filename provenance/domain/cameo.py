@@ -147,6 +147,11 @@ class Cameo(EventStream):
         payload = e.CameoUseRecorded(video_id=str(video_id), creator_id=creator_id, grant_id=grant_id)
         return self._record("CameoUseRecorded", payload, actor=creator_id, command_id=command_id)
 
+    def record_reinstated_use(self, video_id: UUID, case_id: str, actor: str, *, command_id: str | None) -> bool:
+        """A video with this cameo is live again (see `CameoUseReinstated`)."""
+        payload = e.CameoUseReinstated(video_id=str(video_id), case_id=case_id)
+        return self._record("CameoUseReinstated", payload, actor=actor, command_id=command_id)
+
     def erase(self, actor: str, reason: str, *, command_id: str | None) -> bool:
         self._require_owner(actor, "erase")
         payload = build(e.CameoErased, key_id=self.key_id, reason=reason)
@@ -213,6 +218,9 @@ class Cameo(EventStream):
 
     def _when_CameoUseRecorded(self, p: dict[str, Any], _: Any) -> None:
         self.uses.append(CameoUse(p["video_id"], p["creator_id"], p["grant_id"]))
+
+    def _when_CameoUseReinstated(self, p: dict[str, Any], _: Any) -> None:
+        pass  # the use was recorded when the video was requested
 
     def _when_CameoErased(self, p: dict[str, Any], event: Any) -> None:
         self.erased = True

@@ -112,6 +112,13 @@ class Video(EventStream):
         payload = e.RemixRecorded(child_id=str(child_id), creator_id=creator_id)
         return self._record("RemixRecorded", payload, actor=creator_id, command_id=command_id)
 
+    def record_remix_reinstated(self, child_id: UUID, case_id: str, actor: str, *, command_id: str | None) -> bool:
+        """A remix of this video is live again (see `RemixReinstated`)."""
+        if not self.is_live:
+            raise RuleViolation(f"video {self.id} is not published (or was taken down): its remixes stay down")
+        payload = e.RemixReinstated(child_id=str(child_id), case_id=case_id)
+        return self._record("RemixReinstated", payload, actor=actor, command_id=command_id)
+
     def record_render(self, result: e.VideoRendered, actor: str, *, command_id: str | None) -> bool:
         return self._gate_result("VideoRendered", result, (REQUESTED,), actor, command_id)
 
@@ -218,6 +225,9 @@ class Video(EventStream):
 
     def _when_RemixRecorded(self, p: dict[str, Any], _: Any) -> None:
         self.children.append(UUID(p["child_id"]))
+
+    def _when_RemixReinstated(self, p: dict[str, Any], _: Any) -> None:
+        pass  # the remix was recorded when it was requested
 
     def _when_VideoRendered(self, p: dict[str, Any], _: Any) -> None:
         self.state = RENDERED

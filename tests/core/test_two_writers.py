@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 
-from kernel.errors import RuleViolation
+from kernel.errors import ConsentError, RuleViolation
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
@@ -83,6 +85,132 @@ def test_a_cascade_takes_down_a_video_that_another_process_put_back_up(
     outcome = here.revoke_consent(alice, cameo, grant, "no more")
     assert {r.video_id for r in outcome.takedowns} == {str(video), str(other)}
     assert not there.video(video).is_live and not there.video(other).is_live
+
+
+# --- a reinstatement racing what ends the rule it checked (write skew: each reads what the other writes) ---
+
+
+def _first_time(meanwhile: Callable[[], object]) -> Callable[[], None]:
+    """`meanwhile` on the first call only (a command run again on fresh copies must not repeat it)."""
+    done: list[bool] = []
+
+    def once() -> None:
+        if not done:
+            done.append(True)
+            meanwhile()
+
+    return once
+
+
+def _after_the_check(app: ProvenanceApp, meanwhile: Callable[[], object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Have `meanwhile` commit in the other process right after `app`'s consent check, before `app` saves."""
+    check, once = app.why_not_live, _first_time(meanwhile)
+
+    def checked_then_interleaved(video: Any, now: Any) -> list[str]:
+        reasons = check(video, now)
+        once()
+        return reasons
+
+    monkeypatch.setattr(app, "why_not_live", checked_then_interleaved)
+
+
+def _before_the_commit(app: ProvenanceApp, meanwhile: Callable[[], object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Have `meanwhile` commit in the other process after `app` decided (and checked its copies), before it records."""
+    record, once = app._record, _first_time(meanwhile)
+
+    def interleaved_then_recorded(processing: Any) -> Any:
+        once()
+        return record(processing)
+
+    monkeypatch.setattr(app, "_record", interleaved_then_recorded)
+
+
+def _down_under_a_case(app: ProvenanceApp, video: UUID) -> None:
+    """The rule holds for this video: it is not live, and a case on record says it is down."""
+    fresh = app.video(video)
+    assert not fresh.is_live and fresh.open_cases()
+
+
+def _a_cameo_video_down_for_spam(here: ProvenanceApp) -> tuple[UUID, UUID, UUID, str, str, UUID]:
+    alice, bob = here.register_person("alice"), here.register_person("bob")
+    tess = here.register_person("tess", roles=["member", "trust_and_safety"])
+    cameo = here.register_cameo(alice, face())
+    grant = here.grant_consent(alice, cameo, "approved", grantees=[bob])
+    video = publish_new(here, bob, cameo_ids=[cameo])
+    [record] = here.take_down(video, tess, reason_code="spam", statement_of_reasons="looked like spam")
+    return alice, tess, cameo, grant, record.case_id, video
+
+
+@pytest.mark.parametrize("ending", ["revoke", "erase"])
+def test_a_reinstatement_checked_before_consent_ended_in_another_process_is_refused(
+    writers: tuple[ProvenanceApp, ProvenanceApp], monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    here, there = writers
+    alice, tess, cameo, grant, case_id, video = _a_cameo_video_down_for_spam(here)
+
+    def end_consent() -> None:
+        if ending == "revoke":
+            here.revoke_consent(alice, cameo, grant, "no more")
+        else:
+            here.erase_cameo(alice, cameo, "delete my face")
+
+    _after_the_check(there, end_consent, monkeypatch)
+    with pytest.raises(ConsentError):
+        there.reinstate(video, case_id, tess, "not spam after all")
+    _down_under_a_case(here, video)
+    _down_under_a_case(there, video)
+
+
+@pytest.mark.parametrize("ending", ["revoke", "erase"])
+def test_consent_ended_from_a_copy_taken_before_another_process_reinstated_takes_the_video_down(
+    writers: tuple[ProvenanceApp, ProvenanceApp], monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    here, there = writers
+    alice, tess, cameo, grant, case_id, video = _a_cameo_video_down_for_spam(here)
+    _before_the_commit(here, lambda: there.reinstate(video, case_id, tess, "not spam after all"), monkeypatch)
+    if ending == "revoke":
+        outcome = here.revoke_consent(alice, cameo, grant, "no more")
+    else:
+        outcome = here.erase_cameo(alice, cameo, "delete my face")
+    assert [r.video_id for r in outcome.takedowns] == [str(video)]
+    _down_under_a_case(there, video)
+
+
+def _a_remix_down_for_spam(here: ProvenanceApp) -> tuple[UUID, UUID, UUID, str]:
+    bob, carol = here.register_person("bob"), here.register_person("carol")
+    tess = here.register_person("tess", roles=["member", "trust_and_safety"])
+    parent = publish_new(here, bob, "a ball")
+    child = publish_new(here, carol, "a ball, remixed", remix_of=parent)
+    [record] = here.take_down(child, tess, reason_code="spam", statement_of_reasons="spam")
+    return tess, parent, child, record.case_id
+
+
+def test_a_remix_reinstatement_checked_before_its_parent_came_down_in_another_process_is_refused(
+    writers: tuple[ProvenanceApp, ProvenanceApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here, there = writers
+    tess, parent, child, case_id = _a_remix_down_for_spam(here)
+
+    def take_parent_down() -> None:
+        here.take_down(parent, tess, reason_code="violence", statement_of_reasons="gore")
+
+    _after_the_check(there, take_parent_down, monkeypatch)
+    with pytest.raises(ConsentError):
+        there.reinstate(child, case_id, tess, "not spam")
+    _down_under_a_case(here, parent)
+    _down_under_a_case(here, child)
+
+
+def test_a_parent_taken_down_from_a_copy_taken_before_its_remix_was_reinstated_takes_the_remix_down(
+    writers: tuple[ProvenanceApp, ProvenanceApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here, there = writers
+    tess, parent, child, case_id = _a_remix_down_for_spam(here)
+    _before_the_commit(here, lambda: there.reinstate(child, case_id, tess, "not spam"), monkeypatch)
+    records = here.take_down(parent, tess, reason_code="violence", statement_of_reasons="gore")
+    assert [(r.video_id, r.source) for r in records] == [(str(parent), "own_initiative"), (str(child), "cascade")]
+    _down_under_a_case(there, parent)
+    _down_under_a_case(there, child)
 
 
 def test_processes_opening_a_postgres_log_run_its_definitions_one_at_a_time(
