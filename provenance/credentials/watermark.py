@@ -467,6 +467,11 @@ back of a frame it does not convert (`CAP_PROP_CONVERT_RGB` off) is then exactly
 _CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 """FFmpeg options OpenCV reads at every open; the protocol white list keeps a capture to local files."""
 
+_CAPTURE_LOG_LEVEL = "OPENCV_FFMPEG_LOGLEVEL"
+"""FFmpeg's log level for OpenCV's captures, read at every open. Quiet unless set: a damaged file is reported
+in the verification report, not by a hundred lines of decoder complaints on stderr."""
+_QUIET = "-8"  # AV_LOG_QUIET
+
 
 def _sampled_lumas(path: Path, config: WatermarkConfig) -> Generator[np.ndarray, None, None]:
     """Luma planes of up to `sample_frames` frames spread over the first `scan_frames` frames.
@@ -513,12 +518,21 @@ def _luma_capture(path: Path) -> Any:
     options = os.environ.get(_CAPTURE_OPTIONS, "")
     if "protocol_whitelist" not in options:
         os.environ[_CAPTURE_OPTIONS] = "|".join(filter(None, (options, "protocol_whitelist;file")))
+    os.environ.setdefault(_CAPTURE_LOG_LEVEL, _QUIET)
     capture = _quietly(lambda: cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_CONVERT_RGB, 0]))
-    pixel_format = int(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)).to_bytes(4, "little").decode("latin-1")
-    if capture.isOpened() and pixel_format in _LUMA_FIRST:
+    if capture.isOpened() and _pixel_format(capture) in _LUMA_FIRST:
         return capture
     capture.release()
     return None
+
+
+def _pixel_format(capture: Any) -> str:
+    """The FourCC of the pixel format the capture decodes to; "" when OpenCV does not know it (it says -1 for a
+    stream it could not make sense of, such as one whose media offsets a transplanted manifest box shifted)."""
+    import cv2
+
+    code = int(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT))
+    return code.to_bytes(4, "little").decode("latin-1") if 0 <= code < 1 << 32 else ""
 
 
 def _quietly(call: Any) -> Any:

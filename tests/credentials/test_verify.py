@@ -428,3 +428,33 @@ def test_a_file_whose_manifest_cannot_be_parsed_is_invalid_and_still_found_by_it
         str(signed.video_id),
         {"state": "published"},
     )
+
+
+def test_a_manifest_box_copied_from_another_file_makes_it_invalid_not_a_crash(
+    tmp_path: Path, signed: Signed, remix: Signed, pki: DevelopmentPki, lookup: FakeStatusLookup
+) -> None:
+    """The remix's manifest box is larger than the parent's: the media offsets shift, and OpenCV opens the file
+    with no pixel format (-1), which once crashed the watermark reader."""
+    import subprocess
+    import sys
+
+    from tests.credentials.support import top_level_boxes
+
+    parent, donor = signed.path.read_bytes(), remix.path.read_bytes()
+    at, size, _ = next(b for b in top_level_boxes(parent) if b[2] == b"uuid")
+    donor_at, donor_size, _ = next(b for b in top_level_boxes(donor) if b[2] == b"uuid")
+    assert donor_size != size
+    transplanted = tmp_path / "transplanted.mp4"
+    transplanted.write_bytes(parent[:at] + donor[donor_at : donor_at + donor_size] + parent[at + size :])
+    report = verify_file(transplanted, pki.trust(), lookup)
+    assert report.state == "Invalid" and "assertion.bmffHash.mismatch" in report.failures
+    assert report.claimed_video_id == str(remix.video_id) and report.video_id != str(remix.video_id)
+    assert report.watermark_checked
+    # In a process of its own, as the command line runs it, FFmpeg's complaints about the damaged stream stay
+    # off stderr (OpenCV reads the log level once, at a process's first capture).
+    script = (
+        "import sys; from pathlib import Path; from provenance.credentials.verify import verify_file; "
+        "print(verify_file(Path(sys.argv[1]), None).state)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, transplanted], capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["Invalid"], "")
