@@ -365,6 +365,7 @@ def _from_watermark(
         recovered_by="watermark" if video_id else None,
         soft_binding={"alg": ALG, "value": value},
         watermark_checked=True,
+        watermark_video_id=str(video_id) if video_id else None,
     )
 
 

@@ -193,6 +193,15 @@ def test_manifest_stripped_by_reencoding_resolves_through_the_watermark(
     assert report.soft_binding == {"alg": signed.result.soft_binding[0], "value": signed.result.soft_binding[1]}
 
 
+def test_a_video_found_only_by_its_watermark_is_the_watermark_video(
+    tmp_path: Path, signed: Signed, pki: DevelopmentPki, lookup: FakeStatusLookup
+) -> None:
+    stripped = reencode(signed.path, tmp_path / "uploaded.mp4", crf=18)
+    body = verify_file(stripped, pki.trust(), lookup).to_json()
+    assert (body["recovered_by"], body["video_id"]) == ("watermark", str(signed.video_id))
+    assert body["watermark_video_id"] == str(signed.video_id)
+
+
 def test_unknown_watermark_is_reported_but_not_resolved(tmp_path: Path, signed: Signed, pki: DevelopmentPki) -> None:
     stripped = reencode(signed.path, tmp_path / "uploaded.mp4", crf=18)
     report = verify_file(stripped, pki.trust(), FakeStatusLookup())
