@@ -25,7 +25,7 @@ from kernel.errors import InvalidInput, NotFound
 from provenance.credentials.errors import CredentialsError
 from provenance.credentials.trust import TrustConfig
 from provenance.credentials.verify import StatusLookup, VerificationReport, verify_file
-from provenance.credentials.watermark import ALG, decode_watermark, payload_from_value, soft_binding_value
+from provenance.credentials.watermark import ALG, decode_watermarks, payload_from_value, soft_binding_value
 
 MANIFEST_MEDIA_TYPE = "application/c2pa"
 _DEFAULT_MAX_RESULTS = 10
@@ -100,11 +100,16 @@ class Match:
 class MatchesResponse:
     matches: tuple[Match, ...]
     soft_binding: dict[str, str] | None = None
-    """The binding that was looked up (decoded from the content for `matches_by_content`)."""
+    """The binding that was looked up (decoded from the content for `matches_by_content`: the first found)."""
+    conflict: str | None = None
+    """Set when the content carries the watermarks of several signed videos (a splice): it names each manifest."""
 
     def to_json(self) -> dict[str, Any]:
-        """The soft-binding resolution API's response body."""
-        return {"matches": [{"manifestId": m.manifest_id} for m in self.matches]}
+        """The soft-binding resolution API's response body (with `conflict` beside the matches when there is one)."""
+        body: dict[str, Any] = {"matches": [{"manifestId": m.manifest_id} for m in self.matches]}
+        if self.conflict:
+            body["conflict"] = self.conflict
+        return body
 
 
 class ManifestResolver:
@@ -124,22 +129,30 @@ class ManifestResolver:
         )
 
     def matches_by_content(self, path: Path, max_results: int = _DEFAULT_MAX_RESULTS) -> MatchesResponse:
-        """Manifests for a file: an exact sha256 match first, then its watermark."""
+        """Manifests for a file: an exact sha256 match first, then its watermarks (every one found, first found
+        first; more than one signed video's is a `conflict`)."""
         path = Path(path)
         if not path.is_file():  # a file that cannot be used is bad input, as `verify` says it
             raise InvalidInput(f"no such file: {path}" if not path.exists() else f"{path} is not a file")
         matches = [Match(m, "sha256") for m in self.index.manifests_by_content(sha256_file(path))]
         binding: dict[str, str] | None = None
         try:
-            payload = decode_watermark(path)
+            payloads = decode_watermarks(path)
         except CredentialsError:
-            payload = None
-        if payload is not None:
+            payloads = ()
+        marked: list[list[str]] = []
+        for payload in payloads:
             value = soft_binding_value(payload)
-            binding = {"alg": ALG, "value": value}
+            binding = binding or {"alg": ALG, "value": value}
+            found = self.index.manifests_by_binding(ALG, value)
+            marked += [found] if found else []
             known = {m.manifest_id for m in matches}
-            matches += [Match(m, "watermark") for m in self.index.manifests_by_binding(ALG, value) if m not in known]
-        return MatchesResponse(matches=tuple(matches[: max(0, max_results)]), soft_binding=binding)
+            matches += [Match(m, "watermark") for m in found if m not in known]
+        conflict = None
+        if len(marked) > 1:
+            named = "; ".join(", ".join(manifests) for manifests in marked)
+            conflict = f"the content carries the watermarks of {len(marked)} signed videos, manifests: {named}"
+        return MatchesResponse(matches=tuple(matches[: max(0, max_results)]), soft_binding=binding, conflict=conflict)
 
     def manifest(self, manifest_id: str) -> bytes:
         """The stored manifest store (`application/c2pa`) of `manifest_id`."""

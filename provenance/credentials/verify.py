@@ -24,7 +24,7 @@ from provenance.credentials.errors import CredentialsError
 from provenance.credentials.formats import Container, sniff
 from provenance.credentials.manifest import LOG_ASSERTION
 from provenance.credentials.trust import TrustConfig
-from provenance.credentials.watermark import ALG, decode_watermark, soft_binding_value
+from provenance.credentials.watermark import ALG, decode_watermarks, soft_binding_value
 
 State = Literal["Trusted", "Valid", "Invalid", "NoManifest"]
 RecoveredBy = Literal["manifest", "watermark"]
@@ -108,7 +108,11 @@ class VerificationReport:
     """The video id the manifest claims, whatever its state; `video_id` is only ever a trusted answer."""
     watermark_video_id: str | None = None
     conflict: str | None = None
-    """Set when the watermark and a trusted manifest name different videos."""
+    """Set when the watermark and a trusted manifest name different videos, or the frames carry the watermarks of
+    several videos (a splice): then `video_id` and `status` are those of the video whose status is the worst."""
+    watermarks: tuple[dict[str, Any], ...] = ()
+    """Every watermark in the frames, first found first: its soft-binding `value`, the `video_id` it resolves to
+    (None: not one of ours) and that video's `status`."""
     success_codes: tuple[str, ...] = ()
     informational_codes: tuple[str, ...] = ()
     actions: tuple[dict[str, Any], ...] = ()
@@ -148,6 +152,7 @@ class VerificationReport:
             "claimed_video_id": self.claimed_video_id,
             "watermark_video_id": self.watermark_video_id,
             "conflict": self.conflict,
+            "watermarks": list(self.watermarks),
             "success_codes": list(self.success_codes),
             "informational_codes": list(self.informational_codes),
             "actions": list(self.actions),
@@ -326,7 +331,7 @@ def _from_watermark(
             container=container.name,
         )
     try:
-        payload = decode_watermark(path)
+        payloads = decode_watermarks(path)
     except CredentialsError as exc:
         failures.append(UNDECODABLE_VIDEO)
         details.append(Failure(UNDECODABLE_VIDEO, str(exc)))
@@ -339,7 +344,7 @@ def _from_watermark(
             container=container.name,
             watermark_checked=True,
         )
-    if payload is None:
+    if not payloads:
         return VerificationReport(
             path=shown,
             state="NoManifest",
@@ -349,10 +354,16 @@ def _from_watermark(
             container=container.name,
             watermark_checked=True,
         )
-    value = soft_binding_value(payload)
-    video_id = status_lookup.resolve_soft_binding(ALG, value) if status_lookup is not None else None
-    status = status_lookup.status(video_id) if status_lookup is not None and video_id is not None else None
-    found = f"watermark {value} resolves to video {video_id}" if video_id else f"watermark {value} is not known"
+    watermarks = _watermarks_of(payloads, status_lookup)
+    videos = _videos_of(watermarks)
+    chosen = _worst(videos) if videos else watermarks[0]
+    video_id = chosen["video_id"]
+    found = "; ".join(
+        f"watermark {w['value']} resolves to video {w['video_id']}"
+        if w["video_id"]
+        else f"watermark {w['value']} is not known"
+        for w in watermarks
+    )
     return VerificationReport(
         path=shown,
         state="NoManifest",
@@ -360,12 +371,56 @@ def _from_watermark(
         failure_details=tuple(details),
         reason=f"{reason}; {found}",
         container=container.name,
-        video_id=str(video_id) if video_id else None,
-        status=status,
+        video_id=video_id,
+        status=chosen["status"],
         recovered_by="watermark" if video_id else None,
-        soft_binding={"alg": ALG, "value": value},
+        soft_binding={"alg": ALG, "value": chosen["value"]},
         watermark_checked=True,
-        watermark_video_id=str(video_id) if video_id else None,
+        watermark_video_id=video_id,
+        conflict=_spliced(videos) if len(videos) > 1 else None,
+        watermarks=tuple(watermarks),
+    )
+
+
+_SEVERITY = {"published": 0, "blocked": 2, "taken_down": 3}
+"""How bad a video's platform status is: taken down over blocked over anything else over published."""
+
+
+def status_severity(status: dict[str, Any] | None) -> int:
+    """A rank of a platform status (`StatusLookup.status`), higher the worse; revoked consent adds to it. Where a
+    file names several videos, the worst status is the one reported, never the most favourable."""
+    if not status:
+        return -1
+    return 2 * _SEVERITY.get(str(status.get("status")), 1) + bool(status.get("consent_revoked"))
+
+
+def _watermarks_of(payloads: tuple[bytes, ...], status_lookup: StatusLookup | None) -> list[dict[str, Any]]:
+    """Each payload's soft-binding value, the video it resolves to and that video's status."""
+    found = []
+    for payload in payloads:
+        value = soft_binding_value(payload)
+        video_id = status_lookup.resolve_soft_binding(ALG, value) if status_lookup is not None else None
+        status = status_lookup.status(video_id) if status_lookup is not None and video_id is not None else None
+        found.append({"value": value, "video_id": str(video_id) if video_id else None, "status": status})
+    return found
+
+
+def _videos_of(watermarks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The watermarks that resolve to a video of ours, one per video, first found first."""
+    return list({w["video_id"]: w for w in reversed(watermarks) if w["video_id"]}.values())[::-1]
+
+
+def _worst(videos: list[dict[str, Any]]) -> dict[str, Any]:
+    """The video whose status is the worst (the first found of equals)."""
+    return max(videos, key=lambda w: status_severity(w["status"]))
+
+
+def _spliced(videos: list[dict[str, Any]]) -> str:
+    named = ", ".join(f"{w['video_id']} ({(w['status'] or {}).get('status', 'status unknown')})" for w in videos)
+    worst = _worst(videos)
+    worst_id = worst["video_id"]
+    return (
+        f"the frames carry the watermarks of {len(videos)} videos: {named}; the worst status, {worst_id}'s, is reported"
     )
 
 
@@ -604,18 +659,20 @@ def _with_watermark(
     if not container.is_video or status_lookup is None:
         return report
     try:
-        payload = decode_watermark(path)
+        payloads = decode_watermarks(path)
     except CredentialsError:
         return replace(report, watermark_checked=True)
-    if payload is None:
-        return replace(report, watermark_checked=True)
-    found = status_lookup.resolve_soft_binding(ALG, soft_binding_value(payload))
-    marked = str(found) if found else None
-    report = replace(report, watermark_checked=True, watermark_video_id=marked)
+    watermarks = _watermarks_of(payloads, status_lookup)
+    report = replace(report, watermark_checked=True, watermarks=tuple(watermarks))
+    videos = _videos_of(watermarks)
+    if len(videos) > 1:
+        return _with_spliced_watermarks(report, videos)
+    marked = videos[0]["video_id"] if videos else None
+    report = replace(report, watermark_video_id=marked)
     if marked is None:
         return report
     if report.video_id is None:
-        status = status_lookup.status(found) if found else None
+        status = videos[0]["status"]
         conflict = None
         if report.claimed_video_id and report.claimed_video_id != marked:
             conflict = f"the manifest claims video {report.claimed_video_id}; the watermark is video {marked}'s"
@@ -624,6 +681,21 @@ def _with_watermark(
         conflict = f"the manifest names video {report.video_id}; the watermark is video {marked}'s"
         return replace(report, conflict=conflict)
     return report
+
+
+def _with_spliced_watermarks(report: VerificationReport, videos: list[dict[str, Any]]) -> VerificationReport:
+    """The frames carry several videos' watermarks: a conflict naming each, and the worst status of all the videos
+    named (the trusted manifest's too) is the one reported."""
+    worst = _worst(videos)
+    conflict = _spliced(videos)
+    claimed = report.video_id or report.claimed_video_id
+    if claimed and all(claimed != w["video_id"] for w in videos):
+        says = "names" if report.video_id else "claims"
+        conflict = f"the manifest {says} video {claimed}; {conflict}"
+    report = replace(report, watermark_video_id=worst["video_id"], conflict=conflict)
+    if report.video_id is not None and status_severity(report.status) >= status_severity(worst["status"]):
+        return report
+    return replace(report, video_id=worst["video_id"], status=worst["status"], recovered_by="watermark")
 
 
 def _parse_uuid(value: str | None) -> UUID | None:

@@ -13,8 +13,9 @@ coefficients measured on a coarse grid of cells laid over the frame in relative 
   change is computed on the canonical grid and upsampled smoothly onto the frame, with refinement passes
   so the decoder measures the value intended;
 * decoding soft-votes (the cosine of the lattice phase, so uncertain chips count for little) over frames
-  sampled from the first seconds, Viterbi-decodes, and checks the CRC. A wrong message passes the CRC
-  with probability 2**-32, so an unmarked video returns None.
+  sampled in windows spread over the whole clip, each window on its own, Viterbi-decodes, and checks the
+  CRC; every distinct payload that checks is kept (a clip spliced from several marked videos has several).
+  A wrong message passes the CRC with probability 2**-32, so an unmarked video has none.
 
 Parameters were chosen from measurement (WATERMARK.md, bench/bench_watermark.py). The key is not a
 secret: the mark resists ordinary processing, not a determined adversary who knows the method.
@@ -30,8 +31,8 @@ import os
 import tempfile
 import time
 import zlib
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -86,9 +87,13 @@ class WatermarkConfig:
     crf: int = 18
     preset: str = "medium"
     sample_frames: int = 24
-    """Frames decoded for the vote."""
+    """Frames decoded for the votes, in all windows together."""
+    windows: int = 4
+    """Stretches of the clip, spread from its first frame to its last, each voted on its own: a clip spliced from
+    several marked videos shows each one's payload, and an intro before the marked frames hides nothing."""
     scan_frames: int = 120
-    """The vote looks at the first this-many frames only, so a long file costs no more than a short one."""
+    """The windows together span this-many frames at most (each a quarter), so a long file costs no more sampled
+    frames than a short one."""
 
 
 DEFAULT_CONFIG = WatermarkConfig()
@@ -115,9 +120,16 @@ class WatermarkReading:
     soft: np.ndarray = field(repr=False)
     """Per coded bit, the mean soft chip value in [-1, 1] (positive: bit 0)."""
     message: np.ndarray = field(repr=False)
-    """The 96 message bits (payload and CRC) the Viterbi decoder chose."""
+    """The 96 message bits (payload and CRC) the Viterbi decoder chose (of the vote that found the first payload)."""
     frames: int
-    payload: bytes | None
+    """Frames read, in all windows."""
+    payloads: tuple[bytes, ...]
+    """Every distinct payload whose CRC checks, first found first (several: a clip spliced from marked videos)."""
+
+    @property
+    def payload(self) -> bytes | None:
+        """The first payload found, or None."""
+        return self.payloads[0] if self.payloads else None
 
     @property
     def confidence(self) -> float:
@@ -473,40 +485,68 @@ in the verification report, not by a hundred lines of decoder complaints on stde
 _QUIET = "-8"  # AV_LOG_QUIET
 
 
-def _sampled_lumas(path: Path, config: WatermarkConfig) -> Generator[np.ndarray, None, None]:
-    """Luma planes of up to `sample_frames` frames spread over the first `scan_frames` frames.
+_SEEK_GAP = 250
+"""Frames to skip before a reader seeks rather than decodes its way through: x264's default keyframe interval.
+A seek decodes from the keyframe before its target, so over a shorter gap it would save nothing."""
 
-    Read through OpenCV, which the canonical resize needs anyway, so verifying a file does not also load
-    PyAV (most of a small file's verification time was importing the two). A pixel format whose luma
-    OpenCV cannot hand back as it is, or a file it cannot open, is read through PyAV, which also says what
-    is wrong with a file that cannot be decoded at all.
-    """
+
+def _sample_plan(total: int, config: WatermarkConfig) -> list[range]:
+    """The frames each window samples: `windows` stretches spread from the clip's first frame to its last, each
+    `scan_frames // windows` frames long (shorter in a clip of fewer than `scan_frames`), `sample_frames` frames
+    in all. The count does not grow with the clip; an unknown length (0) is read as `scan_frames` frames."""
+    windows = max(1, config.windows)
+    length = total if total > 0 else config.scan_frames
+    per_window = max(1, config.sample_frames // windows)
+    span = max(1, min(length, config.scan_frames) // windows)
+    stride = max(1, span // per_window)
+    last = max(0, length - span)
+    starts = sorted({round(i * last / (windows - 1)) for i in range(windows)}) if windows > 1 else [0]
+    return [range(start, min(start + span, length), stride)[:per_window] for start in starts]
+
+
+class _OpenCvFrames:
+    """Luma planes of chosen frames (in increasing order) through an OpenCV capture."""
+
+    def __init__(self, capture: Any, seek_gap: int) -> None:
+        import cv2
+
+        self.capture = capture
+        self.seek_gap = seek_gap
+        self.total = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        self.shape = (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)))
+        self.position = 0
+        """The index of the frame the next read decodes."""
+        self.last: tuple[int, np.ndarray] | None = None
+
+    def luma_at(self, index: int) -> np.ndarray | None:
+        """The luma plane of frame `index`, or None past the end (or where the stream stops decoding)."""
+        import cv2
+
+        if self.last is not None and self.last[0] == index:
+            return self.last[1]
+        if index - self.position > self.seek_gap and self.capture.set(cv2.CAP_PROP_POS_FRAMES, index):
+            self.position = index
+        while self.position < index:
+            if not self.capture.grab():
+                return None
+            self.position += 1
+        ok, frame = _quietly(self.capture.read)
+        self.position += 1
+        if not ok or frame is None or frame.shape != self.shape or frame.dtype != np.uint8:
+            return None
+        luma: np.ndarray = frame
+        self.last = (index, luma)
+        return luma
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+def _opencv_frames(path: Path, seek_gap: int = _SEEK_GAP) -> _OpenCvFrames | None:
+    """Frames read through OpenCV, which the canonical resize needs anyway, so verifying a file does not also
+    load PyAV (most of a small file's verification time was importing the two); None when this file needs PyAV."""
     capture = _luma_capture(path)
-    if capture is None:
-        yield from _sampled_lumas_pyav(path, config)
-        return
-    import cv2
-
-    try:
-        every = _sampling_stride(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), config)
-        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        taken = 0
-        for index in range(config.scan_frames):
-            if taken >= config.sample_frames:
-                break
-            if index % every:
-                if not capture.grab():
-                    break
-                continue
-            ok, frame = _quietly(capture.read)
-            if not ok or frame is None or frame.shape != (height, width) or frame.dtype != np.uint8:
-                break
-            taken += 1
-            yield frame
-    finally:
-        capture.release()
-    if taken == 0:  # nothing came out this way: PyAV reads it or says why it cannot
-        yield from _sampled_lumas_pyav(path, config)
+    return _OpenCvFrames(capture, seek_gap) if capture is not None else None
 
 
 def _luma_capture(path: Path) -> Any:
@@ -547,37 +587,61 @@ def _quietly(call: Any) -> Any:
         cv_logging.setLogLevel(level)
 
 
-def _sampling_stride(total: int, config: WatermarkConfig) -> int:
-    """Every how-many frames one is sampled, given the stream's frame count (0 when unknown)."""
-    span = min(total, config.scan_frames) if total else config.scan_frames
-    return max(1, span // max(1, config.sample_frames))
+class _PyAvFrames:
+    """Luma planes of chosen frames (in increasing order) through PyAV: any pixel format, and it says what is
+    wrong with a file that cannot be decoded at all."""
 
-
-def _sampled_lumas_pyav(path: Path, config: WatermarkConfig) -> Iterator[np.ndarray]:
-    import av
-
-    container = _open_input(path)
-    try:
-        if not container.streams.video:
+    def __init__(self, path: Path, seek_gap: int = _SEEK_GAP) -> None:
+        self.path = path
+        self.seek_gap = seek_gap
+        self.container = _open_input(path)
+        if not self.container.streams.video:
+            self.container.close()
             raise WatermarkError(f"{path.name} has no video stream")
-        stream = container.streams.video[0]
+        self.stream = stream = self.container.streams.video[0]
         stream.thread_type = "AUTO"
+        self.rate = stream.average_rate or stream.guessed_rate
         total = stream.frames or 0
-        if not total and stream.duration and stream.time_base and stream.average_rate:
-            total = int(stream.duration * stream.time_base * stream.average_rate)
-        every = _sampling_stride(total, config)
-        taken = 0
-        for index, frame in enumerate(container.decode(stream)):
-            if index >= config.scan_frames or taken >= config.sample_frames:
-                break
-            if index % every:
-                continue
-            taken += 1
-            yield _luma(frame)
-    except av.FFmpegError as exc:
-        raise WatermarkError(f"{path.name} could not be decoded ({_one_line(exc)})") from exc
-    finally:
-        container.close()
+        if not total and stream.duration and stream.time_base and self.rate:
+            total = int(stream.duration * stream.time_base * self.rate)
+        self.total = total
+        self.decoded = self._decode()
+        self.position: int | None = 0
+        """The index of the frame the decoder yields next; None just after a seek, until a frame says where."""
+
+    def _decode(self) -> Iterator[Any]:
+        return iter(self.container.decode(self.stream))
+
+    def _index_of(self, frame: Any) -> int | None:
+        if frame.time is None or not self.rate:
+            return None
+        base, first = self.stream.time_base, self.stream.start_time
+        start = float(first * base) if first and base else 0.0
+        return round((frame.time - start) * float(self.rate))
+
+    def luma_at(self, index: int) -> np.ndarray | None:
+        """The luma plane of frame `index` (or of the first frame after it that a seek lands on), or None past
+        the end."""
+        import av
+
+        try:
+            position = self.position if self.position is not None else index
+            if index - position > self.seek_gap and self.rate and self.stream.time_base:
+                start = self.stream.start_time or 0
+                self.container.seek(start + int(index / (self.rate * self.stream.time_base)), stream=self.stream)
+                self.decoded, self.position = self._decode(), None
+            for frame in self.decoded:
+                at = self.position if self.position is not None else self._index_of(frame)
+                at = index if at is None else at  # a frame without a time: take it as the one sought
+                self.position = at + 1
+                if at >= index:
+                    return _luma(frame)
+            return None
+        except av.FFmpegError as exc:
+            raise WatermarkError(f"{self.path.name} could not be decoded ({_one_line(exc)})") from exc
+
+    def close(self) -> None:
+        self.container.close()
 
 
 def _luma(frame: Any) -> np.ndarray:
@@ -591,35 +655,77 @@ def _luma(frame: Any) -> np.ndarray:
 
 
 EARLY_VOTES = (3, 8)
-"""Sampled frame counts after which the vote is already tried: a copy that kept its mark decodes from a few
-frames, and the CRC makes an early wrong answer as unlikely as a late one (2**-32 a try)."""
+"""Sampled frame counts within a window after which its vote is already tried (it is always tried at the window's
+end): a copy that kept its mark decodes from a few frames, and the CRC makes an early wrong answer as unlikely as a
+late one (2**-32 a try)."""
 
 
 def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> WatermarkReading:
-    """Vote over sampled frames; `payload` is set only when the CRC checks.
+    """Vote window by window over frames sampled across the whole clip; `payloads` holds every payload whose CRC
+    checks, first found first: one for a marked video, several for a clip spliced from several marked videos.
 
-    The vote is tried after `EARLY_VOTES` frames and stops at the first that checks; otherwise it takes every
-    sampled frame, as a copy that lost most of its mark needs.
+    Each window's vote is tried after `EARLY_VOTES` frames and stops that window at the first that checks. When no
+    window finds a payload on its own, every sampled frame is voted together, as a copy that lost most of its mark
+    needs.
     """
-    chip_rows: list[np.ndarray] = []
-    with contextlib.closing(_sampled_lumas(Path(video), config)) as lumas:
-        for luma in lumas:
-            chip_rows.append(read_luma(luma, config))
-            if len(chip_rows) in EARLY_VOTES and (reading := _vote(chip_rows, config)).payload is not None:
-                return reading
-    if not chip_rows:
-        return WatermarkReading(soft=np.zeros(0), message=np.zeros(0, np.uint8), frames=0, payload=None)
-    return _vote(chip_rows, config)
+    path = Path(video)
+    frames: _OpenCvFrames | _PyAvFrames | None = _opencv_frames(path)
+    if frames is not None and frames.luma_at(0) is None:  # nothing came out this way: PyAV reads it or says why not
+        frames.close()
+        frames = None
+    if frames is None:
+        frames = _PyAvFrames(path)
+    rows: list[np.ndarray] = []
+    found: list[WatermarkReading] = []
+    with contextlib.closing(frames):
+        for window in _sample_plan(frames.total, config):
+            window_rows: list[np.ndarray] = []
+            ended = False
+            checked = False
+            for index in window:
+                luma = frames.luma_at(index)
+                if luma is None:
+                    ended = True
+                    break
+                window_rows.append(read_luma(luma, config))
+                checked = len(window_rows) in EARLY_VOTES
+                if checked and (reading := _vote(window_rows, config)).payloads:
+                    found.append(reading)
+                    break
+            else:
+                if window_rows and not checked and (reading := _vote(window_rows, config)).payloads:
+                    found.append(reading)
+            if ended and window_rows and not checked and (reading := _vote(window_rows, config)).payloads:
+                found.append(reading)
+            rows += window_rows
+            if ended:
+                break
+    if not rows:
+        return WatermarkReading(soft=np.zeros(0), message=np.zeros(0, np.uint8), frames=0, payloads=())
+    if not found:
+        return replace(_vote(rows, config), frames=len(rows))
+    payloads = tuple(dict.fromkeys(reading.payloads[0] for reading in found))
+    return replace(found[0], frames=len(rows), payloads=payloads)
 
 
 def _vote(chip_rows: list[np.ndarray], config: WatermarkConfig) -> WatermarkReading:
     soft = vote(np.stack(chip_rows), config)
     message, payload = decode_soft(soft, config)
-    return WatermarkReading(soft=soft, message=message, frames=len(chip_rows), payload=payload)
+    return WatermarkReading(soft=soft, message=message, frames=len(chip_rows), payloads=(payload,) if payload else ())
+
+
+def decode_watermarks(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> tuple[bytes, ...]:
+    """Every payload marked in `video`, first found first: none when it carries no readable mark, more than one
+    when it was spliced from several marked videos.
+
+    Raises WatermarkError when the file cannot be decoded as a video at all.
+    """
+    return read_watermark(video, config).payloads
 
 
 def decode_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> bytes | None:
-    """The payload marked in `video`, or None when it carries no readable mark.
+    """The first payload found in `video` (see `decode_watermarks` for all of them), or None when it carries no
+    readable mark.
 
     Raises WatermarkError when the file cannot be decoded as a video at all.
     """

@@ -46,6 +46,31 @@ def reencode(source: Path, target: Path, *, crf: int = 23, scale: float = 1.0, c
     return target
 
 
+def splice(target: Path, *parts: tuple[Path | None, int | None], crf: int = 18) -> Path:
+    """One H.264 file of the first `count` frames (None: all) of each `(source, count)` in turn; a source of None
+    is `count` mid-grey frames (an intro). Every source must have the first real one's size and rate."""
+    import av
+    import numpy as np
+
+    with av.open(str(next(p for p, _ in parts if p is not None))) as first:
+        model = first.streams.video[0]
+        width, height, rate = model.width, model.height, model.average_rate
+    with av.open(str(target), "w", format="mp4") as dst:
+        out = dst.add_stream("libx264", rate=rate)
+        assert isinstance(out, av.VideoStream)
+        out.width, out.height, out.pix_fmt, out.options = width, height, "yuv420p", {"crf": str(crf)}
+        for source, count in parts:
+            if source is None:
+                planes = [np.full((height * 3 // 2, width), 128, np.uint8)] * (count or 0)
+            else:
+                with av.open(str(source)) as src:
+                    planes = [f.to_ndarray(format="yuv420p") for f in src.decode(video=0)][:count]
+            for plane in planes:
+                dst.mux(out.encode(av.VideoFrame.from_ndarray(plane, format="yuv420p")))
+        dst.mux(out.encode(None))
+    return target
+
+
 def top_level_boxes(data: bytes) -> list[tuple[int, int, bytes]]:
     """(offset, size, type) of each top-level ISO BMFF box."""
     boxes, offset = [], 0

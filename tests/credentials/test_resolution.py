@@ -84,3 +84,20 @@ def test_stored_manifest_does_not_vouch_for_reencoded_bytes(
     report = resolver.verify_with_stored_manifest(reencoded, signed.result.manifest_id)
     assert report.state == "Invalid"
     assert any(code.startswith("assertion.bmffHash") for code in report.failures)
+
+
+def test_lookup_by_content_of_a_clip_spliced_from_two_videos_matches_both_and_says_so(
+    resolver: ManifestResolver, signed: Signed, remix: Signed, tmp_path: Path
+) -> None:
+    from tests.credentials.support import splice
+
+    spliced = splice(tmp_path / "spliced.mp4", (signed.path, 12), (remix.path, None))
+    found = resolver.matches_by_content(spliced)
+    assert [(m.manifest_id, m.matched_by) for m in found.matches] == [
+        (signed.result.manifest_id, "watermark"),
+        (remix.result.manifest_id, "watermark"),
+    ]
+    assert found.conflict is not None
+    assert signed.result.manifest_id in found.conflict and remix.result.manifest_id in found.conflict
+    assert found.to_json()["conflict"] == found.conflict
+    assert "conflict" not in resolver.matches_by_content(signed.path).to_json()  # one video: the API's body as before

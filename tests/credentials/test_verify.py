@@ -467,3 +467,42 @@ def test_a_manifest_box_copied_from_another_file_makes_it_invalid_not_a_crash(
     )
     done = subprocess.run([sys.executable, "-c", script, transplanted], capture_output=True, text=True, timeout=300)
     assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["Invalid"], "")
+
+
+def test_a_clip_spliced_from_two_videos_names_both_and_reports_the_worse_status(
+    tmp_path: Path, signed: Signed, remix: Signed, pki: DevelopmentPki
+) -> None:
+    """Half a second of a live video in front of a taken-down one: the taken-down status is the one reported."""
+    from provenance.credentials.signing import sign_watermarked_video
+    from tests.credentials.support import splice
+
+    live = {"video_id": str(signed.video_id), "status": "published", "takedown": None, "consent_revoked": False}
+    down = {"video_id": str(remix.video_id), "status": "taken_down", "takedown": {}, "consent_revoked": True}
+    fake = FakeStatusLookup()
+    fake.add(signed.video_id, soft_binding_for(signed.video_id), live)
+    fake.add(remix.video_id, soft_binding_for(remix.video_id), down)
+    spliced = splice(tmp_path / "spliced.mp4", (signed.path, 12), (remix.path, None))
+    report = verify_file(spliced, pki.trust(), fake)
+    assert (report.state, report.recovered_by) == ("NoManifest", "watermark")
+    assert (report.video_id, report.status, report.watermark_video_id) == (
+        str(remix.video_id),
+        down,
+        str(remix.video_id),
+    )
+    assert report.soft_binding == dict(zip(("alg", "value"), soft_binding_for(remix.video_id), strict=True))
+    assert report.conflict and str(signed.video_id) in report.conflict and str(remix.video_id) in report.conflict
+    body = report.to_json()
+    assert [(w["video_id"], w["status"]) for w in body["watermarks"]] == [
+        (str(signed.video_id), live),
+        (str(remix.video_id), down),
+    ]
+    # Signed as a video of its own by a trusted signer: the manifest's video is named, and still the worse status
+    # of the videos in its frames is the one reported.
+    other = uuid4()
+    fake.add(other, soft_binding_for(other), {"video_id": str(other), "status": "published", "consent_revoked": False})
+    resigned = sign_watermarked_video(spliced, tmp_path / "resigned.mp4", manifest_inputs(other), pki.identity())
+    trusted = verify_file(resigned.path, pki.trust(), fake)
+    assert (trusted.state, trusted.claimed_video_id) == ("Trusted", str(other))
+    assert (trusted.video_id, trusted.status, trusted.recovered_by) == (str(remix.video_id), down, "watermark")
+    assert trusted.conflict and all(str(v) in trusted.conflict for v in (other, signed.video_id, remix.video_id))
+    assert [w["video_id"] for w in trusted.to_json()["watermarks"]] == [str(signed.video_id), str(remix.video_id)]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -9,9 +10,10 @@ import pytest
 from devkit.sample_video import SampleClip, render_frames
 from provenance.credentials import watermark as wm
 from provenance.credentials.errors import WatermarkError
-from tests.credentials.support import reencode, top_level_boxes
+from tests.credentials.support import reencode, splice, top_level_boxes
 
 PAYLOAD = bytes.fromhex("0123456789abcdef")
+OTHER_PAYLOAD = bytes.fromhex("fedcba9876543210")
 
 
 def _luma(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -100,23 +102,63 @@ def test_unmarked_video_has_no_watermark(clip: Path) -> None:
     assert reading.payload is None
 
 
-def test_a_copy_that_kept_its_mark_is_read_from_the_first_few_frames(clip: Path, tmp_path: Path) -> None:
+def test_a_copy_that_kept_its_mark_is_read_from_the_first_few_frames_of_each_window(clip: Path, tmp_path: Path) -> None:
     wm.embed_watermark(clip, tmp_path / "marked.mp4", PAYLOAD)
     reading = wm.read_watermark(tmp_path / "marked.mp4")
-    assert reading.payload == PAYLOAD and reading.frames == wm.EARLY_VOTES[0]
+    assert reading.payloads == (PAYLOAD,) and reading.payload == PAYLOAD
+    assert reading.frames == wm.DEFAULT_CONFIG.windows * wm.EARLY_VOTES[0]
+
+
+def test_every_video_spliced_into_a_clip_is_found_in_the_order_it_plays(
+    clip: Path, second_clip: Path, tmp_path: Path
+) -> None:
+    """Half a second of one marked video in front of another: both payloads come back, the intro's first."""
+    first = wm.embed_watermark(clip, tmp_path / "first.mp4", OTHER_PAYLOAD)
+    wm.embed_watermark(second_clip, tmp_path / "second.mp4", PAYLOAD)
+    spliced = splice(tmp_path / "spliced.mp4", (tmp_path / "first.mp4", 12), (tmp_path / "second.mp4", None))
+    assert first.frames > 12
+    assert wm.read_watermark(spliced).payloads == (OTHER_PAYLOAD, PAYLOAD)
+    assert wm.decode_watermarks(spliced) == (OTHER_PAYLOAD, PAYLOAD)
+    assert wm.decode_watermark(spliced) == OTHER_PAYLOAD  # the first found, as before
+
+
+def test_an_intro_longer_than_the_first_seconds_does_not_hide_the_mark(clip: Path, tmp_path: Path) -> None:
+    wm.embed_watermark(clip, tmp_path / "marked.mp4", PAYLOAD)
+    with_intro = splice(tmp_path / "intro.mp4", (None, 130), (tmp_path / "marked.mp4", None))
+    assert wm.decode_watermarks(with_intro) == (PAYLOAD,)
+
+
+@pytest.mark.parametrize("total", [0, 5, 36, 48, 130, 480, 14_400, 10**9])
+def test_windows_spread_over_the_whole_clip_at_a_cost_that_does_not_grow_with_it(total: int) -> None:
+    config = wm.DEFAULT_CONFIG
+    windows = wm._sample_plan(total, config)
+    frames = [index for window in windows for index in window]
+    assert 0 < len(frames) <= config.sample_frames and len(windows) <= config.windows
+    assert frames == sorted(set(frames))  # read forward only, never a frame twice
+    assert frames[0] == 0
+    length = total or config.scan_frames  # an unknown length: the first frames, as far as they go
+    assert frames[-1] < length
+    if length >= config.windows * config.sample_frames:
+        assert frames[-1] >= length - config.scan_frames // config.windows  # the last window reaches the end
 
 
 def test_opencv_hands_back_exactly_the_luma_plane_pyav_decodes(clip: Path, tmp_path: Path) -> None:
     marked = tmp_path / "marked.mp4"
     wm.embed_watermark(clip, marked, PAYLOAD)
-    config = wm.WatermarkConfig(sample_frames=6)
     capture = wm._luma_capture(marked)
     assert capture is not None  # the fast path is the one taken for H.264 in yuv420p
     capture.release()
-    through_opencv = list(wm._sampled_lumas(marked, config))
-    through_pyav = list(wm._sampled_lumas_pyav(marked, config))
-    assert len(through_opencv) == len(through_pyav) == 6
-    assert all(np.array_equal(a, b) for a, b in zip(through_opencv, through_pyav, strict=True))
+    wanted = [0, 1, 5, 17, 30, 33]  # forward, with gaps: grabbed through, or seeked over (a gap of 13)
+    with contextlib.closing(wm._opencv_frames(marked, seek_gap=12)) as opencv:
+        assert opencv is not None
+        through_opencv = [opencv.luma_at(index) for index in wanted]
+    with contextlib.closing(wm._PyAvFrames(marked, seek_gap=12)) as pyav:
+        through_pyav = [pyav.luma_at(index) for index in wanted]
+    with contextlib.closing(wm._PyAvFrames(marked)) as pyav:
+        in_order = [pyav.luma_at(index) for index in wanted]
+    assert all(plane is not None for plane in through_opencv)
+    for a, b, c in zip(through_opencv, through_pyav, in_order, strict=True):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
 
 
 def test_a_pixel_format_opencv_cannot_hand_back_is_read_through_pyav(clip: Path, tmp_path: Path) -> None:

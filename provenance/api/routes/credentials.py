@@ -45,6 +45,9 @@ def _resolver(ctx: ApiContext) -> Any:
 
 
 def _matches(ctx: ApiContext, request: Request, found: Any) -> dict[str, Any]:
+    """The API's body; content spliced from several signed videos (a `conflict`) lists the worst status first."""
+    from provenance.credentials.verify import status_severity
+
     reads = ctx.system.reads
     endpoint = str(request.base_url).rstrip("/")
     matches = []
@@ -58,6 +61,9 @@ def _matches(ctx: ApiContext, request: Request, found: Any) -> dict[str, Any]:
                 "provenanceStatus": reads.status(video_id) if video_id else None,
             }
         )
+    if found.conflict:
+        matches.sort(key=lambda m: -status_severity(m["provenanceStatus"]))
+        return {"matches": matches, "conflict": found.conflict}
     return {"matches": matches}
 
 
