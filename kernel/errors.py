@@ -76,3 +76,9 @@ def require(module: str, extra: str) -> None:
         raise MissingDependency(
             f"this needs the optional dependency {module!r}: install it with pip install 'provenance[{extra}]'"
         )
+
+
+def quoted(value: object, limit: int = 80) -> str:
+    """A value as an error message quotes it: its repr, cut short when it is long (a 100 kB argument)."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "…"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from kernel.errors import InvalidInput, NotFound
+from kernel.errors import InvalidInput, NotFound, quoted
 from projections.database import ReadDatabase, utc
 
 
@@ -410,4 +410,4 @@ def stream_id_of(text: str, what: str) -> str:
     try:
         return str(UUID(str(text).strip()))
     except ValueError:
-        raise InvalidInput(f"{what} id {text!r} is not a valid id (a UUID)") from None
+        raise InvalidInput(f"{what} id {quoted(text)} is not a valid id (a UUID)") from None

@@ -20,7 +20,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import IntegrityError, Recording
 
 from kernel.blobstore import BlobStore
-from kernel.errors import InvalidInput, NotFound, ProvenanceError
+from kernel.errors import InvalidInput, NotFound, ProvenanceError, quoted
 from kernel.memory import no_cyclic_collection
 from provenance.application.recent import RecentEvents
 from provenance.domain.cameo import Cameo
@@ -345,7 +345,7 @@ def uuid_of(stream_id: UUID | str, what: str) -> UUID:
     try:
         return stream_id if isinstance(stream_id, UUID) else UUID(str(stream_id))
     except ValueError:
-        raise InvalidInput(f"{what} id {stream_id!r} is not a valid id (a UUID)") from None
+        raise InvalidInput(f"{what} id {quoted(stream_id)} is not a valid id (a UUID)") from None
 
 
 def _cached(cache: Any, aggregate_id: UUID) -> Any:

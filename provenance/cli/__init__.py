@@ -58,8 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 system.close()
 
 
+MAX_ERROR = 1000
+"""The most of an error message shown (one that quotes a 100 kB argument back is cut short)."""
+
+
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     """One line on stderr (control characters escaped); with `--json`, the same as a JSON object on stdout."""
+    if len(message) > MAX_ERROR:
+        message = message[: MAX_ERROR - 1] + "…"
     print(f"provenance: error: {safe(message)}", file=sys.stderr)
     if getattr(args, "json", False):
         print(to_json({"error": message, "exit_code": code}))

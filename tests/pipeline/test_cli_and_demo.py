@@ -86,3 +86,8 @@ def test_the_demo_runs_end_to_end(home: Path, tmp_path: Path, capsys: pytest.Cap
     code, report, _ = run(capsys, "verify", str(signed[0]), "--json")
     # The demo's store is not this process's PROVENANCE_HOME: with no anchors configured it cannot be Trusted.
     assert json.loads(report)["state"] == "Valid" and code == 1
+
+
+def test_an_error_quoting_a_huge_argument_stays_short(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "trace", "x" * 100_000)
+    assert code == 2 and "is not a valid id" in err and len(err) < 1100
