@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from kernel.errors import ConsentError, InvalidInput, NotPermitted, RuleViolation
-from provenance.application.service import Service
+from provenance.application.coverage import CoverageCommands, Withdrawal, WithdrawalOutcome
 from provenance.domain.cascade import Takedown, TakedownRecord, take_down_tree
 from provenance.domain.ids import canonical_id, new_command_id
 from provenance.domain.payloads import on_record, payload
@@ -14,7 +14,7 @@ from provenance.domain.video import Video
 from schemas import events as e
 
 
-class TakedownCommands(Service):
+class TakedownCommands(CoverageCommands):
     def take_down(
         self,
         video_id: UUID | str,
@@ -128,3 +128,33 @@ class TakedownCommands(Service):
             self.save(*touched)
 
         self._retrying(run)
+        self._recheck_reinstated(video_id, command_id)
+
+    def _recheck_reinstated(self, video_id: UUID | str, command_id: str) -> None:
+        """Hold a reinstated video to the rule once more, after the reinstatement committed.
+
+        An unfollow that ends a mutual records nothing on the cameos, so it cannot conflict with a reinstatement
+        that checked the pair were mutuals: the consent watch re-checks after the unfollow, and this re-checks
+        after the reinstatement, so whichever of the two runs last sees both, and what no grant covers comes down.
+        """
+        video = self.video(video_id)
+        if not video.is_live:
+            return
+        for cameo_id in dict.fromkeys(video.cameo_ids):
+            because = (
+                f"Consent for cameo {cameo_id} no longer covered video {video.id} when it was checked again, once "
+                "it was reinstated."
+            )
+            ending = Withdrawal(
+                "system:consent",
+                f"{command_id}:recheck:{cameo_id}",
+                "consent_lost",
+                "consent_revocation",
+                None,
+                because,
+            )
+
+            def recheck(cameo_id: str = cameo_id, ending: Withdrawal = ending) -> WithdrawalOutcome:
+                return self._withdraw_uncovered(self.cameo(cameo_id), ending, [str(video.id)])
+
+            self._retrying(recheck)

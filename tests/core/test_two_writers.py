@@ -249,3 +249,26 @@ def test_processes_opening_a_postgres_log_run_its_definitions_one_at_a_time(
     person = app.register_person("erin")
     assert app.person_by_handle("erin").id == person
     app.close()
+
+
+def test_a_reinstatement_checked_before_an_unfollow_ended_the_mutual_in_another_process_comes_down(
+    writers: tuple[ProvenanceApp, ProvenanceApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unfollow records nothing on the cameo, so it cannot conflict with the reinstatement; the consent watch's
+    re-check after it ran while the video was still down. The reinstatement's own re-check, after it commits,
+    sees the unfollow."""
+    from tests.core.support import mutuals_with_a_video
+
+    here, there = writers
+    alice, bob, cameo, video = mutuals_with_a_video(here)
+    tess = here.register_person("tess", roles=["member", "trust_and_safety"])
+    [record] = here.take_down(video, tess, reason_code="spam", statement_of_reasons="looked like spam")
+
+    def unfollow_and_watch() -> None:
+        there.unfollow(bob, alice)
+        there.recheck_consent(cameo, because="no longer mutuals", cause=None, command_id="watch")  # as the watch
+
+    _after_the_check(here, unfollow_and_watch, monkeypatch)
+    here.reinstate(video, record.case_id, tess, "it was not spam")
+    assert not there.video(video).is_live
+    assert any("checked again" in case.statement_of_reasons for case in there.video(video).open_cases())
