@@ -27,6 +27,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import itertools
 import os
 import tempfile
 import time
@@ -485,9 +486,10 @@ in the verification report, not by a hundred lines of decoder complaints on stde
 _QUIET = "-8"  # AV_LOG_QUIET
 
 
-_SEEK_GAP = 250
-"""Frames to skip before a reader seeks rather than decodes its way through: x264's default keyframe interval.
-A seek decodes from the keyframe before its target, so over a shorter gap it would save nothing."""
+_SEEK_FROM = 2 * DEFAULT_CONFIG.scan_frames
+"""Frames a clip must exceed before its windows are reached by seeking: a shorter clip (10 s at 24 fps) is decoded
+from its start, every window at its exact frames. A longer one is read through PyAV, each window from a keyframe near
+its target, so its cost does not grow with the clip."""
 
 
 def _sample_plan(total: int, config: WatermarkConfig) -> list[range]:
@@ -507,11 +509,10 @@ def _sample_plan(total: int, config: WatermarkConfig) -> list[range]:
 class _OpenCvFrames:
     """Luma planes of chosen frames (in increasing order) through an OpenCV capture."""
 
-    def __init__(self, capture: Any, seek_gap: int) -> None:
+    def __init__(self, capture: Any) -> None:
         import cv2
 
         self.capture = capture
-        self.seek_gap = seek_gap
         self.total = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
         self.shape = (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)))
         self.position = 0
@@ -520,12 +521,8 @@ class _OpenCvFrames:
 
     def luma_at(self, index: int) -> np.ndarray | None:
         """The luma plane of frame `index`, or None past the end (or where the stream stops decoding)."""
-        import cv2
-
         if self.last is not None and self.last[0] == index:
             return self.last[1]
-        if index - self.position > self.seek_gap and self.capture.set(cv2.CAP_PROP_POS_FRAMES, index):
-            self.position = index
         while self.position < index:
             if not self.capture.grab():
                 return None
@@ -538,15 +535,20 @@ class _OpenCvFrames:
         self.last = (index, luma)
         return luma
 
+    def window(self, frames: range, limit: int) -> range:
+        """The frames to read for a window planned at `frames`: those very frames (this reader decodes forward
+        from the start; OpenCV's own seek decodes from the keyframe before its target, so it would save nothing)."""
+        return frames
+
     def close(self) -> None:
         self.capture.release()
 
 
-def _opencv_frames(path: Path, seek_gap: int = _SEEK_GAP) -> _OpenCvFrames | None:
+def _opencv_frames(path: Path) -> _OpenCvFrames | None:
     """Frames read through OpenCV, which the canonical resize needs anyway, so verifying a file does not also
     load PyAV (most of a small file's verification time was importing the two); None when this file needs PyAV."""
     capture = _luma_capture(path)
-    return _OpenCvFrames(capture, seek_gap) if capture is not None else None
+    return _OpenCvFrames(capture) if capture is not None else None
 
 
 def _luma_capture(path: Path) -> Any:
@@ -589,11 +591,11 @@ def _quietly(call: Any) -> Any:
 
 class _PyAvFrames:
     """Luma planes of chosen frames (in increasing order) through PyAV: any pixel format, and it says what is
-    wrong with a file that cannot be decoded at all."""
+    wrong with a file that cannot be decoded at all. With `seek`, a window far ahead is reached by seeking to a
+    keyframe near it (found in the container's index), whose frames it then reads instead of its exact ones."""
 
-    def __init__(self, path: Path, seek_gap: int = _SEEK_GAP) -> None:
+    def __init__(self, path: Path, seek: bool = False) -> None:
         self.path = path
-        self.seek_gap = seek_gap
         self.container = _open_input(path)
         if not self.container.streams.video:
             self.container.close()
@@ -605,12 +607,27 @@ class _PyAvFrames:
         if not total and stream.duration and stream.time_base and self.rate:
             total = int(stream.duration * stream.time_base * self.rate)
         self.total = total
+        self.seek = bool(seek and self.rate and stream.time_base)
         self.decoded = self._decode()
         self.position: int | None = 0
         """The index of the frame the decoder yields next; None just after a seek, until a frame says where."""
+        self.pending: tuple[int, Any] | None = None
+        """A frame decoded to learn where a seek landed, not yet handed out."""
 
     def _decode(self) -> Iterator[Any]:
         return iter(self.container.decode(self.stream))
+
+    def _start(self) -> int:
+        return int(self.stream.start_time or 0)
+
+    def _timestamp(self, index: float) -> int:
+        """The stream timestamp of frame `index`."""
+        assert self.rate and self.stream.time_base
+        return self._start() + int(index / (self.rate * self.stream.time_base))
+
+    def _frame_at(self, timestamp: int) -> int:
+        assert self.rate and self.stream.time_base
+        return round((timestamp - self._start()) * self.stream.time_base * self.rate)
 
     def _index_of(self, frame: Any) -> int | None:
         if frame.time is None or not self.rate:
@@ -619,17 +636,68 @@ class _PyAvFrames:
         start = float(first * base) if first and base else 0.0
         return round((frame.time - start) * float(self.rate))
 
-    def luma_at(self, index: int) -> np.ndarray | None:
-        """The luma plane of frame `index` (or of the first frame after it that a seek lands on), or None past
-        the end."""
+    def window(self, frames: range, limit: int) -> range:
+        """The frames to read for a window planned at `frames` (the reader has read up to here, forward): those
+        very frames when they are near; else those at the same offsets from a keyframe not yet read, the one at or
+        before the window's first frame, or the first after it up to frame `limit`; else (no keyframe near) those
+        that follow on from where the reader is. A window so costs its own few frames, however long the clip."""
+        if not self.seek or not frames:
+            return frames
+        position = self.position if self.position is not None else 0
+        target = frames.start
+        span = len(frames) * frames.step
+        if target - position <= span:  # a short way: decoded through
+            start = max(target, position)
+            return range(start, start + span, frames.step)
+        keyframe = self._keyframe_near(target, position, limit)
+        if keyframe is None:
+            return range(position, position + span, frames.step)
         import av
 
         try:
-            position = self.position if self.position is not None else index
-            if index - position > self.seek_gap and self.rate and self.stream.time_base:
-                start = self.stream.start_time or 0
-                self.container.seek(start + int(index / (self.rate * self.stream.time_base)), stream=self.stream)
-                self.decoded, self.position = self._decode(), None
+            self.container.seek(keyframe, stream=self.stream, backward=True, any_frame=False)
+            self.decoded, self.position = self._decode(), None
+            landed = next(self.decoded, None)
+        except av.FFmpegError as exc:
+            raise WatermarkError(f"{self.path.name} could not be decoded ({_one_line(exc)})") from exc
+        if landed is None:
+            return range(0)
+        at = self._index_of(landed)
+        at = target if at is None else at
+        self.pending, self.position = (at, landed), at + 1
+        start = max(at, position)
+        return range(start, start + span, frames.step)
+
+    def _keyframe_near(self, target: int, position: int, limit: int) -> int | None:
+        """A timestamp to seek to that lands on a keyframe past `position`: the one at or before frame `target`,
+        else the first after it up to frame `limit`; None when the index names none (or there is no index)."""
+        entries = self.stream.index_entries
+        if not len(entries):
+            return self._timestamp(target) if target > position else None  # no index: where a seek lands
+        found = entries.search_timestamp(self._timestamp(target), backward=True, any_frame=False)
+        if found < 0 or self._frame_at(entries[found].timestamp) < position:
+            found = entries.search_timestamp(self._timestamp(target) + 1, backward=False, any_frame=False)
+            if found < 0 or self._frame_at(entries[found].timestamp) > limit:
+                return None
+        # The index may hold decoding times, a little before the frame's own: seek half-way to the next keyframe,
+        # which a backward seek by presentation time resolves to this one.
+        timestamp = int(entries[found].timestamp)
+        after = entries.search_timestamp(timestamp + 1, backward=False, any_frame=False)
+        step = int(1 / (self.rate * self.stream.time_base)) if self.rate and self.stream.time_base else 1
+        ahead = (int(entries[after].timestamp) - timestamp) // 2 if after >= 0 else 8 * step
+        return timestamp + max(0, min(ahead, 8 * step))
+
+    def luma_at(self, index: int) -> np.ndarray | None:
+        """The luma plane of frame `index` (or of the first frame after it the decoder yields), or None past the
+        end."""
+        import av
+
+        try:
+            if self.pending is not None:
+                landed, frame = self.pending
+                self.pending = None
+                if landed >= index:
+                    return _luma(frame)
             for frame in self.decoded:
                 at = self.position if self.position is not None else self._index_of(frame)
                 at = index if at is None else at  # a frame without a time: take it as the one sought
@@ -670,19 +738,22 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
     """
     path = Path(video)
     frames: _OpenCvFrames | _PyAvFrames | None = _opencv_frames(path)
-    if frames is not None and frames.luma_at(0) is None:  # nothing came out this way: PyAV reads it or says why not
-        frames.close()
+    if frames is not None and (frames.total > _SEEK_FROM or frames.luma_at(0) is None):
+        frames.close()  # a long clip is read through PyAV, which seeks to keyframes; nothing came out: PyAV says why
         frames = None
     if frames is None:
-        frames = _PyAvFrames(path)
+        frames = _PyAvFrames(path, seek=True)
+        frames.seek = frames.seek and frames.total > _SEEK_FROM
     rows: list[np.ndarray] = []
     found: list[WatermarkReading] = []
     with contextlib.closing(frames):
-        for window in _sample_plan(frames.total, config):
+        plan = _sample_plan(frames.total, config)
+        limits = [(a.start + b.start) // 2 for a, b in itertools.pairwise(plan)] + [max(frames.total, 1) - 1]
+        for planned, limit in zip(plan, limits, strict=True):
             window_rows: list[np.ndarray] = []
             ended = False
             checked = False
-            for index in window:
+            for index in frames.window(planned, limit):
                 luma = frames.luma_at(index)
                 if luma is None:
                     ended = True

@@ -148,17 +148,52 @@ def test_opencv_hands_back_exactly_the_luma_plane_pyav_decodes(clip: Path, tmp_p
     capture = wm._luma_capture(marked)
     assert capture is not None  # the fast path is the one taken for H.264 in yuv420p
     capture.release()
-    wanted = [0, 1, 5, 17, 30, 33]  # forward, with gaps: grabbed through, or seeked over (a gap of 13)
-    with contextlib.closing(wm._opencv_frames(marked, seek_gap=12)) as opencv:
+    wanted = [0, 1, 5, 17, 30, 33]  # forward, with gaps: decoded through
+    with contextlib.closing(wm._opencv_frames(marked)) as opencv:
         assert opencv is not None
         through_opencv = [opencv.luma_at(index) for index in wanted]
-    with contextlib.closing(wm._PyAvFrames(marked, seek_gap=12)) as pyav:
-        through_pyav = [pyav.luma_at(index) for index in wanted]
     with contextlib.closing(wm._PyAvFrames(marked)) as pyav:
         in_order = [pyav.luma_at(index) for index in wanted]
     assert all(plane is not None for plane in through_opencv)
-    for a, b, c in zip(through_opencv, through_pyav, in_order, strict=True):
-        assert np.array_equal(a, b) and np.array_equal(a, c)
+    for a, b in zip(through_opencv, in_order, strict=True):
+        assert np.array_equal(a, b)
+
+
+def _with_keyframes_every(source: Path, target: Path, gop: int) -> Path:
+    import av
+
+    with av.open(str(source)) as src, av.open(str(target), "w", format="mp4") as dst:
+        out = dst.add_stream("libx264", rate=src.streams.video[0].average_rate)
+        assert isinstance(out, av.VideoStream)
+        out.width, out.height, out.pix_fmt = 160, 288, "yuv420p"
+        out.options = {"crf": "18", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        for frame in src.decode(video=0):
+            dst.mux(out.encode(frame))
+        dst.mux(out.encode(None))
+    return target
+
+
+def test_a_long_clip_is_read_from_the_keyframe_at_or_before_each_window(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window far ahead is reached by seeking to a keyframe near it, whose frames are read instead of its exact
+    ones: the same planes a decode from the start hands back, and the mark reads from them."""
+    wm.embed_watermark(clip, tmp_path / "marked.mp4", PAYLOAD)
+    gop10 = _with_keyframes_every(tmp_path / "marked.mp4", tmp_path / "gop10.mp4", 10)
+    with contextlib.closing(wm._PyAvFrames(gop10, seek=True)) as pyav:
+        window = pyav.window(range(25, 31), limit=35)
+        assert window == range(20, 26)  # keyframes at 0, 10, 20, 30: the one at or before frame 25
+        seeked = [pyav.luma_at(index) for index in window]
+        assert pyav.window(range(28, 34), limit=35) == range(28, 34)  # a few frames ahead: decoded through
+    with contextlib.closing(wm._opencv_frames(gop10)) as opencv:
+        assert opencv is not None
+        from_start = [opencv.luma_at(index) for index in range(20, 26)]
+    for a, b in zip(seeked, from_start, strict=True):
+        assert a is not None and np.array_equal(a, b)
+    monkeypatch.setattr(wm, "_SEEK_FROM", 12)  # read it as a long clip is
+    reading = wm.read_watermark(gop10)
+    assert reading.payloads == (PAYLOAD,)
+    assert reading.frames == wm.DEFAULT_CONFIG.windows * wm.EARLY_VOTES[0]
 
 
 def test_a_pixel_format_opencv_cannot_hand_back_is_read_through_pyav(clip: Path, tmp_path: Path) -> None:
