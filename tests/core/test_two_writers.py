@@ -141,20 +141,19 @@ def _a_cameo_video_down_for_spam(here: ProvenanceApp) -> tuple[UUID, UUID, UUID,
     return alice, tess, cameo, grant, record.case_id, video
 
 
+def _end_consent(app: ProvenanceApp, ending: str, alice: UUID, cameo: UUID, grant: str) -> Any:
+    if ending == "revoke":
+        return app.revoke_consent(alice, cameo, grant, "no more")
+    return app.erase_cameo(alice, cameo, "delete my face")
+
+
 @pytest.mark.parametrize("ending", ["revoke", "erase"])
 def test_a_reinstatement_checked_before_consent_ended_in_another_process_is_refused(
     writers: tuple[ProvenanceApp, ProvenanceApp], monkeypatch: pytest.MonkeyPatch, ending: str
 ) -> None:
     here, there = writers
     alice, tess, cameo, grant, case_id, video = _a_cameo_video_down_for_spam(here)
-
-    def end_consent() -> None:
-        if ending == "revoke":
-            here.revoke_consent(alice, cameo, grant, "no more")
-        else:
-            here.erase_cameo(alice, cameo, "delete my face")
-
-    _after_the_check(there, end_consent, monkeypatch)
+    _after_the_check(there, lambda: _end_consent(here, ending, alice, cameo, grant), monkeypatch)
     with pytest.raises(ConsentError):
         there.reinstate(video, case_id, tess, "not spam after all")
     _down_under_a_case(here, video)
@@ -168,10 +167,7 @@ def test_consent_ended_from_a_copy_taken_before_another_process_reinstated_takes
     here, there = writers
     alice, tess, cameo, grant, case_id, video = _a_cameo_video_down_for_spam(here)
     _before_the_commit(here, lambda: there.reinstate(video, case_id, tess, "not spam after all"), monkeypatch)
-    if ending == "revoke":
-        outcome = here.revoke_consent(alice, cameo, grant, "no more")
-    else:
-        outcome = here.erase_cameo(alice, cameo, "delete my face")
+    outcome = _end_consent(here, ending, alice, cameo, grant)
     assert [r.video_id for r in outcome.takedowns] == [str(video)]
     _down_under_a_case(there, video)
 
