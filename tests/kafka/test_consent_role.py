@@ -77,3 +77,19 @@ def test_what_the_consent_role_parked_is_replayed_through_its_own_handler(
 
     assert main(["parked", "replay", "consent"]) == 0
     assert not System(Settings(home=home)).app.video(video).is_live
+
+
+def test_a_parked_event_that_fails_again_exits_6_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from provenance.cli import main
+    from provenance.kafka.dead_letters import DeadLetters
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("PROVENANCE_HOME", str(home))
+    system = System(Settings(home=home))
+    DeadLetters(system.store.engine).park(CONSENT_WATCH, "kafka:t", 0, 9, b"{not an event", "unreadable")
+    system.close()
+    assert main(["parked", "replay", "consent"]) == 6
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 of 1 parked event(s) could not be replayed and stay parked" in err

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kernel.errors import InvalidInput
+from kernel.errors import InvalidInput, StageFailed
 from provenance.cli import render
 from provenance.cli.handlers.common import emit, show
 
@@ -31,13 +31,16 @@ def parked_list(system: System, args: argparse.Namespace) -> int:
 
 
 def parked_replay(system: System, args: argparse.Namespace) -> int:
-    """Exit 1 when any replay failed (it stays parked)."""
+    """Exit 6 when any replay failed (it stays parked), with one line saying how many."""
     from provenance.kafka.roles import parked_consumer, replay_parked
 
     handler = None if args.consumer == "projections" else system.worker_handler(args.consumer)
     results = replay_parked(system, parked_consumer(args.consumer), ids=args.id or None, handler=handler)
     emit(render.render_replay(results))
-    return 0 if all(r.status != "failed" for r in results) else 1
+    failed = sum(r.status == "failed" for r in results)
+    if failed:
+        raise StageFailed(f"{failed} of {len(results)} parked event(s) could not be replayed and stay parked")
+    return 0
 
 
 def rebuild(system: System, args: argparse.Namespace) -> int:
