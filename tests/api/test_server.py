@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -192,3 +193,22 @@ def test_a_service_without_a_signing_identity_refuses_videos_without_naming_its_
     assert refused.status_code == 503 and refused.json()["exit_code"] == 7, refused.text
     assert str(api.system.settings.home) not in refused.text
     assert api.system.app.recorder.max_notification_id() == before  # refused before anything was recorded
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PROVENANCE_HOME": str(tmp_path / "home")}
+        done = subprocess.run(
+            [sys.executable, "-m", "provenance.cli", "api", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"provenance: error: cannot listen on 127.0.0.1:{port}: Address already in use"

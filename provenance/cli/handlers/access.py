@@ -8,7 +8,9 @@ the databases, which already gives every power; the service's callers are authen
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
+import socket
 import sys
 from typing import TYPE_CHECKING
 
@@ -43,8 +45,9 @@ def api(system: System, args: argparse.Namespace) -> int:
     configure_logging(system.settings)
     if not 0 <= args.port <= 65535:
         raise InvalidInput(f"--port must be 0 to 65535, not {args.port}")
+    listening = _listening(args.host, args.port)  # before anything starts: a port in use is one line, exit 2
     app = create_app(system, _accounts(system))
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -54,7 +57,19 @@ def api(system: System, args: argparse.Namespace) -> int:
         limit_concurrency=200,
         timeout_keep_alive=5,
     )
+    uvicorn.Server(config).run(sockets=[listening])
     return 0
+
+
+def _listening(host: str, port: int) -> socket.socket:
+    """A socket bound to the address and listening, or `InvalidInput` saying why it cannot be."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        # create_server's own message adds the address again; a name that does not resolve has no errno of its own
+        why = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+        raise InvalidInput(f"cannot listen on {host}:{port}: {why}") from None
 
 
 def admin_init(system: System, args: argparse.Namespace) -> int:
