@@ -107,6 +107,7 @@ def rebuild(
         raise InvalidInput("this event store cannot be replayed in shares: rebuild with one worker")
     shares = split_log(count)
     with ExitStack() as stack:
+        stack.enter_context(_rebuilding_alone(live))
         scratches = [stack.enter_context(scratch_store(live, names)) for _ in shares]
         with tqdm(total=end, unit="ev", disable=not progress or not sys.stderr.isatty(), file=sys.stderr) as bar:
             replayed = _replay_shares(system, scratches, shares, end, batch_size, bar.update)
@@ -218,13 +219,15 @@ def scratch_store(live: ProjectionStore, names: Sequence[str]) -> Iterator[tuple
         if not database or database == ":memory:":
             raise ValueError("an in-memory projections database cannot be rebuilt beside itself")
         path = Path(database).with_name(f"{Path(database).stem}.{SCRATCH}-{tag}.db")
-        scratch = ProjectionStore(f"sqlite:///{path}", projections)
-        _without_durability(scratch)
-        _without_indexes(scratch)
-        try:
+        scratch: ProjectionStore | None = None
+        try:  # a failure while the scratch file is made (a full disk) leaves nothing behind either
+            scratch = ProjectionStore(f"sqlite:///{path}", projections)
+            _without_durability(scratch)
+            _without_indexes(scratch)
             yield scratch, str(path)
         finally:
-            scratch.engine.dispose()
+            if scratch is not None:
+                scratch.engine.dispose()
             for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 leftover.unlink(missing_ok=True)
         return
@@ -239,6 +242,24 @@ def scratch_store(live: ProjectionStore, names: Sequence[str]) -> Iterator[tuple
         scratch.engine.dispose()
         with live.engine.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def _rebuilding_alone(live: ProjectionStore) -> Iterator[None]:
+    """One rebuild at a time beside a SQLite read-model file (a second one waits for the first); once it holds
+    the lock, the scratch files that an earlier rebuild killed midway left behind are removed."""
+    database = live.engine.url.database if live.engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    path = Path(database)
+    with open(path.with_name(f"{path.stem}.{SCRATCH}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for leftover in path.parent.glob(f"{path.stem}.{SCRATCH}-*.db*"):
+            leftover.unlink(missing_ok=True)
+        yield
 
 
 SCRATCH_CACHE_KIB = 512 * 1024

@@ -278,3 +278,16 @@ def test_new_sqlite_read_model_files_have_pages_that_hold_lineage_rows_whole(tmp
 def _page_size(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+
+
+def test_a_rebuild_removes_what_one_killed_midway_left_behind(tmp_path: Path) -> None:
+    system = System(Settings(home=tmp_path / "home", event_store="sqlite"))
+    record_history(system.app, videos=2)
+    system.catch_up()
+    live = Path(str(system.store.engine.url.database))
+    killed = live.with_name(f"{live.stem}.rebuild-0123456789ab.db")  # as `scratch_store` names one
+    for leftover in (killed, killed.with_name(killed.name + "-wal")):
+        leftover.write_bytes(b"half a replay")
+    rebuild(system, list(system.store.projections), progress=False, workers=1)
+    assert not list(live.parent.glob(f"{live.stem}.rebuild-*"))
+    system.close()
