@@ -33,6 +33,10 @@ class BlobWriteError(ProvenanceError):
     """The store could not write a blob (disk full, permissions); nothing was stored."""
 
 
+class BlobDamaged(ProvenanceError):
+    """A stored blob's content no longer has the hash it is named by (a disk fault, a hand edit)."""
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -99,8 +103,15 @@ class BlobStore:
         return open(path, "rb")
 
     def read_bytes(self, sha256: str) -> bytes:
+        """The blob's content, checked against its name: damaged bytes are never handed on as the blob."""
         with self.open(sha256) as handle:
-            return handle.read()
+            data = handle.read()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise BlobDamaged(
+                f"blob {URI_PREFIX}{sha256} in {self.root} is damaged (its content no longer has its hash): "
+                "restore it from a backup"
+            )
+        return data
 
     def delete(self, sha256: str) -> None:
         """Remove a blob (used when erasing personal data that was stored encrypted)."""
@@ -118,9 +129,9 @@ class BlobStore:
                 os.fsync(handle.fileno())
             final = self.path(sha256)
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
+            if final.exists() and sha256_file(final) == sha256:
                 tmp.unlink()
-            else:
+            else:  # new, or a damaged copy that the same content repairs
                 os.replace(tmp, final)
         except OSError as exc:
             if tmp is not None:

@@ -101,3 +101,19 @@ def test_lookup_by_content_of_a_clip_spliced_from_two_videos_matches_both_and_sa
     assert signed.result.manifest_id in found.conflict and remix.result.manifest_id in found.conflict
     assert found.to_json()["conflict"] == found.conflict
     assert "conflict" not in resolver.matches_by_content(signed.path).to_json()  # one video: the API's body as before
+
+
+def test_a_damaged_stored_manifest_is_refused_and_storing_its_content_again_repairs_it(
+    resolver: ManifestResolver, signed: Signed
+) -> None:
+    import hashlib
+
+    from kernel.blobstore import BlobDamaged
+
+    good = signed.result.manifest_store
+    path = resolver.blobs.path(hashlib.sha256(good).hexdigest())
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one bit flipped on the disk
+    with pytest.raises(BlobDamaged, match="restore it from a backup"):
+        resolver.manifest(signed.result.manifest_id)
+    resolver.blobs.put_bytes(good)
+    assert resolver.manifest(signed.result.manifest_id) == good
