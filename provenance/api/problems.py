@@ -49,14 +49,15 @@ class ApiError(StarletteHTTPException):
 
 
 def problem(status: int, kind: str, detail: str, *, exit_code: int | None = None, **extra: Any) -> JSONResponse:
-    """A problem response; without an `exit_code` (an HTTP-level refusal) the status chooses it (`exit_code_of`)."""
+    """A problem response, its `detail` on one line whatever it quotes (a request path the caller wrote); without
+    an `exit_code` (an HTTP-level refusal) the status chooses it (`exit_code_of`)."""
     from http import HTTPStatus
 
     body: dict[str, Any] = {
         "type": f"urn:provenance:problem:{kind}",
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "detail": detail,
+        "detail": _one_line(detail),
         "exit_code": exit_code_of(status) if exit_code is None else exit_code,
     }
     body.update(extra)
@@ -106,7 +107,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ProvenanceError)
     async def domain_error(_: Request, exc: ProvenanceError) -> JSONResponse:
         status, kind = status_of(exc)
-        return problem(status, kind, _one_line(str(exc)), exit_code=exc.exit_code)
+        return problem(status, kind, str(exc), exit_code=exc.exit_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -121,7 +122,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        response = problem(exc.status_code, kind, _one_line(str(exc.detail)))
+        response = problem(exc.status_code, kind, str(exc.detail))
         response.headers.update(exc.headers or {})
         return response
 

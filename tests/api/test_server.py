@@ -212,3 +212,12 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
         )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"provenance: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_a_problem_that_quotes_the_path_stays_on_one_line(api: Api) -> None:
+    refused = api.client.post(
+        "/people/a%0AFAKE:%20forged%0D%0A/follow", content=b"x", headers={"Content-Type": "text/plain"}
+    )
+    assert refused.status_code == 415
+    detail = refused.json()["detail"]
+    assert "\n" not in detail and "\r" not in detail and "FAKE: forged" in detail
