@@ -90,11 +90,13 @@ class ApiContext:
         return video_id
 
     def decide_review(self, video_id: Any, actor: Any, verdict: str, statement: str, **options: Any) -> None:
-        """A person's decision on a held video; an allowed one goes on to signing and publishing."""
+        """A person's decision on a held video; an allowed one goes on to signing and publishing (a service that
+        cannot sign refuses it before anything is recorded), a blocked one stops there."""
         if verdict == "allow" and self.embedded:
             self.gate_workers()
         self.system.app.decide_review(video_id, actor, verdict, statement, **options)
-        self.drive(video_id)
+        if verdict == "allow":
+            self.drive(video_id)
 
     def drive(self, video_id: Any) -> None:
         """Take a video through the gates in the background (embedded mode); failures are recorded by the gates."""

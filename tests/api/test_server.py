@@ -194,6 +194,16 @@ def test_a_service_without_a_signing_identity_refuses_videos_without_naming_its_
     assert str(api.system.settings.home) not in refused.text
     assert api.system.app.recorder.max_notification_id() == before  # refused before anything was recorded
 
+    from tests.core.support import moderation, rendered
+
+    app = api.system.app
+    held = app.request_generation(app.person_by_handle("member").id, "a ball")
+    app.record_render(held, rendered(), command_id="r")
+    app.record_moderation(held, moderation("review"), command_id="m")
+    tess = api.headers("trust_and_safety")
+    blocked = api.client.post(f"/videos/{held}/review", json={"verdict": "block", "statement": "gore"}, headers=tess)
+    assert blocked.status_code == 200 and blocked.json()["state"] == "blocked", blocked.text  # no signing needed
+
 
 def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     import socket
