@@ -209,7 +209,9 @@ def render_verification(report: dict[str, Any], trusted_anchors: bool) -> list[s
     for ingredient in report["ingredients"]:
         pad = "  " * int(ingredient.get("depth", 1))
         failures = f" ({', '.join(ingredient['failures'])})" if ingredient["failures"] else ""
-        lines.append(f"  {pad}ingredient {ingredient.get('video_id') or '?'}: {ingredient['state']}{failures}")
+        claimed = ingredient.get("claimed_video_id")
+        named = ingredient.get("video_id") or (f"? (claims {claimed}, not trusted)" if claimed else "?")
+        lines.append(f"  {pad}ingredient {named}: {ingredient['state']}{failures}")
     if report["chain_state"] != report["state"]:
         lines.append(f"  chain: {report['chain_state']} (an ingredient does not validate)")
     if report.get("recovered_by"):

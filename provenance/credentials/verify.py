@@ -70,7 +70,10 @@ class IngredientReport:
     state: State
     failures: tuple[str, ...]
     video_id: str | None
+    """The platform video it is, when a trusted signer says so (as for the file itself)."""
     signer: str | None
+    claimed_video_id: str | None = None
+    """The video id its manifest names, trusted or not: an unanchored signer can name any of our videos."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +84,7 @@ class IngredientReport:
             "state": self.state,
             "failures": list(self.failures),
             "video_id": self.video_id,
+            "claimed_video_id": self.claimed_video_id,
             "signer": self.signer,
         }
 
@@ -515,6 +519,8 @@ def _walk_ingredients(store: dict[str, Any], manifest_label: str) -> list[Ingred
                 state: State = "Invalid" if codes else "NoManifest"
             else:
                 state = _state_from(codes, successes)
+            claimed = _video_id_of(child_manifest) if child_manifest else None
+            ours = _parse_uuid(claimed) if state == "Trusted" else None
             reports.append(
                 IngredientReport(
                     depth=depth,
@@ -523,8 +529,9 @@ def _walk_ingredients(store: dict[str, Any], manifest_label: str) -> list[Ingred
                     manifest_id=child,
                     state=state,
                     failures=tuple(codes),
-                    video_id=_video_id_of(child_manifest) if child_manifest else None,
+                    video_id=str(ours) if ours else None,
                     signer=_signer_of(child_manifest) if child_manifest else None,
+                    claimed_video_id=claimed,
                 )
             )
             if child and child_manifest is not None and child not in seen and depth < _MAX_DEPTH:

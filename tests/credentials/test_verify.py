@@ -380,15 +380,18 @@ def test_an_ingredient_is_judged_by_todays_anchors_not_by_what_the_remix_signer_
 ) -> None:
     from provenance.credentials.trust import TrustConfig
 
-    parent = sign_video(clip, tmp_path / "elsewhere.mp4", manifest_inputs(uuid4()), other_pki.identity()).path
+    claimed = uuid4()  # an untrusted signer can claim any of our videos' ids: it is never taken as ours
+    parent = sign_video(clip, tmp_path / "elsewhere.mp4", manifest_inputs(claimed), other_pki.identity()).path
     remix = sign_video(clip, tmp_path / "remix.mp4", manifest_inputs(uuid4(), remix_of=uuid4()), pki.identity(), parent)
     # When the remix was signed, its signer did not trust the parent's: that is what the file stored.
     stored = verify_file(remix.path, pki.trust())
     assert stored.chain_state == "Valid" and stored.ingredients[0].failures == ("signingCredential.untrusted",)
+    assert stored.ingredients[0].video_id is None and stored.ingredients[0].claimed_video_id == str(claimed)
     # A verifier that trusts both roots today trusts the whole chain, as c2patool does.
     both = TrustConfig(anchor_files=(pki.anchors_file, other_pki.anchors_file))
     today = verify_file(remix.path, both)
     assert today.chain_state == "Trusted" and today.ingredients[0].state == "Trusted"
+    assert today.ingredients[0].video_id == str(claimed)
 
 
 def test_a_file_whose_name_is_not_utf8_is_read_like_any_other(tmp_path: Path, signed: Signed) -> None:
