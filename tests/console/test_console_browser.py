@@ -27,6 +27,18 @@ SMALL = {"duration_s": 2, "fps": 8, "width": 144, "height": 256}
 RESULTS = Path(__file__).resolve().parents[2] / "test-results" / "console"
 
 
+def until_true(page: Any, expression: str, timeout_ms: float = 30_000) -> None:
+    """Wait for a JavaScript expression to hold, evaluated from outside the page: Playwright's own
+    `wait_for_function` compiles its predicate inside the page, which the console's Content-Security-Policy
+    (no eval) forbids, as it should."""
+    import time
+
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.1)
+
+
 def chromium() -> str:
     path = os.environ.get("PROVENANCE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
@@ -117,9 +129,9 @@ def sign_in(page: Any, story: Story, handle: str, then: str = "/console") -> Non
 
 def plays(page: Any) -> bool:
     """Whether the page's player advances when played."""
-    page.wait_for_function("document.getElementById('player') && document.getElementById('player').readyState >= 2")
+    until_true(page, "document.getElementById('player') && document.getElementById('player').readyState >= 2")
     page.evaluate("document.getElementById('player').play()")
-    page.wait_for_function("document.getElementById('player').currentTime > 0.3", timeout=15_000)
+    until_true(page, "document.getElementById('player').currentTime > 0.3", timeout_ms=15_000)
     return True
 
 
@@ -129,7 +141,7 @@ def test_trust_and_safety_releases_a_held_video(page: Any, story: Story) -> None
     held.get_by_label("Statement of reasons").fill("a toy ball, nothing violent")
     held.get_by_role("button", name="Allow").click()
     page.wait_for_url(f"**/console/videos/{story.held}")
-    page.wait_for_function("document.getElementById('state').textContent === 'published'", timeout=120_000)
+    until_true(page, "document.getElementById('state').textContent === 'published'", timeout_ms=120_000)
     assert "reviewed by tess: a toy ball, nothing violent" in page.inner_text("main")
     assert plays(page)
     page.goto(f"{story.base_url}/console/review")
@@ -138,13 +150,13 @@ def test_trust_and_safety_releases_a_held_video(page: Any, story: Story) -> None
 
 def test_a_flagged_segment_seeks_the_player(page: Any, story: Story) -> None:
     sign_in(page, story, "tess", f"/console/videos/{story.held}")
-    page.wait_for_function("document.getElementById('player').readyState >= 1")
+    until_true(page, "document.getElementById('player').readyState >= 1")
     page.evaluate(
         "document.getElementById('player').addEventListener('seeked',"
         " (e) => { window.seekedTo = e.target.currentTime; }, {once: true})"
     )
     page.get_by_role("button", name="0.5 to 1.5 s, score 0.60").click()
-    page.wait_for_function("window.seekedTo !== undefined", timeout=10_000)
+    until_true(page, "window.seekedTo !== undefined", timeout_ms=10_000)
     assert abs(page.evaluate("window.seekedTo") - 0.5) < 0.2  # the player jumped to the segment's start
     assert page.evaluate("document.activeElement.id") == "player"
 

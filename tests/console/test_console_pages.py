@@ -40,6 +40,8 @@ def test_pages_send_a_caller_without_a_session_to_sign_in_and_back(api: Api) -> 
         assert forged.status_code == 403 and "set-cookie" not in forged.headers
     cookie = signed.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
+    policy = api.client.get("/console/sign-in").headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "default-src 'none'" in policy and "unsafe-inline" not in policy
 
 
 def test_a_form_without_the_sessions_csrf_token_changes_nothing(api: Api) -> None:

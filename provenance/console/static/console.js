@@ -24,7 +24,12 @@ document.addEventListener("submit", (event) => {
   });
   request.addEventListener("load", () => {
     if (request.responseURL && request.responseURL !== form.action) { window.location.assign(request.responseURL); return; }
-    document.open(); document.write(request.responseText); document.close();
+    const type = request.getResponseHeader("Content-Type") || "";
+    if (type.startsWith("text/html")) { document.open(); document.write(request.responseText); document.close(); return; }
+    const answer = document.createElement("pre");  // a problem document: shown as text, never parsed as a page
+    answer.className = "error";
+    answer.textContent = request.responseText;
+    form.replaceWith(answer);
   });
   request.send(new FormData(form));
 });
