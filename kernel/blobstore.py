@@ -7,6 +7,7 @@ fsync, so a crash or a full disk never leaves a half-written blob under a valid 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from kernel.errors import InvalidInput, NotFound, ProvenanceError
+from kernel.errors import InfrastructureFailure, InvalidInput, NotFound
 
 URI_PREFIX = "blob:sha256:"
 _CHUNK = 1 << 20
@@ -29,12 +30,16 @@ class BlobRef:
     size: int
 
 
-class BlobWriteError(ProvenanceError):
+class BlobWriteError(InfrastructureFailure):
     """The store could not write a blob (disk full, permissions); nothing was stored."""
 
 
-class BlobDamaged(ProvenanceError):
+class BlobDamaged(InfrastructureFailure):
     """A stored blob's content no longer has the hash it is named by (a disk fault, a hand edit)."""
+
+
+OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The errnos of a write that failed for want of space: the disk is full, or the user's quota is."""
 
 
 def sha256_file(path: Path) -> str:
@@ -136,6 +141,8 @@ class BlobStore:
         except OSError as exc:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
+            if exc.errno in OUT_OF_SPACE:
+                raise BlobWriteError(f"no space left on device: {self.root} (the blob store)") from exc
             reason = exc.strerror or exc
             raise BlobWriteError(f"could not write to the blob store at {self.root}: {reason}") from exc
         except BaseException:

@@ -58,7 +58,18 @@ class StageFailed(ProvenanceError):
     exit_code = 6
 
 
-class MissingDependency(ProvenanceError):
+class InfrastructureFailure(ProvenanceError):
+    """The machine or the system's own setup failed, not the content: a full disk, a damaged signing identity,
+    model weights that do not load, a service that did not answer.
+
+    A gate never records one as a verdict on a video (a block, a render failure): the video stays where it is and
+    its gate runs again, from the same event and with the same command id, once the cause is fixed.
+    """
+
+    exit_code = 6
+
+
+class MissingDependency(InfrastructureFailure):
     """An optional dependency is not installed; the message names the extra to install."""
 
     exit_code = 5

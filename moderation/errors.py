@@ -6,14 +6,14 @@ error never produces a decision: the video stays at its gate until the cause is 
 
 from __future__ import annotations
 
-from kernel.errors import InvalidInput, ProvenanceError
+from kernel.errors import InfrastructureFailure, InvalidInput, ProvenanceError
 
 
 class ModerationError(ProvenanceError):
     """The gate could not score a video; no decision was made."""
 
 
-class ModelLoadError(ModerationError):
+class ModelLoadError(ModerationError, InfrastructureFailure):
     """A model (backbone, head, exported encoder) could not be loaded or does not fit the backbone."""
 
     exit_code = 6

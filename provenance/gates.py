@@ -2,8 +2,14 @@
 
 Each worker consumes one event type from the log and sends one command back to the write side. The command
 id is derived from the id of the event that triggered it, so a redelivered event, or a worker that crashed
-after recording and runs again, records nothing twice. A stage that fails records why (a render failure,
-or a block at the moderation or signing gate): a video is never passed on by default.
+after recording and runs again, records nothing twice. A stage that fails on the content records why (a
+render failure, or a block at the moderation or signing gate): a video is never passed on by default.
+
+A failure of the infrastructure is no verdict on the video and is never recorded as one: a full disk, a blob
+the store lost, a damaged signing identity, model weights that do not load, a time-stamp authority or a
+database that does not answer (`is_infrastructure`). It raises out of the worker and leaves the video where
+it is; the event is handled again (a retried batch, a parked event replayed, the same `generate` command id),
+and the same command id keeps that idempotent.
 
 The stages themselves (render, moderate, sign) are behind small protocols, so the same workers run in the
 embedded runner and in Kafka consumer groups, with real or development models.
@@ -20,7 +26,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from kernel.errors import InvalidTransition, ProvenanceError
+from kernel.errors import InfrastructureFailure, InvalidTransition, NotFound, ProvenanceError
 from projections.framework import read_checkpoint, write_checkpoint
 from provenance.application import ProvenanceApp
 from provenance.domain.video import MODERATED, RENDERED, REQUESTED, SIGNED, Video
@@ -28,6 +34,17 @@ from schemas import events as e
 from schemas.envelope import EventEnvelope
 
 log = logging.getLogger(__name__)
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """Whether a stage failed for a reason of the machine or of the system's own setup, not of the content.
+
+    Only the other failures (a render the content makes impossible, a video moderation cannot read) are
+    recorded against the video; these leave it where it is, to be handled again once the cause is fixed.
+    """
+    from provenance.kafka.errors import is_transient
+
+    return isinstance(exc, (InfrastructureFailure, OSError)) or is_transient(exc)
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,8 @@ class GateWorkers:
             job = RenderJob(str(video.id), video.prompt, video.seed, parameters, images)
             payload = self.render_stage.render(job)
         except ProvenanceError as exc:
+            if is_infrastructure(exc):
+                raise
             log.warning("render of %s failed: %s", video.id, exc)
             self.app.record_render_failure(video.id, str(exc), command_id=command_id)
             return
@@ -159,19 +178,28 @@ class GateWorkers:
                     continue  # erased since: nothing left to compare with
             job = ModerationJob(
                 video_id=str(video.id),
-                video_path=self.app.blobs.resolve(video.rendered.blob_uri),
+                video_path=self._stored(video.rendered.blob_uri, "rendered file"),
                 creator_id=video.creator_id,
                 granted_cameos={c.cameo_id: c.grant_id for c in video.cameos},
                 known_cameos=known,
             )
             decision = self.moderation_stage.moderate(job)
         except ProvenanceError as exc:
+            if is_infrastructure(exc):
+                raise
             log.warning("moderation of %s failed, blocking it: %s", video.id, exc)
             self.app.block(video.id, "moderation", [f"moderation could not run: {exc}"], command_id=command_id)
             return
         self._record_unless_moved_on(
             video.id, lambda: self.app.record_moderation(video.id, decision, command_id=command_id)
         )
+
+    def _stored(self, uri: str, what: str) -> Path:
+        """The path of a stage's input in the blob store; one the store lost is its failure, not the video's."""
+        try:
+            return self.app.blobs.resolve(uri)
+        except NotFound as exc:
+            raise InfrastructureFailure(f"the {what} is missing from the blob store: {exc}") from exc
 
     def _record_unless_moved_on(self, video_id: UUID, record: Callable[[], bool], output: str | None = None) -> None:
         """Record a stage's result, unless the video was blocked (a consent revoked) while the stage ran; then
@@ -195,10 +223,10 @@ class GateWorkers:
             if video.remix_of:
                 parent = self.app.video(video.remix_of)
                 if parent.signature is not None:
-                    parent_signed = self.app.blobs.resolve(parent.signature.signed_uri)
+                    parent_signed = self._stored(parent.signature.signed_uri, "parent's signed file")
             job = SigningJob(
                 video_id=str(video.id),
-                video_path=self.app.blobs.resolve(video.rendered.blob_uri),
+                video_path=self._stored(video.rendered.blob_uri, "rendered file"),
                 event_ids=list(video.event_ids),
                 generator=video.rendered.generator,
                 moderation=video.moderation,
@@ -208,6 +236,8 @@ class GateWorkers:
             )
             payload = self.signing_stage.sign(job)
         except ProvenanceError as exc:
+            if is_infrastructure(exc):
+                raise
             log.warning("signing of %s failed, blocking it: %s", video.id, exc)
             self.app.block(video.id, "signing", [f"signing failed: {exc}"], command_id=command_id)
             return

@@ -78,7 +78,8 @@ class CredentialsStage:
     """Watermarks and signs with C2PA; the signed file and its manifest store go into the blob store."""
 
     TSA_DELAYS_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-    """Back-off between tries when the time-stamp authority does not answer (then the gate blocks, saying so)."""
+    """Back-off between tries when the time-stamp authority does not answer (then signing fails, saying so, and
+    the video waits at its gate: an authority that is down is no verdict on it)."""
 
     def __init__(
         self,
@@ -144,7 +145,7 @@ class CredentialsStage:
         """Sign; when the time-stamp authority fails, try again with back-off, and never sign without it."""
         import time
 
-        from provenance.credentials.errors import SigningError
+        from provenance.credentials.errors import SigningError, TimeStampUnavailable
 
         url = self.identity.tsa_url
         for delay in (*self.TSA_DELAYS_S, None):
@@ -155,7 +156,7 @@ class CredentialsStage:
                     raise
                 if delay is None:
                     tries = len(self.TSA_DELAYS_S) + 1
-                    raise SigningError(
+                    raise TimeStampUnavailable(
                         f"the time-stamp authority {url} did not answer in {tries} tries, or refused, and a signature "
                         f"is not made without its time-stamp: {exc}"
                     ) from exc

@@ -18,6 +18,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from kernel.errors import ProvenanceError
 from provenance.bootstrap import System
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:
-        message, code = _describe(exc)
+        message, code = _describe(exc, system.settings.home if system is not None else None)
         if os.environ.get("PROVENANCE_DEBUG"):
             traceback.print_exc()
         return _fail(args, message, code)
@@ -72,13 +73,15 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     return code
 
 
-def _describe(exc: Exception) -> tuple[str, int]:
+def _describe(exc: Exception, home: Path | None = None) -> tuple[str, int]:
     """What an error from outside the domain means for the user, and its exit status."""
     from pydantic import ValidationError
 
     from provenance.domain.payloads import invalid_input
-    from provenance.kafka.errors import is_transient
+    from provenance.kafka.errors import is_transient, storage_failure
 
+    if (storage := storage_failure(exc, home)) is not None:  # the disk, not a server: nothing to reach
+        return f"{storage} ({one_line(exc)})", 6
     if is_transient(exc):
         return f"a database cannot be reached or is busy ({one_line(exc)}); check its settings and the server", 7
     if isinstance(exc, ValidationError):  # a value that does not fit the event catalogue

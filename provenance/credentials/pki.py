@@ -86,7 +86,7 @@ class SigningIdentity:
         path = Path(self.key_file)
         if not path.is_file():
             raise PkiError(f"signing key file not found: {path}")
-        return path.read_text(encoding="ascii")
+        return _read_pem(path, "signing key file")
 
     def leaf(self) -> x509.Certificate:
         return self._loaded().leaf
@@ -102,7 +102,8 @@ class SigningIdentity:
         return any(is_development_certificate(c) for c in self._loaded().chain)
 
     def check(self, at: dt.datetime | None = None) -> None:
-        """Raise PkiError unless this identity can sign now: a fit leaf, in its validity window, with a key."""
+        """Raise PkiError unless this identity can sign now: a fit leaf, in its validity window, with a key, and
+        trust anchors that load (a signed file is validated against them before it is kept)."""
         loaded = self._loaded()
         leaf = loaded.leaf
         when = at or dt.datetime.now(dt.UTC)
@@ -118,6 +119,8 @@ class SigningIdentity:
             key = _load_private_key(self.key_pem(), self.key_file)
             if key.public_key().public_numbers() != leaf.public_key().public_numbers():  # type: ignore[union-attr]
                 raise PkiError(f"signing key {self.key_file} does not match the certificate in {self.chain_file}")
+        if self.trust is not None:
+            self.trust.anchors()
 
     def _loaded(self) -> _LoadedChain:
         return _LoadedChain.load(Path(self.chain_file))
@@ -142,7 +145,17 @@ class _LoadedChain:
         for child, parent in itertools.pairwise(certificates):
             if child.issuer != parent.subject:
                 raise PkiError(f"certificate chain file {path} is out of order: list the leaf first, then its issuer")
-        return cls(chain=tuple(certificates), chain_pem=path.read_text(encoding="ascii"))
+        return cls(chain=tuple(certificates), chain_pem=_read_pem(path, "certificate chain file"))
+
+
+def _read_pem(path: Path, what: str) -> str:
+    """A PEM file's text; one that cannot be read or holds bytes that are not ASCII is unusable, as PkiError."""
+    try:
+        return path.read_bytes().decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise PkiError(f"{what} {path} is not a PEM file (it holds bytes that are not ASCII)") from exc
+    except OSError as exc:
+        raise PkiError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
 
 
 def _load_pem_certificates(path: Path, what: str) -> list[x509.Certificate]:

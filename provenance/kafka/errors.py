@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kernel.errors import ProvenanceError
 
 
@@ -35,6 +37,13 @@ class TransientFailure(ProvenanceError):
     exit_code = 7
 
 
+class StorageFailure(TransientFailure):
+    """A store could not write to its disk (full, failing or read-only): retried like an outage, but what a person
+    sees says so, with exit 6 (an operation failed), instead of blaming the network."""
+
+    exit_code = 6
+
+
 def _psycopg_failures() -> tuple[type[BaseException], ...]:
     try:
         import psycopg
@@ -43,8 +52,56 @@ def _psycopg_failures() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError, psycopg.InterfaceError)
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The error and those it came from: its cause, and the driver's error SQLAlchemy keeps as `orig`."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or getattr(current, "orig", None)
+    return chain
+
+
+_SQLITE_STORAGE = {
+    "database or disk is full": "no space left on device",
+    "disk i/o error": "a database file could not be written (disk I/O error)",
+    "attempt to write a readonly database": "a database file is read-only",
+}
+
+
+def storage_failure(exc: BaseException, where: Path | None = None) -> str | None:
+    """What went wrong, when a write failed on the disk rather than on a server or the data: no space left
+    (ENOSPC, a quota, SQLite's "database or disk is full", PostgreSQL's 53100), SQLite's disk I/O error (the
+    disk full or failing) or a read-only database file. None for anything else. `where` is the data directory,
+    named in the answer (and asked for its free space when SQLite reports only an I/O error)."""
+    import errno
+    import shutil
+
+    from kernel.blobstore import OUT_OF_SPACE
+
+    place = f": {where}" if where is not None else ""
+    for link in _chain(exc):
+        if isinstance(link, OSError) and link.errno in OUT_OF_SPACE:
+            return f"no space left on device: {link.filename or where or 'a file being written'}"
+        if getattr(link, "sqlstate", None) == "53100":
+            return "no space left on device: the PostgreSQL server's disk (disk_full)"
+        if isinstance(link, OSError) and link.errno in (errno.EIO, errno.EROFS):
+            return f"cannot write {link.filename or where or 'a file'}: {link.strerror or link}"
+        message = str(link).lower()
+        for words, meaning in _SQLITE_STORAGE.items():
+            if type(link).__module__ == "sqlite3" and words in message:
+                if meaning != _SQLITE_STORAGE["database or disk is full"] and where is not None:
+                    try:
+                        if shutil.disk_usage(where).free < 1 << 20:
+                            return f"no space left on device{place}"
+                    except OSError:
+                        pass
+                return f"{meaning}{place}"
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for failures of the infrastructure (a database down or locked), not of the event itself.
+    """True for failures of the infrastructure (a database down or locked, a full disk), not of the event itself.
 
     Those must not park events: parking every event that arrives while PostgreSQL restarts would empty the
     read models of a whole outage. The batch is retried from the stored position instead.
@@ -53,6 +110,8 @@ def is_transient(exc: BaseException) -> bool:
 
     import sqlalchemy.exc as sa_exc
     from eventsourcing import persistence as es
+
+    from kernel.blobstore import OUT_OF_SPACE
 
     transient: tuple[type[BaseException], ...] = (
         sqlite3.OperationalError,  # the read side's own driver calls (`projections.database`)
@@ -67,11 +126,9 @@ def is_transient(exc: BaseException) -> bool:
         TimeoutError,
         TransientFailure,
     )
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or getattr(current, "orig", None)  # SQLAlchemy keeps the driver's error
+    chain = _chain(exc)
+    if any(isinstance(link, OSError) and link.errno in OUT_OF_SPACE for link in chain):
+        return True  # a full disk: waited out like PostgreSQL's own disk_full (class 53), never parked
     states = [s for s in (getattr(link, "sqlstate", None) for link in chain) if isinstance(s, str)]
     if states:  # the database said what went wrong: believe it, whatever class its driver filed it under
         return states[0][:2] in TRANSIENT_SQLSTATE_CLASSES or states[0] in TRANSIENT_SQLSTATES

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from projections.framework import ProjectionStore, read_checkpoint, write_checkpoint
 from provenance.kafka.dead_letters import DeadLetters, decode, one_line
-from provenance.kafka.errors import TransientFailure, is_transient
+from provenance.kafka.errors import StorageFailure, TransientFailure, is_transient, storage_failure
 from provenance.kafka.positions import Positions
 from schemas.catalogue import InvalidEvent
 from schemas.envelope import EventEnvelope
@@ -63,7 +64,9 @@ def _event_id_of(raw: bytes | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def _transient(what: str, exc: Exception) -> TransientFailure:
+def _transient(what: str, exc: Exception, where: Path | None = None) -> TransientFailure:
+    if (storage := storage_failure(exc, where)) is not None:  # a full disk is waited out too, but said as what it is
+        return StorageFailure(f"{storage} ({one_line(str(exc) or repr(exc))})")
     return TransientFailure(f"{what}: {one_line(str(exc) or repr(exc))}")
 
 
@@ -71,6 +74,12 @@ class ProjectionSink:
     """All projections of a store, fed from one topic partition at a time."""
 
     name = PROJECTIONS
+
+    @property
+    def _file(self) -> Path | None:
+        """The projections' SQLite file, named when its disk fails; None on a server."""
+        url = self.store.engine.url
+        return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
 
     def __init__(
         self, store: ProjectionStore, dead_letters: DeadLetters | None = None, *, ordered: bool = False
@@ -113,7 +122,7 @@ class ProjectionSink:
             raise
         except Exception as exc:
             if is_transient(exc):
-                raise _transient("the projections database is unavailable", exc) from exc
+                raise _transient("the projections database is unavailable", exc, self._file) from exc
             raise
         return BatchResult(handled, parked)
 
@@ -136,7 +145,7 @@ class ProjectionSink:
                 self.advance(source, partition, last)
         except Exception as exc:
             if is_transient(exc):
-                raise _transient("the projections database is unavailable", exc) from exc
+                raise _transient("the projections database is unavailable", exc, self._file) from exc
             raise
         return BatchResult(handled, len(positioned) - handled)
 

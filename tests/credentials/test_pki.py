@@ -108,3 +108,25 @@ def test_leaf_is_not_accepted_as_a_trust_anchor(pki: DevelopmentPki) -> None:
         TrustConfig(anchor_files=(pki.chain_file,)).anchors_pem()
     with pytest.raises(PkiError, match="not found"):
         TrustConfig(anchor_files=(pki.directory / "missing.pem",)).anchors_pem()
+
+
+@pytest.mark.parametrize("garbled", [KEY_FILE, CHAIN_FILE, ANCHORS_FILE])
+def test_a_garbled_file_of_the_signing_identity_is_refused_by_its_check(
+    tmp_path: Path, pki: DevelopmentPki, garbled: str
+) -> None:
+    """Bytes that are not ASCII (a damaged disk, a binary copied over) are a `PkiError`, as any other unusable
+    file is, and the trust anchors are checked too: a signer refuses to start instead of failing on every video."""
+    import os
+    import shutil
+
+    directory = shutil.copytree(pki.directory, tmp_path / "pki")
+    (directory / garbled).write_bytes(b"\xe7" + os.urandom(499))
+    with pytest.raises(PkiError, match=garbled.replace(".", r"\.")):
+        SigningIdentity.from_directory(directory).check()
+
+
+def test_a_key_file_with_bytes_that_are_not_ascii_is_a_pki_error(tmp_path: Path, pki: DevelopmentPki) -> None:
+    damaged = tmp_path / "key.pem"
+    damaged.write_bytes(pki.key_file.read_bytes() + b"\xff\xfe")
+    with pytest.raises(PkiError, match=r"key\.pem"):
+        SigningIdentity(chain_file=pki.chain_file, key_file=damaged).key_pem()

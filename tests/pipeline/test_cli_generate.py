@@ -129,3 +129,60 @@ def test_a_trusted_file_whose_watermark_is_another_videos_does_not_verify(
 
     code, out, _ = run(capsys, "verify", str(forged))
     assert code == 1 and "Trusted" in out and "CONFLICT" in out and pictured.stem in out
+
+
+def test_a_full_disk_while_signing_leaves_the_video_to_be_resumed_with_its_command_id(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write of the signed file that meets a full disk is no verdict on the video: exit 6, one line that
+    says so and how to resume, and the same command with that command id finishes it once there is space."""
+    import re
+
+    from provenance.stages import CredentialsStage
+    from tests.pipeline.test_gates import FullDiskStore
+
+    assert run(capsys, "pki", "init")[0] == 0
+    real_sign = CredentialsStage.sign
+
+    def sign_on_a_full_disk(self: CredentialsStage, job: object) -> object:
+        store, self.store = self.store, FullDiskStore(self.store.root)
+        try:
+            return real_sign(self, job)  # type: ignore[arg-type]
+        finally:
+            self.store = store
+
+    monkeypatch.setattr(CredentialsStage, "sign", sign_on_a_full_disk)
+    request = ("generate", "--prompt", "a red ball", *SMALL, "--as", "alice")
+    code, out, err = run(capsys, *request)
+    assert (code, out) == (6, ""), err
+    line = err.splitlines()[-1]
+    assert line.startswith("provenance: error: ") and f"no space left on device: {home / 'blobs'}" in line
+    assert "WARNING" not in err and "blocking" not in err
+    found = re.search(r"--command-id (\S+)", line)
+    assert found is not None, line
+    video_id = err.split("requested ", 1)[1].split(";", 1)[0]
+    assert video_id in line
+    system = System(Settings(home=home))
+    try:
+        video = system.app.video(video_id)
+        assert (video.state, video.block_reasons) == ("moderated", [])
+    finally:
+        system.close()
+
+    monkeypatch.setattr(CredentialsStage, "sign", real_sign)  # space freed
+    code, out, err = run(capsys, *request, "--command-id", found.group(1).rstrip(".,;:"))
+    assert code == 0, err
+    assert Path(out).stem == video_id
+
+
+@pytest.mark.parametrize("garbled", ["signer-key.pem", "trust-anchors.pem"])
+def test_a_garbled_signing_identity_is_refused_before_anything_is_recorded(
+    home: Path, capsys: pytest.CaptureFixture[str], garbled: str
+) -> None:
+    assert run(capsys, "pki", "init")[0] == 0
+    (home / "pki" / garbled).write_bytes(b"\xe7" + os.urandom(499))
+    before = recorded(home)
+    code, out, err = run(capsys, "generate", "--prompt", "a red ball", *SMALL, "--as", "alice")
+    assert (code, out) == (2, ""), err
+    assert garbled in err and len(err.splitlines()) == 1
+    assert recorded(home) == before

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kernel.blobstore import BlobStore
-from kernel.errors import ProvenanceError
+from kernel.blobstore import BlobRef, BlobStore, BlobWriteError
+from kernel.errors import InvalidInput, ProvenanceError
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.gates import GateWorkers, ModerationJob, RenderJob, SigningJob
@@ -114,23 +116,158 @@ def test_a_block_verdict_stops_the_video_before_signing(system: System) -> None:
 
 
 class Broken(Stages):
-    def __init__(self, failing: str) -> None:
+    def __init__(self, failing: str, error: Callable[[str], Exception] | None = None) -> None:
         super().__init__()
         self.failing = failing
+        self.error = error or (lambda stage: ProvenanceError(f"{stage} is broken"))
+        self.fixed = False
 
     def _run(self, stage: str) -> None:
         super()._run(stage)
-        if stage == self.failing:
-            raise ProvenanceError(f"{stage} is broken")
+        if stage == self.failing and not self.fixed:
+            raise self.error(stage)
 
 
-@pytest.mark.parametrize(("failing", "gate"), [("moderate", "moderation"), ("sign", "signing")])
-def test_a_failing_stage_blocks_the_video_with_its_reason(system: System, failing: str, gate: str) -> None:
+@pytest.mark.parametrize(
+    ("failing", "gate", "error"),
+    [
+        ("moderate", "moderation", None),
+        ("sign", "signing", None),
+        ("moderate", "moderation", lambda stage: InvalidInput(f"{stage} is broken: not a video it can decode")),
+    ],
+)
+def test_a_failing_stage_blocks_the_video_with_its_reason(
+    system: System, failing: str, gate: str, error: Callable[[str], Exception] | None
+) -> None:
     alice = system.app.register_person("alice")
     video = system.app.request_generation(alice, "a ball")
-    system.pipeline(workers(system, Broken(failing))).run_until_idle()
+    system.pipeline(workers(system, Broken(failing, error))).run_until_idle()
     state = system.app.video(video)
     assert state.state == "blocked"
     assert f"{failing} is broken" in state.block_reasons[0]
     system.catch_up()
     assert system.reads.video(str(video))["block_gate"] == gate
+
+
+class FullDiskStore(BlobStore):
+    """A blob store on a full disk: every write fails as a real one does (ENOSPC), until `full` is cleared."""
+
+    full = True
+
+    def _store(self, fill: Callable[[Any], tuple[str, int]]) -> BlobRef:
+        def out_of_space(handle: Any) -> tuple[str, int]:
+            fill(handle)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return super()._store(out_of_space if self.full else fill)
+
+
+class FullDisk(Stages):
+    """The `failing` stage writes its output to a blob store on a full disk."""
+
+    def __init__(self, failing: str, store: FullDiskStore) -> None:
+        super().__init__()
+        self.failing = failing
+        self.store = store
+
+    def _run(self, stage: str) -> None:
+        super()._run(stage)
+        if stage == self.failing:
+            self.store.put_bytes(f"output of {stage}".encode())
+
+
+@pytest.mark.parametrize(
+    ("failing", "left_at"), [("render", "requested"), ("moderate", "rendered"), ("sign", "moderated")]
+)
+def test_a_full_disk_records_nothing_against_the_video_and_its_gate_runs_again_once_there_is_space(
+    system: System, failing: str, left_at: str
+) -> None:
+    alice = system.app.register_person("alice")
+    video = system.app.request_generation(alice, "a ball")
+    store = FullDiskStore(system.app.blobs.root)
+    stages = FullDisk(failing, store)
+    gate = workers(system, stages)
+    with pytest.raises(BlobWriteError, match=f"no space left on device: {system.app.blobs.root}"):
+        system.pipeline(gate).run_until_idle()
+    state = system.app.video(video)
+    assert (state.state, state.block_reasons) == (left_at, [])
+    types = [e.event_type for e in read_log(system.app, 0, 1000) if e.stream_id == str(video)]
+    assert not {"VideoBlocked", "VideoRenderFailed"} & set(types)
+
+    store.full = False  # space freed: the same gate runs again, from the same event
+    system.pipeline(gate).run_until_idle()
+    assert system.app.video(video).is_live
+    assert stages.calls.count(failing) == 2
+
+
+def _pki_error(stage: str) -> Exception:
+    from provenance.credentials.errors import PkiError
+
+    return PkiError("trust anchor file /srv/pki/trust-anchors.pem is not a PEM certificate bundle")
+
+
+def _model_error(stage: str) -> Exception:
+    from moderation.errors import ModelLoadError
+
+    return ModelLoadError("the CLIP weights at /srv/clip.pt cannot be loaded")
+
+
+def _time_stamp_error(stage: str) -> Exception:
+    from provenance.credentials.errors import TimeStampUnavailable
+
+    return TimeStampUnavailable("the time-stamp authority http://tsa.example did not answer in 5 tries")
+
+
+def _database_error(stage: str) -> Exception:
+    import sqlite3
+
+    return sqlite3.OperationalError("database is locked")
+
+
+@pytest.mark.parametrize(
+    ("failing", "left_at", "error"),
+    [
+        ("sign", "moderated", _pki_error),
+        ("sign", "moderated", _time_stamp_error),
+        ("moderate", "rendered", _model_error),
+        ("moderate", "rendered", _database_error),
+        ("render", "requested", _model_error),
+    ],
+)
+def test_a_failure_of_our_own_configuration_or_services_is_no_verdict_on_the_video(
+    system: System, failing: str, left_at: str, error: Callable[[str], Exception]
+) -> None:
+    """A damaged signing identity, a model that does not load, an unreachable service: the video waits where
+    it is, and its gate runs again once that is fixed."""
+    alice = system.app.register_person("alice")
+    video = system.app.request_generation(alice, "a ball")
+    stages = Broken(failing, error)
+    gate = workers(system, stages)
+    with pytest.raises(type(error(failing))):
+        system.pipeline(gate).run_until_idle()
+    state = system.app.video(video)
+    assert (state.state, state.block_reasons) == (left_at, [])
+    stages.fixed = True
+    system.pipeline(gate).run_until_idle()
+    assert system.app.video(video).is_live
+
+
+def test_a_rendered_file_missing_from_the_blob_store_is_no_verdict_on_the_video(system: System) -> None:
+    alice = system.app.register_person("alice")
+    video = system.app.request_generation(alice, "a ball")
+    gate = workers(system, Stages())
+    app = system.app
+    for event in read_log(app, 0, 1000):
+        if event.stream_id == str(video):
+            gate.handlers()["render"](event)
+    rendered_video = app.video(video)
+    assert rendered_video.rendered is not None
+    lost = app.blobs.resolve(rendered_video.rendered.blob_uri)
+    kept = lost.read_bytes()
+    lost.unlink()
+    with pytest.raises(ProvenanceError, match="blob store"):
+        system.pipeline(gate).run_until_idle()
+    assert (app.video(video).state, app.video(video).block_reasons) == ("rendered", [])
+    lost.write_bytes(kept)
+    system.pipeline(gate).run_until_idle()
+    assert app.video(video).is_live

@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from kernel.errors import RuleViolation, StageFailed
+from kernel.errors import ProvenanceError, RuleViolation, StageFailed
 from provenance.cli import render
 from provenance.cli.handlers.common import emit, person_id, show
 
@@ -44,10 +44,54 @@ def request(system: System, args: argparse.Namespace) -> int:
 
 def generate(system: System, args: argparse.Namespace) -> int:
     """Request, render, moderate, watermark and sign, publish: the whole way, here; non-zero unless published."""
+    from provenance.domain.ids import new_command_id
+
     workers = system.gate_workers(render=True, moderate=True, sign=True)  # refuses before recording, e.g. no PKI
+    args.command_id = args.command_id or new_command_id()  # chosen here, so a failure can name it to resume with
     video_id = _request_video(system, args)
     print(f"requested {video_id}; rendering, moderating, signing…", file=sys.stderr)
-    return _outcome(system, system.drive(video_id, workers))
+    return _outcome(system, _drive(system, video_id, workers, "generate", args.command_id))
+
+
+class DriveInterrupted(ProvenanceError):
+    """The machine or the setup failed while a video went through the gates: nothing was recorded against it,
+    and the same command, with the same command id, takes it on from where it stopped."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _drive(system: System, video_id: UUID, workers: Any, command: str, command_id: str) -> Video:
+    """`system.drive`, with a failure of the infrastructure said in one line, with how to resume."""
+    from kernel.errors import InfrastructureFailure
+    from provenance.cli import one_line
+    from provenance.kafka.errors import TransientFailure, is_transient, storage_failure
+
+    try:
+        return system.drive(video_id, workers)
+    except Exception as exc:
+        storage = storage_failure(exc, system.settings.home)
+        outage = not isinstance(exc, InfrastructureFailure) and storage is None and is_transient(exc)
+        if not (storage or outage or isinstance(exc, (InfrastructureFailure, TransientFailure, OSError))):
+            raise
+        if isinstance(exc, ProvenanceError):
+            cause = str(exc)
+        elif storage is not None:
+            cause = f"{storage} ({one_line(exc)})"
+        elif outage:
+            cause = f"a database cannot be reached or is busy ({one_line(exc)})"
+        else:
+            cause = one_line(exc)
+        try:
+            where = f"is still {system.app.video(video_id).state}"
+        except Exception:
+            where = "stays where it stopped"
+        raise DriveInterrupted(
+            f"{cause}; video {video_id} {where}, nothing recorded against it: once that is fixed, run the same "
+            f"`provenance {command}` with --command-id {command_id} to take it on from there",
+            7 if outage or (isinstance(exc, TransientFailure) and storage is None) else 6,
+        ) from exc
 
 
 def review_list(system: System, args: argparse.Namespace) -> int:
@@ -59,11 +103,14 @@ def review_list(system: System, args: argparse.Namespace) -> int:
 
 def review_decide(system: System, args: argparse.Namespace) -> int:
     """Trust and safety releases (`allow`: signed and published here) or blocks a video held for review."""
+    from provenance.domain.ids import new_command_id
+
     workers = system.gate_workers(sign=True) if args.verdict == "allow" else system.gate_workers()
     video = system.app.video(args.video)
     actor = person_id(system, args.actor)
+    args.command_id = args.command_id or new_command_id()
     system.app.decide_review(video.id, actor, args.verdict, args.statement, command_id=args.command_id)
-    return _outcome(system, system.drive(video.id, workers))
+    return _outcome(system, _drive(system, video.id, workers, "review decide", args.command_id))
 
 
 def _outcome(system: System, video: Video) -> int:
