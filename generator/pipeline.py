@@ -3,8 +3,9 @@
 `render_to_blob` renders with a backend, draws the visible watermark on every frame, encodes to a temporary
 file inside the blob store's directory (same filesystem, so nothing large crosses devices), puts it into
 the store and removes the temporary file. Any failure (bad input aside, which raises `InvalidInput` before
-any work) raises `RenderError` with a one-line reason after the temporary file is gone, so a failed render
-leaves nothing behind and the worker can retry.
+any work) raises `RenderError` with a one-line reason after the temporary file is gone, or `BlobWriteError` when
+the blob store cannot be written (a full disk: the machine's failure, never recorded against the video), so a
+failed render leaves nothing behind and the worker can retry.
 
 Determinism: the same spec rendered by the same backend on the same kind of device with the same library
 versions and `EncoderConfig` gives byte-identical files, hence the same content sha256 and blob URI; a
@@ -171,7 +172,7 @@ def _temp_video(root: Path) -> Path:
             prefix=f"{TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-", suffix=".mp4", dir=root
         )
     except OSError as exc:
-        raise RenderError(f"cannot write in the blob store directory {root}: {exc.strerror or exc}") from exc
+        raise BlobWriteError(f"cannot write in the blob store directory {root}: {exc.strerror or exc}") from exc
     os.close(fd)
     return Path(name)
 
@@ -217,8 +218,8 @@ def render_to_blob(
             progress=progress,
         )
         blob = store.put_file(temp)
-    except BlobWriteError as exc:
-        raise RenderError(f"could not store the rendered video: {exc}") from exc
+    except BlobWriteError as exc:  # the machine's failure, not the content's: never recorded against the video
+        raise BlobWriteError(f"could not store the rendered video: {exc}") from exc
     except MemoryError as exc:
         raise RenderError(f"out of memory rendering a {spec.width}x{spec.height} clip: try a smaller size") from exc
     finally:

@@ -21,7 +21,7 @@ from generator.pipeline import render_to_blob
 from generator.reference import ReferenceBackend
 from generator.script import SceneScript
 from generator.spec import RenderSpec
-from kernel.blobstore import BlobStore
+from kernel.blobstore import BlobStore, BlobWriteError
 from kernel.errors import InvalidInput, ProvenanceError
 
 SPEC = small("a ball", seed=1, duration_s=0.5)
@@ -61,7 +61,7 @@ def test_disk_full_while_storing(tmp_path: Path, backend: ReferenceBackend, monk
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("kernel.blobstore.os.fsync", no_space)
-    with pytest.raises(RenderError, match=r"could not store the rendered video.*No space left on device"):
+    with pytest.raises(BlobWriteError, match=r"could not store the rendered video: no space left on device"):
         render_to_blob(SPEC, store, backend)
     assert files_under(store.root) == []
 
@@ -69,7 +69,7 @@ def test_disk_full_while_storing(tmp_path: Path, backend: ReferenceBackend, monk
 def test_store_root_that_cannot_be_a_directory(tmp_path: Path, backend: ReferenceBackend) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    with pytest.raises(RenderError, match="cannot write in the blob store directory"):
+    with pytest.raises(BlobWriteError, match="cannot write in the blob store directory"):
         render_to_blob(SPEC, BlobStore(blocker / "blobs"), backend)
     assert [p.name for p in tmp_path.iterdir()] == ["not-a-dir"]
 
@@ -80,7 +80,7 @@ def test_read_only_store_directory(tmp_path: Path, backend: ReferenceBackend) ->
     root.mkdir()
     root.chmod(0o500)
     try:
-        with pytest.raises(RenderError):
+        with pytest.raises(BlobWriteError):
             render_to_blob(SPEC, BlobStore(root), backend)
         assert files_under(root) == []
     finally:
