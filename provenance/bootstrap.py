@@ -69,6 +69,9 @@ class System:
         self._catching_up = threading.Lock()
         self._caught_up: tuple[int, datetime] | None = None
         """The log head and the clock at the last catch-up."""
+        self.checks_read_models = True
+        """Whether opening the application refuses read models that have followed the log past its end (another
+        event store than the one they were built from); `rebuild`, which replaces them, turns it off."""
 
     # --- the write side ------------------------------------------------------------------------------------
 
@@ -92,6 +95,8 @@ class System:
         from provenance.application import ProvenanceApp
         from provenance.reference_check import OneFaceCheck
 
+        if self.settings.event_store == "sqlite" and not self.settings.events_path.exists():
+            self._refuse_read_models_ahead_of(0)  # before an empty event store is made in the lost one's place
         env = {**event_store_env(self.settings), **self._app_env}
         check = self._reference_check or OneFaceCheck()
         app = ProvenanceApp(
@@ -107,7 +112,45 @@ class System:
             from provenance.batch_loader import SQLiteBatchLoader
 
             app.batch_loader = SQLiteBatchLoader(app)
+        try:
+            self._refuse_read_models_ahead_of(app.recorder.max_notification_id() or 0)
+        except BaseException:
+            app.close()
+            raise
         return app
+
+    def _refuse_read_models_ahead_of(self, head: int) -> None:
+        """Refuse (exit 6) read models that have applied more of the log than it holds: the event store is not
+        the one they were built from (lost, or replaced), and what is recorded into it would never reach them.
+
+        Only where the read models follow this log (the embedded mode): the distributed mode's follow a Kafka
+        topic, whose offsets are another numbering, and a log in memory is new in every process.
+        """
+        if (
+            not self.checks_read_models
+            or self.settings.kafka_bootstrap
+            or self.settings.event_store == "memory"
+            or "PERSISTENCE_MODULE" in self._app_env
+        ):
+            return
+        from provenance.freshness import furthest_log_checkpoint
+
+        furthest = furthest_log_checkpoint(self.reads.db)
+        if furthest is None or furthest[1] <= head:
+            return
+        from kernel.errors import ProvenanceError
+        from provenance.damage import redacted
+
+        settings = self.settings
+        events = (
+            str(settings.events_path) if settings.event_store == "sqlite" else redacted(settings.postgres_dsn or "")
+        )
+        projections = sqlite_path(settings.projections_database) or redacted(settings.projections_database)
+        raise ProvenanceError(
+            f"the read models in {projections} have followed the log to position {furthest[1]} ({furthest[0]}), "
+            f"but the event store at {events} ends at {head}: it is not the one they were built from. Restore it "
+            "from a backup, or run `provenance rebuild` if the log was replaced on purpose; nothing was recorded"
+        )
 
     # --- the read side -------------------------------------------------------------------------------------
 

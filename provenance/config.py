@@ -111,7 +111,7 @@ class Settings:
             event_store=store,  # type: ignore[arg-type]
             postgres_dsn=_with_password(get("POSTGRES_DSN"), password),
             projections_url=_with_password(_database_url("PROJECTIONS_URL", get("PROJECTIONS_URL")), password),
-            keys_url=_with_password(get("KEYS_URL"), password),
+            keys_url=_with_password(_database_url("KEYS_URL", get("KEYS_URL")), password),
             kafka_bootstrap=_kafka_bootstrap(get("KAFKA_BOOTSTRAP")),
             kafka_topic=_kafka_topic(get("KAFKA_TOPIC") or "provenance.events"),
             mode=mode,  # type: ignore[arg-type]
@@ -132,6 +132,10 @@ class Settings:
 
 
 _KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_NUMBER = re.compile(r"[0-9]{1,18}")
+"""A number in the environment: ASCII digits only (`str.isdigit` takes superscripts, which `int` refuses), and
+short enough that `int` never meets its limit for a string (a 64-bit integer besides)."""
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 def _kafka_topic(value: str) -> str:
@@ -147,7 +151,7 @@ def _kafka_bootstrap(value: str | None) -> str | None:
         return None
     for entry in value.split(","):
         host, _, port = entry.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
             raise InvalidInput(f"PROVENANCE_KAFKA_BOOTSTRAP must be host:port[,host:port...]; {entry.strip()!r} is not")
     return value
 
@@ -159,13 +163,16 @@ def _path(value: str | None) -> Path | None:
 def _positive_int(name: str, value: str | None, default: int) -> int:
     if value is None:
         return default
-    if not value.isdigit() or int(value) <= 0:
-        raise InvalidInput(f"PROVENANCE_{name} must be a positive whole number, not {value!r}")
+    if not _NUMBER.fullmatch(value) or int(value) <= 0:
+        shown = value if len(value) <= 40 else f"{value[:40]}... ({len(value)} characters)"
+        raise InvalidInput(
+            f"PROVENANCE_{name} must be a positive whole number of at most 18 digits (0-9), not {shown!r}"
+        )
     return int(value)
 
 
 def _database_url(name: str, value: str | None) -> str | None:
-    """A SQLite file or a PostgreSQL database: what the read models are written to and read from."""
+    """A SQLite file or a PostgreSQL database: what the read models (or the likeness keys) are kept in."""
     if value is None:
         return None
     if not value.startswith(DATABASE_URLS):

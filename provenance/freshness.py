@@ -61,8 +61,8 @@ def up_to_date_at(events_file: Path, projections: ReadDatabase, now: datetime) -
         )
         positions = {(row["consumer"], row["source"]): row["position"] for row in rows}
         swept = positions.get((EXPIRY_TIMER, CLOCK_SOURCE))
-        if swept is None or any(
-            positions.get((consumer, LOG_SOURCE), -1) < head for consumer in (*READ_SIDE_CONSUMERS, EXPIRY_TIMER)
+        if swept is None or any(  # behind the log, or ahead of it (`System` refuses that the long way)
+            positions.get((consumer, LOG_SOURCE), -1) != head for consumer in (*READ_SIDE_CONSUMERS, EXPIRY_TIMER)
         ):
             return None
         due = projections.values(
@@ -73,3 +73,16 @@ def up_to_date_at(events_file: Path, projections: ReadDatabase, now: datetime) -
     except sqlite3.Error:  # a database from before these tables: the long way creates them
         return None
     return None if due else head
+
+
+def furthest_log_checkpoint(projections: ReadDatabase) -> tuple[str, int] | None:
+    """The consumer that has followed the log the furthest, and its position; None when none has followed it.
+
+    Only the log's own positions count (a Kafka topic's offsets are another numbering). One indexed read.
+    """
+    rows = projections.rows(
+        "SELECT consumer, position FROM checkpoints WHERE source = :log AND partition = 0"
+        " ORDER BY position DESC LIMIT 1",
+        {"log": LOG_SOURCE},
+    )
+    return (str(rows[0]["consumer"]), int(rows[0]["position"])) if rows else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -47,16 +48,25 @@ class LikenessKeys(Protocol):
 
 
 class KeyStore:
-    """Keys in a SQL database of their own (SQLite in the data directory by default)."""
+    """Keys in a SQL database of their own (SQLite in the data directory by default).
+
+    The database is opened on the first operation, so a command that never touches a likeness key neither
+    needs nor checks it (a damaged key store stops only what uses keys).
+    """
 
     def __init__(self, url: str) -> None:
-        self.engine = sa.create_engine(url)
-        if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_secure_delete)
-        _metadata.create_all(self.engine)
-        database = self.engine.url.database
-        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+        self.url = url
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        engine = sa.create_engine(self.url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_secure_delete)
+        _metadata.create_all(engine)
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
             os.chmod(database, 0o600)  # the keys are readable by their owner only
+        return engine
 
     def create_key(self) -> str:
         key_id = str(uuid.uuid4())
@@ -81,7 +91,8 @@ class KeyStore:
             conn.execute(_keys.delete().where(_keys.c.key_id == key_id))
 
     def close(self) -> None:
-        self.engine.dispose()
+        if "engine" in self.__dict__:
+            self.engine.dispose()
 
     def _key(self, key_id: str) -> bytes:
         with self.engine.connect() as conn:

@@ -38,7 +38,7 @@ from projections.framework import (
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
-from provenance.freshness import LOG_SOURCE
+from provenance.freshness import LOG_SOURCE, furthest_log_checkpoint
 from provenance.log import Share, can_share, last_position, read_share, split_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
 
@@ -99,7 +99,10 @@ def rebuild(
 
     live = system.store
     started = time.perf_counter()
+    system.checks_read_models = False  # they are being replaced, from this log whatever they followed before
     end = last_position(system.app)
+    furthest = furthest_log_checkpoint(system.reads.db)
+    replacing = furthest is not None and furthest[1] > end  # another log than this one: refused until now
     count = _workers(system, end) if workers is None else workers
     if not 1 <= count <= MAX_WORKERS:
         raise InvalidInput(f"a rebuild runs 1 to {MAX_WORKERS} workers, not {count}")
@@ -119,7 +122,7 @@ def rebuild(
         merged_at = time.perf_counter()
         index(scratch)
         switching = time.perf_counter()
-        if not switch_over(live, names, source, catch_up=runner.run_until_idle):
+        if not switch_over(live, names, source, catch_up=runner.run_until_idle, replacing=replacing):
             raise ProvenanceError(
                 "the live read models have applied more of the log than a replay of it reaches; are they built "
                 "from this event store? Nothing was switched over"
@@ -198,7 +201,9 @@ def _replay_in_worker(
 ) -> int:
     # The calling process made the log's tables: the workers need not run eventsourcing's definitions again
     # (on PostgreSQL they would only queue for them one after the other, see `provenance.postgres_log`).
-    app = System(settings, app_env={"CREATE_TABLE": "no"}).app
+    system = System(settings, app_env={"CREATE_TABLE": "no"})
+    system.checks_read_models = False  # the calling process checked what it is rebuilding
+    app = system.app
     store = ProjectionStore(url, projections)
     try:
         if store.engine.dialect.name == "sqlite":
@@ -356,7 +361,12 @@ def _attached(conn: Connection, sources: Sequence[str]) -> Iterator[list[str]]:
 
 
 def switch_over(
-    live: ProjectionStore, names: Sequence[str], source: str, catch_up: Callable[[], object] | None = None
+    live: ProjectionStore,
+    names: Sequence[str],
+    source: str,
+    catch_up: Callable[[], object] | None = None,
+    *,
+    replacing: bool = False,
 ) -> bool:
     """Replace the named projections' rows, stream versions and log checkpoints with those of the scratch store
     `source` (as `scratch_store` names it), at once.
@@ -373,6 +383,10 @@ def switch_over(
 
     Refused (False, nothing changed) if the live projections have still applied more of the log than the
     scratch store: a runner following another log would otherwise go on past events the switch-over took out.
+    With `replacing` (the live read models were already ahead of this log when the rebuild began: its event
+    store was replaced, and every command refuses them) they are replaced all the same, and every other
+    consumer's position in the log past its end (the consent watch's, the expiry timer's; not another projection's,
+    whose rows are still the other log's) is brought back to it.
     """
     tables = [table_of(model).name for name in names for model in live.projections[name].tables]
     checkpoints, versions = table_of(Checkpoint).name, table_of(StreamVersion).name
@@ -382,7 +396,7 @@ def switch_over(
         lock_checkpoints(conn, exclusive=True)
         if catch_up is not None:  # before this transaction reads the scratch store, which a reader would lock
             catch_up()
-        if _behind(conn, f'{prefix}"{checkpoints}"', f'"{checkpoints}"', chosen):
+        if not replacing and _behind(conn, f'{prefix}"{checkpoints}"', f'"{checkpoints}"', chosen):
             return False
         for table in tables:
             conn.exec_driver_sql(f'DELETE FROM "{table}"')
@@ -393,6 +407,13 @@ def switch_over(
         ):
             conn.exec_driver_sql(f'DELETE FROM "{table}" WHERE {where}')
             conn.exec_driver_sql(f'INSERT INTO "{table}" SELECT * FROM {prefix}"{table}" WHERE {where}')
+        if replacing:
+            end = f'(SELECT COALESCE(MAX(position), 0) FROM {prefix}"{checkpoints}" WHERE {log})'
+            projections = ", ".join(f"'{name}'" for name in live.projections)  # those not chosen stay refused
+            conn.exec_driver_sql(
+                f'UPDATE "{checkpoints}" SET position = {end} '
+                f"WHERE {log} AND position > {end} AND consumer NOT IN ({projections})"
+            )
     live.forget_sources(names)
     return True
 

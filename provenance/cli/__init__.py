@@ -2,7 +2,7 @@
 
 Every error is one line on stderr (and, with `--json`, a JSON object on stdout) with a documented exit
 status: 2 bad input (a file that cannot be used included), 3 unknown id, 4 a rule refused the command, 5 a
-missing optional dependency, 6 a stage failed, 7 a database or broker cannot be reached; 1 is a bug (its
+missing optional dependency, 6 a stage failed (or a database is damaged), 7 a database or broker cannot be reached; 1 is a bug (its
 traceback with PROVENANCE_DEBUG=1).
 
 `parser` declares the subcommands and binds each to its handler, `handlers/` holds the handlers by area
@@ -18,12 +18,15 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kernel.errors import ProvenanceError
 from provenance.bootstrap import System
 from provenance.cli.parser import build_parser
 from provenance.cli.render import safe, to_json
+
+if TYPE_CHECKING:
+    from provenance.config import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:
-        message, code = _describe(exc, system.settings.home if system is not None else None)
+        message, code = _describe(exc, system.settings if system is not None else None)
         if os.environ.get("PROVENANCE_DEBUG"):
             traceback.print_exc()
         return _fail(args, message, code)
@@ -73,13 +76,18 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     return code
 
 
-def _describe(exc: Exception, home: Path | None = None) -> tuple[str, int]:
+def _describe(exc: Exception, settings: Settings | None) -> tuple[str, int]:
     """What an error from outside the domain means for the user, and its exit status."""
     from pydantic import ValidationError
 
+    from provenance.damage import describe_damage, is_damaged
     from provenance.domain.payloads import invalid_input
     from provenance.kafka.errors import is_transient, storage_failure
 
+    if settings is not None and is_damaged(exc):  # before a damaged file is taken for an outage
+        damaged = describe_damage(settings, exc)
+        return str(damaged), damaged.exit_code
+    home = settings.home if settings is not None else None
     if (storage := storage_failure(exc, home)) is not None:  # the disk, not a server: nothing to reach
         return f"{storage} ({one_line(exc)})", 6
     if is_transient(exc):

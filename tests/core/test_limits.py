@@ -79,3 +79,35 @@ def test_a_request_the_renderer_could_not_render_is_refused_before_anything_is_r
     with pytest.raises(InvalidInput, match="1 cameos need at least 2 frames"):
         app.request_generation(alice, "me", cameo_ids=[ninth], parameters={"duration_s": 0.5, "fps": 1})
     assert app.recorder.max_notification_id() == before
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_RENDER_COST", "²"),
+        ("API_RATE", "¹⁰"),
+        ("API_MAX_UPLOAD", "٣"),  # an Arabic-Indic digit
+        ("KAFKA_PARTITIONS", "9" * 5000),  # past int()'s limit for a string
+        ("MAX_RENDER_COST", "1" * 19),
+    ],
+)
+def test_a_number_in_the_environment_is_ascii_digits_of_a_bounded_length(name: str, value: str) -> None:
+    with pytest.raises(InvalidInput, match=f"PROVENANCE_{name} must be a positive whole number") as raised:
+        Settings.from_env({f"PROVENANCE_{name}": value})
+    assert len(str(raised.value)) < 200
+
+
+@pytest.mark.parametrize("port", ["¹", "٩٠٩٢", "9" * 5000])
+def test_a_kafka_port_is_ascii_digits(port: str) -> None:
+    with pytest.raises(InvalidInput, match="PROVENANCE_KAFKA_BOOTSTRAP must be host:port"):
+        Settings.from_env({"PROVENANCE_KAFKA_BOOTSTRAP": f"broker:{port}"})
+
+
+def test_the_key_store_url_is_checked_as_the_read_models_one() -> None:
+    url = "postgresql+psycopg://provenance@127.0.0.1:5432/keys"
+    assert Settings.from_env({"PROVENANCE_KEYS_URL": url}).keys_database == url
+    for value, scheme in (("garbage", "garbage"), ("mysql://x/y", "mysql")):
+        with pytest.raises(
+            InvalidInput, match=rf"PROVENANCE_KEYS_URL must be a sqlite:///PATH or postgresql:// URL, not '{scheme}'"
+        ):
+            Settings.from_env({"PROVENANCE_KEYS_URL": value})

@@ -91,3 +91,76 @@ def test_the_demo_runs_end_to_end(home: Path, tmp_path: Path, capsys: pytest.Cap
 def test_an_error_quoting_a_huge_argument_stays_short(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "trace", "x" * 100_000)
     assert code == 2 and "is not a valid id" in err and len(err) < 1100
+
+
+def _events(home: Path) -> int:
+    import sqlite3
+
+    if not (home / "events.db").exists():
+        return 0
+    with sqlite3.connect(home / "events.db") as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("database", ["events.db", "projections.db"])
+def test_a_damaged_database_is_named_with_what_to_do(
+    home: Path, capsys: pytest.CaptureFixture[str], database: str, damage: str
+) -> None:
+    for handle in ("alice", "bob", "carol"):
+        assert run(capsys, "person", handle)[0] == 0
+    assert run(capsys, "feed")[0] == 0  # the read models catch up
+    path = home / database
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if damage == "garbage":
+        path.write_bytes(b"not a database, " * 4096)
+    else:
+        with path.open("r+b") as file:  # the first page and a few bytes of the next
+            file.truncate(4200)
+    for argv in (("feed",), ("person", "dave"), ("rebuild",)):
+        code, _, err = run(capsys, *argv)
+        assert code == 6, (argv, err)
+        assert len(err.splitlines()) == 1 and str(path) in err and "backup" in err, err
+        assert "internal error" not in err
+    if database == "projections.db":
+        assert "provenance rebuild" in err
+
+
+def test_a_damaged_key_store_stops_only_what_needs_likeness_keys(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "person", "alice")[0] == 0
+    (home / "keys.db").write_bytes(b"not a database, " * 4096)
+    assert run(capsys, "person", "bob")[0] == 0  # no likeness key in sight
+    assert run(capsys, "rebuild")[0] == 0
+    face_png = home.parent / "face.png"
+    face_png.write_bytes(face())
+    code, _, err = run(capsys, "cameo", "register", str(face_png), "--as", "alice")
+    assert code == 6 and str(home / "keys.db") in err and "backup" in err, err
+    assert len(err.splitlines()) == 1
+
+
+def test_read_models_ahead_of_the_event_store_are_refused_until_rebuilt(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for handle in ("alice", "bob", "carol"):
+        assert run(capsys, "person", handle)[0] == 0
+    assert run(capsys, "feed")[0] == 0  # the read models catch up
+    recorded = _events(home)
+    assert recorded >= 3
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{home / 'events.db'}{suffix}").unlink(missing_ok=True)
+    for argv in (("person", "dave"), ("feed",), ("trace", "00000000-0000-0000-0000-000000000000")):
+        code, _, err = run(capsys, *argv)
+        assert code == 6, (argv, err)
+        assert len(err.splitlines()) == 1, err
+        assert str(home / "events.db") in err and str(home / "projections.db") in err, err
+        assert f"{recorded} " in err and "provenance rebuild" in err, err
+        assert _events(home) == 0  # nothing recorded into a fresh log
+    code, _, err = run(capsys, "rebuild")  # the log was replaced on purpose
+    assert code == 0, err
+    assert run(capsys, "person", "dave")[0] == 0
+    assert _events(home) == 1
+    assert run(capsys, "person", "erin")[0] == 0
+    assert run(capsys, "feed")[0] == 0
