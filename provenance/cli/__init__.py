@@ -2,8 +2,8 @@
 
 Every error is one line on stderr (and, with `--json`, a JSON object on stdout) with a documented exit
 status: 2 bad input (a file that cannot be used included), 3 unknown id, 4 a rule refused the command, 5 a
-missing optional dependency, 6 a stage failed (or a database is damaged), 7 a database or broker cannot be reached; 1 is a bug (its
-traceback with PROVENANCE_DEBUG=1).
+missing optional dependency, 6 a stage failed (or a database is damaged), 7 a database or broker cannot be
+reached; 1 is a bug (its traceback with PROVENANCE_DEBUG=1).
 
 `parser` declares the subcommands and binds each to its handler, `handlers/` holds the handlers by area
 (thin: arguments in, a call on the `System`, a renderer out), and `render` turns what the system returns
