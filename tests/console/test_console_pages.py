@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from kernel.errors import InvalidInput
 from provenance.console.statements import block_statement, category_of, takedown_statement
 from tests.api.conftest import PASSWORD, Api
-from tests.core.support import face, publish_new
+from tests.core.support import face, pass_gates, publish_new
 
 
 def signed_in(api: Api, handle: str) -> str:
@@ -152,6 +153,140 @@ def test_statement_fields_follow_the_case() -> None:
     assert blocked is not None and blocked["automated_decision"] == "AUTOMATED_DECISION_PARTIALLY"
     assert blocked["decision_visibility"] == ["DECISION_VISIBILITY_CONTENT_DISABLED"]
     assert block_statement({"state": "published"}) is None
+
+
+# The Transparency Database's limits on a statement's fields (its API refuses a longer one with a 422).
+DSA_LIMITS = {
+    "decision_facts": 5000,
+    "illegal_content_explanation": 2000,
+    "incompatible_content_explanation": 2000,
+    "illegal_content_legal_ground": 500,
+    "incompatible_content_ground": 500,
+}
+
+
+def assert_within_dsa_limits(statement: dict[str, Any]) -> None:
+    for field, limit in DSA_LIMITS.items():
+        if field in statement:
+            assert isinstance(statement[field], str) and 0 < len(statement[field]) <= limit, (
+                field,
+                len(statement[field]),
+            )
+    for field in ("application_date", "content_date", "end_date_visibility_restriction"):
+        if statement.get(field) is not None:
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", statement[field]), (field, statement[field])
+
+
+def test_every_exported_statement_keeps_to_the_databases_field_limits(api: Api) -> None:
+    app = api.system.app
+    safety = app.person_by_handle("trust-and-safety").id
+    member = app.person_by_handle("member").id
+    words = ("a long statement of reasons " * 200)[:5000]  # as long as the API and console allow
+    one_word = "é" * 5000  # no word boundary to cut at
+    exported: dict[str, list[str]] = {}  # video -> case ids ("block" for a block)
+
+    plain = publish_new(app, member, "plain")
+    exported[str(plain)] = [
+        r.case_id for r in app.take_down(plain, safety, reason_code="spam", statement_of_reasons=words)
+    ]
+    parent = publish_new(app, member, "parent")
+    child = publish_new(app, member, "child", remix_of=parent)
+    cases = app.take_down(parent, safety, reason_code="x", statement_of_reasons=one_word, legal_ground="g" * 500)
+    for record in cases:  # the root's case with a legal ground, and the remix's cascade case
+        exported.setdefault(record.video_id, []).append(record.case_id)
+    assert str(child) in exported
+
+    held = app.request_generation(member, "held")
+    pass_gates(app, held, "review")
+    app.decide_review(held, safety, "block", words)  # "reviewed by trust-and-safety: " goes before it
+    exported[str(held)] = ["block"]
+
+    alice, bob = app.register_person("alice"), app.register_person("bob")
+    cameo = app.register_cameo(alice, face())
+    grant = app.grant_consent(alice, cameo, "everyone")
+    shown = publish_new(app, bob, "with alice", cameo_ids=[cameo])
+    in_flight = app.request_generation(bob, "alice again", cameo_ids=[cameo])
+    outcome = app.revoke_consent(alice, cameo, grant, ("no longer " * 300)[:2000])
+    for record in outcome.takedowns:
+        exported.setdefault(record.video_id, []).append(record.case_id)
+    assert str(shown) in exported and outcome.blocked == [str(in_flight)]
+    exported[str(in_flight)] = ["block"]
+
+    signed_in(api, "auditor")
+    for video, case_ids in exported.items():
+        for case_id in case_ids:
+            response = api.client.get(f"/console/videos/{video}/statements/{case_id}?format=json")
+            assert response.status_code == 200, response.text
+            statement = response.json()
+            assert_within_dsa_limits(statement)
+            explanation = statement.get("illegal_content_explanation") or statement["incompatible_content_explanation"]
+            facts = statement["decision_facts"]
+            if len(explanation) == 2000 or len(facts) == 5000:  # cut: it says so, and what is kept is the start
+                assert (explanation + facts).count("\u2026") >= 1
+            assert explanation.rstrip("\u2026").rstrip() in facts
+            if case_id == "block":
+                assert app.video(video).block_reasons[0].startswith(facts.rstrip("\u2026"))
+    plain_case = api.client.get(f"/console/videos/{plain}/statements/{exported[str(plain)][0]}?format=json").json()
+    assert plain_case["decision_facts"] == words  # the whole statement, it fits
+    explanation = plain_case["incompatible_content_explanation"]
+    assert explanation.endswith("\u2026") and words[len(explanation) - 1] == " "  # cut between two words
+    assert words.startswith(explanation[:-1])
+
+
+def test_the_category_follows_structured_data_not_free_text() -> None:
+    other = "STATEMENT_CATEGORY_SCOPE_OF_PLATFORM_SERVICE"
+    base = {"video_id": "v", "state": "blocked", "block_gate": "moderation"}
+    for reason in (
+        "reviewed by chateau: low-effort repost",  # "hate" inside the handle
+        "reviewed by tess: not violence, but off-topic spam-free filler",
+        "reviewed by tess: the creator is no minor issue",
+    ):
+        blocked = block_statement({**base, "block_reasons": [reason]})
+        assert blocked is not None and blocked["category"] == other, reason
+    case = {"case_id": "c", "statement_of_reasons": "hate, violence, copyright", "issued_at": "2026-12-01"}
+    for code, category in (
+        ("whatever_else", other),
+        ("not_copyrighted", other),
+        ("terminology", other),
+        ("copyright", "STATEMENT_CATEGORY_INTELLECTUAL_PROPERTY_INFRINGEMENTS"),
+        ("violence", "STATEMENT_CATEGORY_VIOLENCE"),
+        ("consent_revoked", "STATEMENT_CATEGORY_NON_CONSENSUAL_BEHAVIOUR"),
+        ("likeness_owner_request", "STATEMENT_CATEGORY_NON_CONSENSUAL_BEHAVIOUR"),
+        ("cameo_erased", "STATEMENT_CATEGORY_NON_CONSENSUAL_BEHAVIOUR"),
+    ):
+        assert takedown_statement({**case, "reason_code": code}, {"video_id": "v"})["category"] == category, code
+    assert category_of("not_copyrighted") == other
+
+    def classifier(name: str, label: str, outcome: str, score: float) -> dict[str, Any]:
+        return {"name": name, "label": label, "outcome": outcome, "score": score, "threshold": 0.5}
+
+    held = {
+        "verdict": "block",
+        "classifiers": [
+            classifier("policy.prompts", "violence_gore", "allow", 0.2),
+            classifier("policy.prompts", "sexual_content", "review", 0.48),
+        ],
+        "reasons": ["reviewed by chateau: hate and violence"],
+    }
+    reviewed = {**base, "moderation": held, "block_reasons": held["reasons"]}
+    by_review = block_statement(reviewed)  # the held classifier's label, not the reviewer's words or handle
+    assert by_review is not None and by_review["category"] == "STATEMENT_CATEGORY_PORNOGRAPHY_OR_SEXUALIZED_CONTENT"
+    blocked = {
+        "verdict": "block",
+        "classifiers": [
+            classifier("policy.prompts", "minors_unsafe", "review", 0.49),
+            classifier("policy.head", "hate_symbols", "block", 0.9),
+            classifier("likeness", "cameo:c1", "block", 0.7),
+        ],
+        "reasons": ["block: Hate symbols (trained head)"],
+    }
+    by_classifier = block_statement({**base, "moderation": blocked, "block_reasons": blocked["reasons"]})
+    assert by_classifier is not None and by_classifier["category"] == "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH"
+    likeness = {**blocked, "classifiers": [classifier("likeness", "protected:someone", "block", 0.8)]}
+    by_likeness = block_statement({**base, "moderation": likeness})
+    assert by_likeness is not None and by_likeness["category"] == "STATEMENT_CATEGORY_NON_CONSENSUAL_BEHAVIOUR"
+    consent = block_statement({**base, "block_gate": "consent", "block_reasons": ["Consent for cameo c was revoked"]})
+    assert consent is not None and consent["category"] == "STATEMENT_CATEGORY_NON_CONSENSUAL_BEHAVIOUR"
 
 
 def test_read_pages_need_no_script(api: Api) -> None:
