@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from uuid import UUID
 
-from kernel.errors import InvalidInput, NotPermitted, RuleViolation
+from kernel.errors import InvalidInput, NotPermitted, RuleViolation, quoted
 from provenance.application.service import OPERATOR, SYSTEM, Service
 from provenance.domain.ids import new_command_id
 from provenance.domain.payloads import on_record
-from provenance.domain.person import Person, person_id_for
+from provenance.domain.person import Person, handle_skeleton, person_id_for
 from schemas.catalogue import InvalidEvent
+
+HANDLE = re.compile(r"[a-z0-9._-]+")
+"""What a handle is once folded to its skeleton (`handle_skeleton`): Latin letters and digits only, so that no
+letter of another script, no invisible filler and no dotless i can make a handle that reads as another's."""
 
 
 class PeopleCommands(Service):
@@ -23,8 +28,8 @@ class PeopleCommands(Service):
         command_id: str | None = None,
     ) -> UUID:
         command_id = command_id or new_command_id()
-        if not handle.strip() or not handle.replace("_", "").replace("-", "").replace(".", "").isalnum():
-            raise InvalidInput(f"handle {handle!r} must be letters, digits, '_', '-' or '.'")
+        if not HANDLE.fullmatch(handle_skeleton(handle)):
+            raise InvalidInput(f"handle {quoted(handle)} must be Latin letters, digits, '_', '-' or '.'")
         person_id = person_id_for(handle)
 
         def run() -> UUID:

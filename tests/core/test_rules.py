@@ -328,3 +328,15 @@ def test_an_erasure_deletes_the_files_that_show_the_likeness(app: ProvenanceApp,
     assert not (app.exported_videos / f"{with_face}.mp4").exists()
     assert all(app.blobs.exists(sha) for sha in other_files) and (app.exported_videos / f"{without}.mp4").exists()
     assert app.video(with_face).signature is not None  # the record of the file stays
+
+
+def test_a_handle_that_reads_as_another_is_refused(app: ProvenanceApp, people: dict) -> None:
+    app.register_person("trust-and-safety")
+    before = recorded(app)
+    for look_alike in ("trust-and-safety\u3164", "trust-and\uffa0-safety", "administrat\u0585r", "adm\u0131nistrator"):
+        with pytest.raises(InvalidInput, match="Latin letters"):  # a filler, an Armenian o, a dotless i
+            app.register_person(look_alike)
+    with pytest.raises(RuleViolation, match="taken"):
+        app.register_person("\u0430lice")  # a Cyrillic a: the same skeleton as alice's
+    assert recorded(app) == before
+    assert app.register_person("\uff42\uff45\uff4e") == app.person_by_handle("ben").id  # full-width: ben
