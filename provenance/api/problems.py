@@ -128,8 +128,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        from provenance.kafka.errors import is_transient
+        from provenance.damage import is_damaged
+        from provenance.kafka.errors import is_transient, storage_failure
 
+        if is_damaged(exc) or storage_failure(exc) is not None:  # the server's disk or files: its operator's to fix
+            incident = secrets.token_hex(6)
+            log.error("storage failure %s", incident, exc_info=exc)
+            detail = f"the service cannot store or read its data now (incident {incident}, in the server's log)"
+            return problem(503, "storage-failure", detail, exit_code=6)
         if is_transient(exc):
             return problem(503, "unavailable", "a database cannot be reached or is busy; try again", exit_code=7)
         incident = secrets.token_hex(6)

@@ -231,3 +231,22 @@ def test_a_problem_that_quotes_the_path_stays_on_one_line(api: Api) -> None:
     assert refused.status_code == 415
     detail = refused.json()["detail"]
     assert "\n" not in detail and "\r" not in detail and "FAKE: forged" in detail
+
+
+def test_a_full_disk_is_the_services_storage_failing_not_a_database_out_of_reach(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from projections.queries import ReadModels
+
+    def no_space(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setattr(ReadModels, "feed", no_space)
+    client = TestClient(api.client.app, raise_server_exceptions=False)  # answered as a caller sees it
+    failed = client.get("/feed", headers=api.headers("member"))
+    assert failed.status_code == 503 and failed.json()["exit_code"] == 6, failed.text
+    assert failed.json()["type"].endswith(":storage-failure") and "incident" in failed.json()["detail"]
