@@ -33,8 +33,16 @@ def until_true(page: Any, expression: str, timeout_ms: float = 30_000) -> None:
     (no eval) forbids, as it should."""
     import time
 
+    from playwright.sync_api import Error
+
     deadline = time.monotonic() + timeout_ms / 1000
-    while not page.evaluate(expression):
+    while True:
+        try:
+            if page.evaluate(expression):
+                return
+        except Error as exc:  # the page is navigating (a form answered): ask the next one
+            if "context was destroyed" not in str(exc):
+                raise
         assert time.monotonic() < deadline, f"timed out waiting for {expression}"
         time.sleep(0.1)
 

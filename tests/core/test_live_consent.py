@@ -157,7 +157,10 @@ def test_the_rule_is_one_function_of_the_state(app: ProvenanceApp, people: dict)
 def test_the_key_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     from provenance.keystore import KeyStore
 
-    KeyStore(f"sqlite:///{tmp_path / 'keys.db'}").close()
+    store = KeyStore(f"sqlite:///{tmp_path / 'keys.db'}")
+    assert not (tmp_path / "keys.db").exists()  # opened on first use only
+    store.create_key()
+    store.close()
     assert (tmp_path / "keys.db").stat().st_mode & 0o077 == 0
 
 
