@@ -39,6 +39,17 @@ from provenance.console.statements import block_statement, takedown_statement
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
+_BIDI_CONTROLS = {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
+def _shown(value: Any) -> Any:
+    """Every value a page shows, bidirectional overrides and isolates written out (as the command line does):
+    a prompt or a statement of reasons cannot reorder what the page around it says."""
+    return value.translate(_BIDI_CONTROLS) if isinstance(value, str) else value
+
+
+templates.env.finalize = _shown
+
 STAGES = ("requested", "rendered", "moderated", "signed", "published")
 
 

@@ -297,6 +297,9 @@ def test_read_pages_need_no_script(api: Api) -> None:
     assert "a quiet clip" in feed and "AI-generated" in feed and f"/console/videos/{video}" in feed
     page = api.client.get(f"/console/videos/{video}").text
     assert 'State: <strong id="state">published</strong>' in page
+    reordered = publish_new(app, app.person_by_handle("member").id, "a clip \u202egnp.exe")  # an override
+    page = api.client.get(f"/console/videos/{reordered}").text
+    assert "\u202e" not in page and "a clip \\u202egnp.exe" in page  # written out, not obeyed
 
 
 def test_a_cameo_owner_takes_down_a_video_with_their_likeness_from_my_cameos(api: Api) -> None:
