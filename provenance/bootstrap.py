@@ -96,7 +96,7 @@ class System:
         from provenance.reference_check import OneFaceCheck
 
         if self.settings.event_store == "sqlite" and not self.settings.events_path.exists():
-            self._refuse_read_models_ahead_of(0)  # before an empty event store is made in the lost one's place
+            self._refuse_read_models_ahead_of(lambda: 0)  # before an empty event store is made in its place
         env = {**event_store_env(self.settings), **self._app_env}
         check = self._reference_check or OneFaceCheck()
         app = ProvenanceApp(
@@ -113,15 +113,18 @@ class System:
 
             app.batch_loader = SQLiteBatchLoader(app)
         try:
-            self._refuse_read_models_ahead_of(app.recorder.max_notification_id() or 0)
+            self._refuse_read_models_ahead_of(lambda: app.recorder.max_notification_id() or 0)
         except BaseException:
             app.close()
             raise
         return app
 
-    def _refuse_read_models_ahead_of(self, head: int) -> None:
+    def _refuse_read_models_ahead_of(self, head_of_log: Callable[[], int]) -> None:
         """Refuse (exit 6) read models that have applied more of the log than it holds: the event store is not
         the one they were built from (lost, or replaced), and what is recorded into it would never reach them.
+
+        The read models' position is read before the log's end: another process recording and projecting in
+        between moves both, and read the other way round its projection would look ahead of the log.
 
         Only where the read models follow this log (the embedded mode): the distributed mode's follow a Kafka
         topic, whose offsets are another numbering, and a log in memory is new in every process.
@@ -136,7 +139,10 @@ class System:
         from provenance.freshness import furthest_log_checkpoint
 
         furthest = furthest_log_checkpoint(self.reads.db)
-        if furthest is None or furthest[1] <= head:
+        if furthest is None:
+            return
+        head = head_of_log()
+        if furthest[1] <= head:
             return
         from kernel.errors import ProvenanceError
         from provenance.damage import redacted

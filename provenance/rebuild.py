@@ -100,8 +100,9 @@ def rebuild(
     live = system.store
     started = time.perf_counter()
     system.checks_read_models = False  # they are being replaced, from this log whatever they followed before
-    end = last_position(system.app)
-    furthest = furthest_log_checkpoint(system.reads.db)
+    app = system.app
+    furthest = furthest_log_checkpoint(system.reads.db)  # before the log's end: both only grow meanwhile
+    end = last_position(app)
     replacing = furthest is not None and furthest[1] > end  # another log than this one: refused until now
     count = _workers(system, end) if workers is None else workers
     if not 1 <= count <= MAX_WORKERS:

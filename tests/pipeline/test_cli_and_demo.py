@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +165,29 @@ def test_read_models_ahead_of_the_event_store_are_refused_until_rebuilt(
     assert _events(home) == 1
     assert run(capsys, "person", "erin")[0] == 0
     assert run(capsys, "feed")[0] == 0
+
+
+def test_another_process_recording_while_one_starts_is_not_taken_for_a_lost_log(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check reads the read models' position, then the log's end: another process that records and projects
+    in between moves both, and read the other way round its projection looked ahead of the log (exit 6)."""
+    import provenance.freshness as freshness
+    from provenance.bootstrap import System
+    from provenance.config import Settings
+
+    other = System(Settings(home=home))
+    other.app.register_person("alice")
+    other.catch_up()
+    read_position = freshness.furthest_log_checkpoint
+
+    def meanwhile(db: Any) -> Any:
+        other.app.register_person(f"p{len(other.app.recorder.select_notifications(start=1, limit=100))}")
+        other.catch_up()  # the other process records and projects while this one starts
+        return read_position(db)
+
+    monkeypatch.setattr(freshness, "furthest_log_checkpoint", meanwhile)
+    starting = System(Settings(home=home))
+    assert starting.app.person_by_handle("alice")
+    starting.close()
+    other.close()
