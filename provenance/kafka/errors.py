@@ -90,7 +90,7 @@ def storage_failure(exc: BaseException, where: Path | None = None) -> str | None
         message = str(link).lower()
         for words, meaning in _SQLITE_STORAGE.items():
             if type(link).__module__ == "sqlite3" and words in message:
-                if meaning != _SQLITE_STORAGE["database or disk is full"] and where is not None:
+                if words == "disk i/o error" and where is not None:  # SQLite's only word for a full disk, at times
                     try:
                         if shutil.disk_usage(where).free < 1 << 20:
                             return f"no space left on device{place}"

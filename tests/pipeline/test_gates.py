@@ -271,3 +271,20 @@ def test_a_rendered_file_missing_from_the_blob_store_is_no_verdict_on_the_video(
     lost.write_bytes(kept)
     system.pipeline(gate).run_until_idle()
     assert app.video(video).is_live
+
+
+def test_only_an_io_error_on_a_nearly_full_disk_is_taken_for_no_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import sqlite3
+    from collections import namedtuple
+
+    from provenance.kafka.errors import storage_failure
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9 - 1000, 1000))
+    io_error = sqlite3.OperationalError("disk I/O error")
+    read_only = sqlite3.OperationalError("attempt to write a readonly database")
+    assert storage_failure(io_error, tmp_path) == f"no space left on device: {tmp_path}"
+    assert storage_failure(read_only, tmp_path) == f"a database file is read-only: {tmp_path}"  # not the space
