@@ -28,7 +28,7 @@ class PeopleCommands(Service):
         command_id: str | None = None,
     ) -> UUID:
         command_id = command_id or new_command_id()
-        if not HANDLE.fullmatch(handle_skeleton(handle)):
+        if handle != handle.strip() or not HANDLE.fullmatch(handle_skeleton(handle)):  # as given, spaces and all
             raise InvalidInput(f"handle {quoted(handle)} must be Latin letters, digits, '_', '-' or '.'")
         person_id = person_id_for(handle)
 

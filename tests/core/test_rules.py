@@ -234,7 +234,7 @@ def test_reasons_on_record_must_say_something(app: ProvenanceApp, people: dict) 
     grant = app.grant_consent(alice, cameo, "everyone")
     video = publish_new(app, bob, cameo_ids=[cameo])
     before = recorded(app)
-    blank = "\u200b \t\n"  # a zero-width space, a space, a tab and a new line: nothing a reader can read
+    blank = "\u200b \t\n\u3164\u2800\u034f"  # zero-width space, blanks, a Hangul filler, blank Braille, a joiner
     for attempt in (
         lambda: app.take_down(video, tess, reason_code=" ", statement_of_reasons="spam"),
         lambda: app.take_down(video, tess, reason_code="spam", statement_of_reasons=blank),
@@ -333,7 +333,14 @@ def test_an_erasure_deletes_the_files_that_show_the_likeness(app: ProvenanceApp,
 def test_a_handle_that_reads_as_another_is_refused(app: ProvenanceApp, people: dict) -> None:
     app.register_person("trust-and-safety")
     before = recorded(app)
-    for look_alike in ("trust-and-safety\u3164", "trust-and\uffa0-safety", "administrat\u0585r", "adm\u0131nistrator"):
+    for look_alike in (
+        "trust-and-safety\u3164",
+        "trust-and\uffa0-safety",
+        "administrat\u0585r",
+        "adm\u0131nistrator",
+        "tess\n",
+        " \x1ftess\u2028",
+    ):
         with pytest.raises(InvalidInput, match="Latin letters"):  # a filler, an Armenian o, a dotless i
             app.register_person(look_alike)
     with pytest.raises(RuleViolation, match="taken"):
