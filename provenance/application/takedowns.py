@@ -138,23 +138,13 @@ class TakedownCommands(CoverageCommands):
         after the reinstatement, so whichever of the two runs last sees both, and what no grant covers comes down.
         """
         video = self.video(video_id)
-        if not video.is_live:
+        if not video.is_live or not video.cameo_ids:
             return
-        for cameo_id in dict.fromkeys(video.cameo_ids):
-            because = (
-                f"Consent for cameo {cameo_id} no longer covered video {video.id} when it was checked again, once "
-                "it was reinstated."
-            )
-            ending = Withdrawal(
-                "system:consent",
-                f"{command_id}:recheck:{cameo_id}",
-                "consent_lost",
-                "consent_revocation",
-                None,
-                because,
-            )
+        because = f"Consent no longer covered video {video.id} when it was checked again, once it was reinstated."
+        recheck_id = f"{command_id}:recheck"
+        ending = Withdrawal("system:consent", recheck_id, "consent_lost", "consent_revocation", None, because)
 
-            def recheck(cameo_id: str = cameo_id, ending: Withdrawal = ending) -> WithdrawalOutcome:
-                return self._withdraw_uncovered(self.cameo(cameo_id), ending, [str(video.id)])
+        def recheck() -> WithdrawalOutcome:  # the whole video is held to the rule: its case names what failed
+            return self._withdraw_uncovered(self.cameo(video.cameo_ids[0]), ending, [str(video.id)])
 
-            self._retrying(recheck)
+        self._retrying(recheck)
