@@ -266,17 +266,21 @@ class CameoCommands(CoverageCommands):
     def _destroy_files(self, video: Video) -> None:
         """Delete the files that show a video's pictures, an erased likeness among them: its render, its signed
         file and the name the command line gave it. The record of them (hashes, manifest) stays."""
-        for uri in (video.rendered and video.rendered.blob_uri, video.signature and video.signature.signed_uri):
-            if uri:
-                self.blobs.delete(sha256_from_uri(uri))
+        for uri in _files_of(video):
+            self.blobs.delete(sha256_from_uri(uri))
         if self.exported_videos is not None:
             (self.exported_videos / f"{video.id}.mp4").unlink(missing_ok=True)
 
     def discard_dropped_output(self, video_id: UUID | str, uri: str) -> None:
-        """A stage's file whose result was dropped (the video moved on while the stage ran) is deleted when a
-        cameo in the video was erased meanwhile, as the erasure deleted the video's other files."""
+        """A stage's file whose result was dropped (the video moved on while the stage ran: a consent ended, the
+        likeness was erased) is deleted if it shows a likeness: nothing records it, so no later erasure could
+        find it. Kept when another video with the same likeness holds the same file (a render of the same
+        request and seed), which only a video using the same cameos can."""
         video = self.video(video_id)
-        if any(self.cameo(c).erased for c in video.cameo_ids):
+        if not video.cameo_ids:
+            return
+        others = [self.video(u.video_id) for u in self.cameo(video.cameo_ids[0]).uses if u.video_id != str(video.id)]
+        if not any(uri in _files_of(other) for other in others):
             self.blobs.delete(sha256_from_uri(uri))
 
     def _reference_blob(self, cameo: Cameo) -> str | None:
@@ -292,3 +296,9 @@ class CameoCommands(CoverageCommands):
         if str(actor) != cameo.owner_id and not self.is_trust_and_safety(actor):
             raise NotPermitted(f"only the owner of cameo {cameo.id} can list the videos that use it")
         return [self.video(use.video_id) for use in cameo.uses]
+
+
+def _files_of(video: Video) -> list[str]:
+    """The blob URIs of the files that show a video's pictures: its render and its signed file."""
+    files = (video.rendered and video.rendered.blob_uri, video.signature and video.signature.signed_uri)
+    return [uri for uri in files if uri]

@@ -91,15 +91,24 @@ def test_consent_revoked_while_in_flight_is_never_published(system: System, stag
     assert str(video) not in system.reads.feed_ids()
 
 
-def test_a_render_that_finishes_after_its_likeness_was_erased_is_not_kept(system: System) -> None:
+@pytest.mark.parametrize("ending", ["erase", "revoke"])
+def test_a_render_dropped_because_its_likeness_lost_consent_is_not_kept(system: System, ending: str) -> None:
+    """Dropped because consent ended, the render shows a likeness that nothing records: no later erasure could
+    find it."""
     import hashlib
 
     app = system.app
     alice, bob = app.register_person("alice"), app.register_person("bob")
     cameo = app.register_cameo(alice, face())
-    app.grant_consent(alice, cameo, "everyone")
+    grant = app.grant_consent(alice, cameo, "everyone")
+
+    def end() -> object:
+        if ending == "erase":
+            return app.erase_cameo(alice, cameo, "forget my face")
+        return app.revoke_consent(alice, cameo, grant, "not any more")
+
     video = app.request_generation(bob, "bob and alice", cameo_ids=[cameo])
-    stages = Stages(during={"render": lambda: app.erase_cameo(alice, cameo, "forget my face")})
+    stages = Stages(during={"render": end})
     system.pipeline(workers(system, stages)).run_until_idle()
     assert app.video(video).state == "blocked" and app.video(video).rendered is None
     made = hashlib.sha256(f"not really a video: {video}".encode()).hexdigest()  # what the render stored
