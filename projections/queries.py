@@ -142,11 +142,15 @@ class ReadModels:
         that case since), or a block at the consent gate, unless the block names a takedown above the video
         that began otherwise (a remix in flight whose parent came down for a notice)."""
         if video["block_gate"] == "consent" and video["state"] == "blocked":
-            cause = self._block_cause(video["video_id"])
-            return (
-                cause is None or self._first_source({"source": "cascade", "caused_by_event": cause}) in CONSENT_SOURCES
-            )
-        return any(self._first_source(case) in CONSENT_SOURCES for case in open_cases)
+            origin = self.block_origin(video["video_id"])
+            return origin is None or str(origin["source"]) in CONSENT_SOURCES
+        return any(str(self._origin(case)["source"]) in CONSENT_SOURCES for case in open_cases)
+
+    def block_origin(self, video_id: str) -> dict[str, Any] | None:
+        """For a video blocked because the video it remixes came down: the takedown that cascade began with (its
+        source and reason code, as issued); None for a block that names no takedown above it."""
+        cause = self._block_cause(video_id)
+        return self._origin({"source": "cascade", "caused_by_event": cause}) if cause else None
 
     def _block_cause(self, video_id: str) -> str | None:
         """The takedown event the video's last block names (a remix blocked in a cascade), if it names one."""
@@ -158,18 +162,18 @@ class ReadModels:
         cause = (rows[0]["payload"].get("caused_by") or {}) if rows else {}
         return cause.get("event_id")
 
-    def _first_source(self, case: dict[str, Any]) -> str:
-        """The source of the case a cascade began with: each cascade case names the takedown event above it,
-        and the audit trail holds that event as it was issued."""
-        source, cause, seen = str(case["source"]), case["caused_by_event"], set()
-        while source == "cascade" and cause and cause not in seen:
+    def _origin(self, case: dict[str, Any]) -> dict[str, Any]:
+        """The case a cascade began with (its `source` and `reason_code`): each cascade case names the takedown
+        event above it, and the audit trail holds that event as it was issued."""
+        origin, cause, seen = case, case.get("caused_by_event"), set()
+        while origin.get("source") == "cascade" and cause and cause not in seen:
             seen.add(cause)
             rows = self.db.rows("SELECT payload FROM audit_events WHERE event_id = :event_id", {"event_id": cause})
             if not rows:
                 break
-            issued = rows[0]["payload"]
-            source, cause = str(issued["source"]), (issued.get("caused_by") or {}).get("event_id")
-        return source
+            origin = rows[0]["payload"]
+            cause = (origin.get("caused_by") or {}).get("event_id")
+        return origin
 
     def cameo_standing(self, cameo_id: str) -> str | None:
         """`held` or `rejected` when trust and safety's review left the cameo covering no one, else None."""

@@ -209,7 +209,7 @@ def video(request: Request, video_id: UUID) -> Response:
         stages=STAGES,
         playable=file_for(current, principal) is not None,
         is_creator=current.creator_id == principal.subject,
-        block=block_statement(reads.video(str(video_id))) if trace else None,
+        block=block_statement(reads.video(str(video_id)), reads.block_origin(str(video_id))) if trace else None,
     )
 
 
@@ -413,7 +413,7 @@ def statement(request: Request, video_id: UUID, case_id: str, format: str = "htm
     reads = context(request).reads()
     video = reads.video(str(video_id))
     if case_id == "block":
-        found = block_statement(video)
+        found = block_statement(video, reads.block_origin(str(video_id)))
     else:
         cases = [c for c in reads.takedowns(str(video_id)) if c["case_id"] == case_id]
         found = takedown_statement(cases[0], video) if cases else None

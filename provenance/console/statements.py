@@ -60,7 +60,8 @@ REASON_CODES = {
 """A reason code (or a classifier's label) -> its DSA category, matched whole: an unknown code is `OTHER`."""
 
 _GATES = {"consent": NON_CONSENSUAL}
-"""A video blocked at a gate that is not moderation: the consent gate blocks it when consent ended."""
+"""A video blocked at a gate that is not moderation: the consent gate blocks it when consent ended (a remix blocked
+because the video it remixes came down takes the category of the takedown its cascade began with)."""
 
 _SEVERITY = {"block": 2, "review": 1}
 
@@ -156,8 +157,12 @@ def takedown_statement(case: dict[str, Any], video: dict[str, Any]) -> dict[str,
     return statement
 
 
-def block_statement(video: dict[str, Any]) -> dict[str, Any] | None:
-    """A video blocked before publication (a gate or a person's review decision) as a DSA statement."""
+def block_statement(video: dict[str, Any], origin: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """A video blocked before publication (a gate or a person's review decision) as a DSA statement.
+
+    `origin`: for a remix blocked because the video it remixes came down, the takedown that began the cascade
+    (`ReadModels.block_origin`): the remix is blocked for that takedown's reason, not for a consent that ended.
+    """
     if video.get("state") != "blocked":
         return None
     moderation = video.get("moderation") or {}
@@ -165,7 +170,12 @@ def block_statement(video: dict[str, Any]) -> dict[str, Any] | None:
     reviewed = any(str(r).startswith("reviewed by ") for r in reasons)
     gate = str(video.get("block_gate") or "moderation")
     facts = "; ".join(str(r) for r in reasons) or f"blocked at the {gate} gate"
-    category = category_of_decision(moderation) if gate == "moderation" else _GATES.get(gate, OTHER)
+    if gate == "moderation":
+        category = category_of_decision(moderation)
+    elif origin is not None:
+        category = category_of(str(origin.get("reason_code") or ""))
+    else:
+        category = _GATES.get(gate, OTHER)
     return {
         "decision_visibility": ["DECISION_VISIBILITY_CONTENT_DISABLED"],
         "decision_ground": "DECISION_GROUND_INCOMPATIBLE_CONTENT",

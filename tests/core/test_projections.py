@@ -18,6 +18,7 @@ from projections.store import all_projections, open_store
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
+from provenance.console.statements import block_statement
 from provenance.kafka.positions import open_projections
 from provenance.log import read_log
 from provenance.runner import EmbeddedRunner, ProjectionConsumer
@@ -142,6 +143,8 @@ def test_a_cascade_case_is_judged_by_the_case_it_began_with_and_a_rejected_cameo
     catch_up(app, store)
     assert reads.status(str(in_flight))["status"] == "blocked"  # type: ignore[index]
     assert reads.status(str(in_flight))["consent_revoked"] is False  # type: ignore[index]  # blocked for the notice
+    blocked = block_statement(reads.video(str(in_flight)), reads.block_origin(str(in_flight)))
+    assert blocked is not None and blocked["category"] == "STATEMENT_CATEGORY_INTELLECTUAL_PROPERTY_INFRINGEMENTS"
     app.reinstate(parent, notice[0].case_id, tess, "the notice was withdrawn")  # the remix stays down
     later = app.request_generation(alice, "a remix after", remix_of=parent)
     app.revoke_consent(alice, cameo, grant, "no more")  # the parent comes down again, now for consent
@@ -149,6 +152,8 @@ def test_a_cascade_case_is_judged_by_the_case_it_began_with_and_a_rejected_cameo
     assert reads.status(str(parent))["consent_revoked"] is True  # type: ignore[index]
     assert reads.status(str(remix))["consent_revoked"] is False  # type: ignore[index]  # down for the notice
     assert reads.status(str(later))["consent_revoked"] is True  # type: ignore[index]  # blocked for the revocation
+    blocked = block_statement(reads.video(str(later)), reads.block_origin(str(later)))
+    assert blocked is not None and blocked["category"] == "STATEMENT_CATEGORY_NON_CONSENSUAL_BEHAVIOUR"
 
     app.hold_cameo(cameo, str(app.register_cameo(bob, face(3))), 0.97)
     app.review_cameo(cameo, tess, "rejected", "not alice's face")
