@@ -35,6 +35,7 @@ from projections.framework import (
     table_of,
     write_checkpoint,
 )
+from projections.tables import ParkedEvent
 from provenance.application import ProvenanceApp
 from provenance.bootstrap import System
 from provenance.config import Settings
@@ -337,7 +338,24 @@ def merge(into: ProjectionStore, sources: Sequence[str]) -> None:
                 lowest[key] = min(position, lowest.get(key, position))
         for (consumer, source, partition), position in lowest.items():
             write_checkpoint(conn, consumer, source, partition, position)
+        for prefix in prefixes:
+            _keep_parked(conn, prefix)
     into.forget_sources(into.projections)
+
+
+_PARKED_COLUMNS = ", ".join(f'"{c.name}"' for c in table_of(ParkedEvent).columns if c.name != "id")
+
+
+def _keep_parked(conn: Connection, prefix: str) -> None:
+    """Bring over what a replay parked in a scratch store (`prefix`), each event once: the scratch store is
+    thrown away, and an event parked only there would be lost (and the read models quietly without it)."""
+    parked = table_of(ParkedEvent).name
+    table_of(ParkedEvent).create(conn, checkfirst=True)  # a store that never parked anything has none yet
+    conn.exec_driver_sql(
+        f'INSERT INTO "{parked}" ({_PARKED_COLUMNS}) SELECT {_PARKED_COLUMNS} FROM {prefix}"{parked}" AS s '
+        f'WHERE NOT EXISTS (SELECT 1 FROM "{parked}" AS l WHERE l.consumer = s.consumer AND l.source = s.source '
+        'AND l."partition" = s."partition" AND l.position = s.position)'
+    )
 
 
 @contextmanager
@@ -415,6 +433,7 @@ def switch_over(
                 f'UPDATE "{checkpoints}" SET position = {end} '
                 f"WHERE {log} AND position > {end} AND consumer NOT IN ({projections})"
             )
+        _keep_parked(conn, prefix)
     live.forget_sources(names)
     return True
 
