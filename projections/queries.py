@@ -153,14 +153,30 @@ class ReadModels:
         return self._origin({"source": "cascade", "caused_by_event": cause}) if cause else None
 
     def _block_cause(self, video_id: str) -> str | None:
-        """The takedown event the video's last block names (a remix blocked in a cascade), if it names one."""
+        """The takedown event the video's last block names (a remix blocked in a cascade), if it names one.
+
+        A block recorded before `VideoBlocked` v2 names none: a cascade's block was recorded by the command that
+        took the parent down, so the parent's takedown under the block's command id is the one.
+        """
         rows = self.db.rows(
-            "SELECT payload FROM audit_events WHERE stream_id = :video_id AND event_type = 'VideoBlocked'"
+            "SELECT payload, command_id FROM audit_events WHERE stream_id = :video_id AND event_type = 'VideoBlocked'"
             " ORDER BY stream_version DESC LIMIT 1",
             {"video_id": video_id},
         )
-        cause = (rows[0]["payload"].get("caused_by") or {}) if rows else {}
-        return cause.get("event_id")
+        if not rows:
+            return None
+        named: str | None = (rows[0]["payload"].get("caused_by") or {}).get("event_id")
+        if named is not None or rows[0]["command_id"] is None:
+            return named
+        parent = self.db.rows("SELECT remix_of FROM lineage_videos WHERE video_id = :video_id", {"video_id": video_id})
+        if not parent or parent[0]["remix_of"] is None:
+            return None
+        taken_down = self.db.rows(
+            "SELECT event_id FROM audit_events WHERE stream_id = :parent AND event_type = 'TakedownIssued'"
+            " AND command_id = :command_id LIMIT 1",
+            {"parent": parent[0]["remix_of"], "command_id": rows[0]["command_id"]},
+        )
+        return str(taken_down[0]["event_id"]) if taken_down else None
 
     def _origin(self, case: dict[str, Any]) -> dict[str, Any]:
         """The case a cascade began with (its `source` and `reason_code`): each cascade case names the takedown

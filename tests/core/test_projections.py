@@ -324,3 +324,31 @@ def test_roles_opening_a_new_read_model_file_together_all_open_it(tmp_path: Path
         for thread in threads:
             thread.join()
     assert failures == []
+
+
+def test_a_cascade_block_recorded_before_it_named_its_takedown_is_judged_by_the_parents_case(
+    world: Any, tmp_path: Path
+) -> None:
+    """`VideoBlocked` v1 did not name the takedown above a blocked remix: the parent's takedown under the block's
+    command id is found instead, so a remix blocked for a notice is still no consent lapse after an upgrade."""
+    import json
+    import sqlite3
+
+    app, store, reads = world
+    alice = app.register_person("alice")
+    tess = app.register_person("tess", roles=["trust_and_safety"])
+    parent = publish_new(app, alice, "a clip")
+    in_flight = app.request_generation(alice, "a remix", remix_of=parent)
+    app.take_down(parent, tess, reason_code="copyright", statement_of_reasons="a notice", source="notice")
+    with sqlite3.connect(Settings(home=tmp_path / "home").events_path) as events:
+        [(rowid, state)] = events.execute(
+            "SELECT rowid, state FROM stored_events WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1",
+            (in_flight.hex,),
+        ).fetchall()
+        recorded = json.loads(state)
+        assert recorded["type"] == "VideoBlocked"
+        del recorded["payload"]["caused_by"]  # as the earlier version recorded it
+        recorded["schema_version"] = 1
+        events.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (json.dumps(recorded).encode(), rowid))
+    catch_up(app, store)
+    assert reads.status(str(in_flight))["consent_revoked"] is False  # type: ignore[index]
