@@ -168,13 +168,13 @@ class ReadModels:
         named: str | None = (rows[0]["payload"].get("caused_by") or {}).get("event_id")
         if named is not None or rows[0]["command_id"] is None:
             return named
-        parent = self.db.rows("SELECT remix_of FROM lineage_videos WHERE video_id = :video_id", {"video_id": video_id})
-        if not parent or parent[0]["remix_of"] is None:
+        parent = self.db.rows("SELECT parent_id FROM lineage_videos WHERE video_id = :video_id", {"video_id": video_id})
+        if not parent or parent[0]["parent_id"] is None:
             return None
         taken_down = self.db.rows(
             "SELECT event_id FROM audit_events WHERE stream_id = :parent AND event_type = 'TakedownIssued'"
             " AND command_id = :command_id LIMIT 1",
-            {"parent": parent[0]["remix_of"], "command_id": rows[0]["command_id"]},
+            {"parent": parent[0]["parent_id"], "command_id": rows[0]["command_id"]},
         )
         return str(taken_down[0]["event_id"]) if taken_down else None
 
