@@ -29,7 +29,7 @@ class PeopleCommands(Service):
     ) -> UUID:
         command_id = command_id or new_command_id()
         if handle != handle.strip() or not HANDLE.fullmatch(handle_skeleton(handle)):  # as given, spaces and all
-            raise InvalidInput(f"handle {quoted(handle)} must be Latin letters, digits, '_', '-' or '.'")
+            raise InvalidInput(f"handle {quoted(handle)} must be ASCII letters, digits, '_', '-' or '.'")
         person_id = person_id_for(handle)
 
         def run() -> UUID:
