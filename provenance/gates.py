@@ -174,7 +174,9 @@ class GateWorkers:
             for cameo_id in video.cameo_ids:
                 try:
                     known[cameo_id] = self.app.cameo_reference(cameo_id)
-                except ProvenanceError:
+                except ProvenanceError as exc:
+                    if is_infrastructure(exc):  # a lost key store: no reason to compare with nothing
+                        raise
                     continue  # erased since: nothing left to compare with
             job = ModerationJob(
                 video_id=str(video.id),

@@ -11,13 +11,14 @@ ones. Erasure destroys the key, so a stored embedding is unreadable like the ref
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from kernel.errors import ProvenanceError
+from kernel.errors import InfrastructureFailure, ProvenanceError
 
 if TYPE_CHECKING:
     from moderation.likeness_index import LikenessIndex
@@ -40,11 +41,28 @@ class SealedEmbeddings:
     """Embeddings encrypted under their cameo's key, one per (cameo, model)."""
 
     def __init__(self, url: str, keys: LikenessKeys) -> None:
-        from provenance.kafka.positions import creating_tables
 
+        self.url = url
         self.engine = sa.create_engine(url)
         self.keys = keys
-        creating_tables(lambda: _metadata.create_all(self.engine))
+        self._ready = False
+
+    def _table(self, *, create: bool) -> bool:
+        """Whether the table is there, made when `create` (a store, once its key was found): reading never makes
+        the keys database, so a lost one is not replaced by an empty one."""
+        from provenance.kafka.positions import creating_tables
+        from provenance.keystore import sqlite_file
+
+        if not self._ready:
+            if not create:
+                database = sqlite_file(self.url)
+                if database is not None and not os.path.exists(database):
+                    return False
+                if not sa.inspect(self.engine).has_table(sealed.name):
+                    return False
+            creating_tables(lambda: _metadata.create_all(self.engine))
+            self._ready = True
+        return True
 
     @staticmethod
     def _context(cameo_id: str, model_hash: str) -> bytes:
@@ -53,12 +71,15 @@ class SealedEmbeddings:
     def store(self, cameo_id: str, key_id: str, model_hash: str, embedding: np.ndarray) -> None:
         data = np.asarray(embedding, dtype="<f4").tobytes()
         ciphertext = self.keys.encrypt(key_id, data, self._context(cameo_id, model_hash))
+        self._table(create=True)
         with self.engine.begin() as conn:
             conn.execute(sa.delete(sealed).where(sealed.c.cameo_id == cameo_id, sealed.c.model_hash == model_hash))
             conn.execute(sa.insert(sealed).values(cameo_id=cameo_id, model_hash=model_hash, ciphertext=ciphertext))
 
     def load(self, cameo_id: str, key_id: str, model_hash: str) -> np.ndarray | None:
         """The embedding, or None when none was stored or the key is destroyed (the cameo was erased)."""
+        if not self._table(create=False):
+            return None
         with self.engine.connect() as conn:
             ciphertext = conn.execute(
                 sa.select(sealed.c.ciphertext).where(sealed.c.cameo_id == cameo_id, sealed.c.model_hash == model_hash)
@@ -67,11 +88,15 @@ class SealedEmbeddings:
             return None
         try:
             data = self.keys.decrypt(key_id, ciphertext, self._context(cameo_id, model_hash))
+        except InfrastructureFailure:
+            raise  # a key store that does not hold the key (lost, or the wrong one): not an erasure
         except ProvenanceError:
             return None
         return np.frombuffer(data, dtype="<f4").copy()
 
     def forget(self, cameo_id: str) -> None:
+        if not self._table(create=False):
+            return
         with self.engine.begin() as conn:
             conn.execute(sa.delete(sealed).where(sealed.c.cameo_id == cameo_id))
 
@@ -123,6 +148,8 @@ class CameoIndex:
         if embedding is None:
             try:
                 image = self.app.cameo_reference(cameo_id)
+            except InfrastructureFailure:
+                raise  # a lost key store: leaving the cameo out would let its likeness through unchecked
             except ProvenanceError:
                 return None  # erased since it was listed
             reference = CameoReference.from_image(decode_image(image))

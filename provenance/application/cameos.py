@@ -18,7 +18,7 @@ from provenance.domain.cascade import TakedownRecord
 from provenance.domain.ids import canonical_id, derived_id, new_command_id
 from provenance.domain.payloads import on_record, payload
 from provenance.domain.video import Video
-from provenance.keystore import KeyDestroyed
+from provenance.keystore import KeyDestroyed, KeyMissing
 from schemas import events as e
 
 
@@ -284,11 +284,18 @@ class CameoCommands(CoverageCommands):
             self.blobs.delete(sha256_from_uri(uri))
 
     def _reference_blob(self, cameo: Cameo) -> str | None:
-        """The sha256 of the encrypted reference image, while the key that names it still exists."""
+        """The sha256 of the encrypted reference image, while the key that names it still exists.
+
+        A key the store does not hold is a setup failure (`KeyMissing`: a lost key store), unless the cameo's
+        erasure is already on record: a key store written before tombstones deleted destroyed keys outright."""
         try:
             return reference_blob(self.keystore, cameo.id, cameo.key_id, cameo.encrypted_reference)
         except KeyDestroyed:
             return None
+        except KeyMissing:
+            if cameo.erased:
+                return None
+            raise
 
     def videos_with_cameo(self, actor: UUID | str, cameo_id: UUID | str) -> list[Video]:
         """Every video that uses the cameo: its owner (and trust and safety) can see all of them."""

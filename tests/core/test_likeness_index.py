@@ -57,6 +57,25 @@ def test_each_likeness_is_embedded_once_sealed_and_dropped_when_erased(system: S
     assert str(cameos[0]) not in system.cameo_index.current(scorer).cameo_ids()
 
 
+def test_a_lost_key_store_stops_the_index_instead_of_leaving_likenesses_out(system: System) -> None:
+    from provenance.keystore import KeyMissing
+
+    app = system.app
+    person = app.register_person("p0")
+    cameo = app.register_cameo(person, encode_png(synthesize_face(0, 256)))
+    system.catch_up()
+    stage = system.gate_workers(moderate=True).moderation_stage
+    scorer = stage.moderator.likeness  # type: ignore[union-attr]
+    assert system.cameo_index.current(scorer).cameo_ids() == {str(cameo)}
+    keys = system.settings.home / "keys.db"
+    keys.rename(keys.with_name("keys.db.away"))  # lost, or PROVENANCE_KEYS_URL forgotten, at a restart
+    restarted = System(system.settings)
+    with pytest.raises(KeyMissing, match="does not hold key"):
+        restarted.cameo_index.current(scorer)
+    restarted.close()
+    assert not keys.exists()  # no empty key store made in its place
+
+
 def test_a_cameo_held_as_an_impersonation_is_left_out_until_cleared(system: System) -> None:
     app = system.app
     alice, mallory, tess = (app.register_person(h) for h in ("alice", "mallory", "tess"))

@@ -164,6 +164,61 @@ def test_the_key_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     assert (tmp_path / "keys.db").stat().st_mode & 0o077 == 0
 
 
+def test_a_destroyed_key_is_a_tombstone_and_a_key_the_store_never_held_is_a_setup_failure(tmp_path: Path) -> None:
+    from uuid import uuid4
+
+    from kernel.errors import InfrastructureFailure
+    from provenance.keystore import KeyDestroyed, KeyMissing, KeyStore
+
+    path = tmp_path / "keys.db"
+    store = KeyStore(f"sqlite:///{path}")
+    key_id = store.create_key()
+    key = store._key(key_id)
+    store.destroy(key_id)
+    store.destroy(key_id)  # again: it stays destroyed
+    for operation in (lambda: store.decrypt(key_id, b"\0" * 40, b""), lambda: store.encrypt(key_id, b"face", b"")):
+        with pytest.raises(KeyDestroyed, match="destroyed"):
+            operation()
+    unknown = str(uuid4())
+    with pytest.raises(KeyMissing) as caught:
+        store.decrypt(unknown, b"\0" * 40, b"")
+    assert isinstance(caught.value, InfrastructureFailure) and caught.value.exit_code == 6
+    said = str(caught.value)
+    assert unknown in said and str(path) in said and "backup" in said and "PROVENANCE_KEYS_URL" in said
+    assert "was destroyed" not in said and "erased" not in said
+    store.close()
+    assert key not in path.read_bytes()  # secure_delete: the key's bytes are overwritten, its id kept
+
+
+def test_a_missing_key_store_is_not_made_again_by_reading_it(tmp_path: Path) -> None:
+    from provenance.keystore import KeyMissing, KeyStore
+
+    path = tmp_path / "keys.db"
+    store = KeyStore(f"sqlite:///{path}")
+    key_id = store.create_key()
+    store.close()
+    path.rename(tmp_path / "keys.db.away")  # lost, or PROVENANCE_KEYS_URL forgotten
+    for operation in (
+        lambda: store.decrypt(key_id, b"\0" * 40, b""),
+        lambda: store.encrypt(key_id, b"face", b""),
+        lambda: store.destroy(key_id),
+    ):
+        with pytest.raises(KeyMissing, match="does not hold key"):
+            operation()
+    assert not path.exists()
+    store.close()
+    (tmp_path / "keys.db.away").rename(path)
+    assert store.decrypt(key_id, store.encrypt(key_id, b"face", b""), b"") == b"face"
+    store.close()
+
+
+def test_the_key_store_named_in_an_error_hides_its_password() -> None:
+    from provenance.keystore import KeyMissing
+
+    said = str(KeyMissing.of("postgresql://keys:s3cret@db.internal/keys", "k1"))
+    assert "s3cret" not in said and "db.internal/keys" in said and "k1" in said
+
+
 def test_a_video_reinstated_under_a_newer_grant_is_back_in_the_feed(tmp_path: Path) -> None:
     """Found by the property test: the feed hid it by the expiry of the grant it was published under."""
     now = [datetime(2026, 1, 1, tzinfo=UTC)]

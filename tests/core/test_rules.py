@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
@@ -219,6 +220,62 @@ def test_erasure_destroys_the_key_and_blocks_further_use(app: ProvenanceApp, peo
         app.keystore.decrypt(key_id, b"\0" * 40, b"")
     stored = b"".join(n.state for n in app.recorder.select_notifications(start=1, limit=100))
     assert face()[-64:] not in stored  # the likeness was only ever recorded encrypted
+
+
+def _keys_db(app: ProvenanceApp) -> Path:
+    from provenance.keystore import KeyStore
+
+    assert isinstance(app.keystore, KeyStore)
+    app.keystore.close()
+    return Path(app.keystore.url.removeprefix("sqlite:///"))
+
+
+def test_a_lost_key_store_is_a_setup_failure_never_an_erasure(app: ProvenanceApp, people: dict) -> None:
+    from kernel.errors import InfrastructureFailure
+    from provenance.keystore import KeyDestroyed
+
+    alice = people["alice"]
+    cameo = app.register_cameo(alice, face())
+    app.grant_consent(alice, cameo, "everyone")
+    keys = _keys_db(app)
+    keys.rename(keys.with_name("keys.db.away"))
+    before = recorded(app)
+    for attempt in (lambda: app.cameo_reference(cameo), lambda: app.erase_cameo(alice, cameo, "delete my likeness")):
+        with pytest.raises(InfrastructureFailure, match="does not hold key") as caught:
+            attempt()
+        assert not isinstance(caught.value, KeyDestroyed) and "restore the key store" in str(caught.value)
+    assert recorded(app) == before and not app.cameo(cameo).erased
+    assert not keys.exists()  # not made again, empty, in its place
+    _keys_db(app)
+    keys.with_name("keys.db.away").rename(keys)
+    assert app.cameo_reference(cameo) == face()
+
+
+def test_a_key_erased_by_an_earlier_version_still_reads_as_erased(app: ProvenanceApp, people: dict) -> None:
+    """Earlier versions deleted a destroyed key's row and left no tombstone: the cameo's erasure, on record,
+    is what every reader asks first."""
+    import sqlalchemy as sa
+
+    from provenance.keystore import KeyDestroyed
+
+    alice, bob = people["alice"], people["bob"]
+    cameo = app.register_cameo(alice, face())
+    app.grant_consent(alice, cameo, "everyone")
+    key_id = app.cameo(cameo).key_id
+    app.erase_cameo(alice, cameo, "delete my likeness")
+    engine = sa.create_engine(app.keystore.url)  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("DELETE FROM destroyed_keys WHERE key_id = :k"), {"k": key_id}).rowcount == 1
+    engine.dispose()
+    with pytest.raises(ConsentError, match="erased"):
+        app.cameo_reference(cameo)
+    with pytest.raises(ConsentError, match="erased"):
+        app.request_generation(bob, "with alice", cameo_ids=[cameo])
+    before = recorded(app)
+    app.erase_cameo(alice, cameo, "delete my likeness")  # run again: it finishes, and leaves the tombstone
+    assert recorded(app) == before
+    with pytest.raises(KeyDestroyed):
+        app.keystore.decrypt(key_id, b"\0" * 40, b"")
 
 
 def test_remixing_a_taken_down_video_is_refused(app: ProvenanceApp, people: dict) -> None:

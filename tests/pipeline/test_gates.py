@@ -282,6 +282,42 @@ def test_a_rendered_file_missing_from_the_blob_store_is_no_verdict_on_the_video(
     assert app.video(video).is_live
 
 
+@pytest.mark.parametrize(("lost_during", "left_at"), [(None, "requested"), ("render", "rendered")])
+def test_a_lost_key_store_is_no_verdict_on_the_video(system: System, lost_during: str | None, left_at: str) -> None:
+    """A key store moved away (or a wrong PROVENANCE_KEYS_URL) is not an erasure: nothing is recorded against
+    the video, no empty key store is made in its place, and the gate runs again once it is back."""
+    from kernel.errors import InfrastructureFailure
+    from provenance.keystore import KeyStore
+
+    app = system.app
+    alice = app.register_person("alice")
+    cameo = app.register_cameo(alice, face())
+    video = app.request_generation(alice, "alice waves", cameo_ids=[cameo])
+    assert isinstance(app.keystore, KeyStore)
+    keys = Path(app.keystore.url.removeprefix("sqlite:///"))
+    away = keys.with_name("keys.db.away")
+
+    def lose() -> None:
+        app.keystore.close()  # type: ignore[attr-defined]
+        keys.rename(away)
+
+    if lost_during is None:
+        lose()
+    stages = Stages(during={lost_during: lose} if lost_during else {})
+    gate = workers(system, stages)
+    recorded = len(list(read_log(app, 0, 1000)))
+    with pytest.raises(InfrastructureFailure, match="does not hold key"):
+        system.pipeline(gate).run_until_idle()
+    state = app.video(video)
+    assert (state.state, state.block_reasons) == (left_at, [])
+    assert len(list(read_log(app, 0, 1000))) == recorded + (lost_during is not None)  # the render, if it ran
+    assert not keys.exists()
+    away.rename(keys)
+    stages.during = {}
+    system.pipeline(gate).run_until_idle()
+    assert app.video(video).is_live
+
+
 def test_only_an_io_error_on_a_nearly_full_disk_is_taken_for_no_space(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
