@@ -205,7 +205,7 @@ class GateWorkers:
 
     def _record_unless_moved_on(self, video_id: UUID, record: Callable[[], bool], output: str | None = None) -> None:
         """Record a stage's result, unless the video was blocked (a consent revoked) while the stage ran; then
-        the file it made (`output`) goes too if it shows a likeness erased meanwhile."""
+        the file it made (`output`) goes too if it shows a likeness (`discard_dropped_output`)."""
         try:
             record()
         except InvalidTransition as exc:
