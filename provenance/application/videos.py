@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from kernel.errors import CommandConflict, InvalidInput, NotPermitted, RuleViolation
-from provenance.application.service import SYSTEM, Service
+from kernel.errors import CommandConflict, InvalidInput, NotPermitted, ProvenanceError, RuleViolation
+from provenance.application.service import SYSTEM, Service, uuid_of
 from provenance.domain.cameo import Cameo
 from provenance.domain.ids import derived_id, new_command_id
 from provenance.domain.payloads import on_record, payload
+from provenance.domain.person import Person
 from provenance.domain.stream import EventStream
 from provenance.domain.video import MODERATED, PUBLISHED, Video
 from schemas import events as e
@@ -23,6 +24,11 @@ MAX_CAMEOS = 8
 """Likenesses one video may hold, its parent's included (the renderer's `generator.spec.MAX_CAMEOS`)."""
 FRAMES_PER_CAMEO = 2
 """The fewest frames the renderer needs for each likeness in a clip (as `generator.spec` checks)."""
+MAX_PROMPT = 1000
+"""The longest prompt the renderer takes (`generator.spec.MAX_PROMPT_CHARS`)."""
+MAX_REMIX_DEPTH = 32
+"""Videos in a remix chain, the original included: each signed file carries every ancestor's manifest, so a
+chain's storage grows with the square of its length, outside any one request's render budget."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,16 @@ class VideoCommands(Service):
         remix_of: UUID | str | None = None,
         command_id: str | None = None,
     ) -> UUID:
-        """Record a generation request, refused before anything is rendered if any consent is missing."""
+        """Record a generation request, refused before anything is recorded if any consent is missing or the
+        renderer could not take it.
+
+        A repeated command id answers the video it made if the request is the same one, as recorded (its
+        parameters with their defaults, its seed, its cameos, a remix's inherited ones), even where the request
+        would be refused now (its parent came down since); any other request under it is a conflict.
+        """
+        on_record(prompt, "a prompt", MAX_PROMPT)
+        if "\x00" in prompt:
+            raise InvalidInput("a prompt cannot hold a NUL character")
         command_id = command_id or new_command_id()
         video_id = UUID(derived_id("video", command_id))
         default_seed = int.from_bytes(hashlib.sha256(command_id.encode()).digest()[:7])
@@ -57,18 +72,39 @@ class VideoCommands(Service):
             # A repeated command id is found by the save itself: the video's first event is already there, the
             # save conflicts and the command runs again, this time looking for the video it made before.
             if attempts > 1 and self.exists(video_id):
-                earlier = self.video(video_id)
-                same = (
-                    earlier.creator_id == str(creator.id)
-                    and earlier.prompt == prompt
-                    and earlier.remix_of == (str(remix_of) if remix_of is not None else None)
-                    and (seed is None or earlier.seed == seed)
-                    and set(requested_cameos) <= set(earlier.cameo_ids)
-                    and all(earlier.parameters.get(k) == v for k, v in (parameters or {}).items())
-                )
-                if not same:
-                    raise CommandConflict(f"command id {command_id} was already used for a different command")
-                return video_id
+                return answered(creator)
+            try:
+                return requested(creator)
+            except ProvenanceError:
+                if self.exists(video_id):  # made before, and refused now (its parent came down since)
+                    return answered(creator)
+                raise
+
+        def answered(creator: Person) -> UUID:
+            """The video the command id made, if this is the same request; a conflict otherwise."""
+            earlier = self.video(video_id)
+            parent = self.video(earlier.remix_of) if earlier.remix_of is not None else None
+            try:
+                inherited = parent.parameters if parent else {}
+                resolved = payload(e.GenerationParameters, **{**inherited, **(parameters or {})})
+            except InvalidInput:  # parameters that were never valid: not what the command id recorded
+                resolved = None
+            expected_seed = seed if seed is not None else parent.seed if parent else default_seed
+            expected_cameos = {*(parent.cameo_ids if parent else []), *requested_cameos}
+            same = (
+                earlier.creator_id == str(creator.id)
+                and earlier.prompt == prompt
+                and earlier.remix_of == (str(uuid_of(remix_of, "video")) if remix_of is not None else None)
+                and earlier.seed == expected_seed
+                and set(earlier.cameo_ids) == expected_cameos
+                and resolved is not None
+                and earlier.parameters == resolved.model_dump(mode="json")
+            )
+            if not same:
+                raise CommandConflict(f"command id {command_id} was already used for a different command")
+            return video_id
+
+        def requested(creator: Person) -> UUID:
             now = self.clock()
             params = dict(parameters or {})
             chosen_seed = default_seed if seed is None else seed
@@ -78,6 +114,11 @@ class VideoCommands(Service):
                 parent = self.video(remix_of)
                 if not parent.is_live:
                     raise RuleViolation(f"video {parent.id} is not published (or was taken down): it cannot be remixed")
+                length, ancestor = 2, parent  # the chain this remix would end, itself included
+                while ancestor.remix_of is not None and length <= MAX_REMIX_DEPTH:
+                    ancestor, length = self.video(ancestor.remix_of), length + 1
+                if length > MAX_REMIX_DEPTH:
+                    raise RuleViolation(f"a remix chain holds at most {MAX_REMIX_DEPTH} videos: remix an earlier one")
                 params = {**parent.parameters, **params}
                 inherited = parent.cameo_ids
                 # A remix keeps its parent's seed unless told otherwise, so what the prompts share moves alike.

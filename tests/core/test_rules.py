@@ -404,3 +404,41 @@ def test_a_handle_that_reads_as_another_is_refused(app: ProvenanceApp, people: d
         app.register_person("\u0430lice")  # a Cyrillic a: the same skeleton as alice's
     assert recorded(app) == before
     assert app.register_person("\uff42\uff45\uff4e") == app.person_by_handle("ben").id  # full-width: ben
+
+
+def test_a_prompt_the_renderer_could_not_take_is_refused_before_anything_is_recorded(
+    app: ProvenanceApp, people: dict
+) -> None:
+    before = recorded(app)
+    for prompt in ("   ", "a\x00b", "\x01\x02\x1b", "\u200b\u202e", "x" * 1001):
+        with pytest.raises(InvalidInput, match="prompt"):
+            app.request_generation(people["bob"], prompt)
+    assert recorded(app) == before
+
+
+def test_a_retried_request_is_the_same_request_as_recorded_or_a_conflict(app: ProvenanceApp, people: dict) -> None:
+    bob, tess = people["bob"], people["tess"]
+    small = {"duration_s": 1, "fps": 8, "width": 144, "height": 256}
+    video = app.request_generation(bob, "a cat", parameters=small, seed=5, command_id="k1")
+    assert app.request_generation(bob, "a cat", parameters=small, seed=5, command_id="k1") == video
+    for other in ({"parameters": None, "seed": 5}, {"parameters": small, "seed": None}):  # defaults are not small
+        with pytest.raises(CommandConflict):
+            app.request_generation(bob, "a cat", command_id="k1", **other)  # type: ignore[arg-type]
+    parent = publish_new(app, bob)
+    remix = app.request_generation(bob, "a remix", remix_of=parent, command_id="k2")
+    app.take_down(parent, tess, reason_code="spam", statement_of_reasons="spam")
+    assert app.request_generation(bob, "a remix", remix_of=parent, command_id="k2") == remix  # its answer was lost
+
+
+def test_a_remix_chain_has_a_length_it_cannot_pass(app: ProvenanceApp, people: dict) -> None:
+    from provenance.application import videos
+
+    bob = people["bob"]
+    chain = [publish_new(app, bob, "the original")]
+    while len(chain) < videos.MAX_REMIX_DEPTH:
+        chain.append(publish_new(app, bob, f"remix {len(chain)}", remix_of=chain[-1]))
+    before = recorded(app)
+    with pytest.raises(RuleViolation, match=f"at most {videos.MAX_REMIX_DEPTH} videos"):
+        app.request_generation(bob, "one more", remix_of=chain[-1])
+    assert recorded(app) == before
+    app.request_generation(bob, "a remix of an earlier one", remix_of=chain[-2])
