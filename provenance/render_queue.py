@@ -10,8 +10,13 @@ bigger renders gets proportionally fewer of them, and time spent idle earns no c
 
 A taken request carries a lease that its worker renews while it renders; a worker that dies lets it lapse
 and another worker takes the request again. A request that has taken its worker down `max_attempts` times
-is given up rather than taking every worker down in turn. Replicas share the queue: taking a request is one
-conditional `UPDATE`, so two workers never render the same one at the same time.
+is given up rather than taking every worker down in turn. Only a lapsed lease counts as such an attempt: a
+failure of the infrastructure (a store unreachable, a key store or model weights missing: `is_infrastructure`)
+gives the request back untried, and is never recorded against the video. Replicas share the queue: taking a
+request is one conditional `UPDATE`, so two workers never take the same one at the same time. A worker whose
+lease lapsed while it still rendered (its renewals did not reach the database) may still finish its render,
+whose result is recorded once by its command id, but it no longer holds the request: finishing or giving back
+a claim changes the queue only while that claim (its worker and its attempt) still holds it.
 """
 
 from __future__ import annotations
@@ -176,32 +181,43 @@ class RenderQueue:
             return Claim(row.video_id, row.creator_id, EventEnvelope.from_json(row.event), worker, row.attempts)
         return None
 
+    @staticmethod
+    def _held_by(claim: Claim) -> sa.ColumnElement[bool]:
+        """The request's row while this claim holds it: taken by the same worker, the same time (another take
+        after a lapsed lease, even by a worker of the same name, counts one more attempt)."""
+        return sa.and_(
+            queued.c.video_id == claim.video_id,
+            queued.c.worker == claim.worker,
+            queued.c.attempts == claim.attempts,
+        )
+
     def renew(self, claim: Claim) -> bool:
-        """Extend the lease; False when the request is no longer this worker's (its lease lapsed and another
-        worker took it, or it was finished)."""
+        """Extend the lease; False when the request is no longer this claim's (its lease lapsed and another
+        worker took it, or it was finished or given back)."""
         with self.engine.begin() as conn:
             return (
                 conn.execute(
-                    queued.update()
-                    .where(queued.c.video_id == claim.video_id, queued.c.worker == claim.worker)
-                    .values(lease_until=self.clock() + self.lease_s)
+                    queued.update().where(self._held_by(claim)).values(lease_until=self.clock() + self.lease_s)
                 ).rowcount
                 == 1
             )
 
-    def finish(self, claim: Claim) -> None:
-        """The request was handled (rendered, failed on record, or given up): it leaves the queue."""
+    def finish(self, claim: Claim) -> bool:
+        """The request was handled (rendered, failed on record, or given up): it leaves the queue. Only while
+        the claim still holds it; False (and nothing changed) when another worker took it since."""
         with self.engine.begin() as conn:
-            conn.execute(queued.delete().where(queued.c.video_id == claim.video_id))
+            return conn.execute(queued.delete().where(self._held_by(claim))).rowcount == 1
 
-    def release(self, claim: Claim) -> None:
-        """Give a request back untried (the store was unreachable): it keeps its place and its attempts."""
+    def release(self, claim: Claim) -> bool:
+        """Give a request back untried (a store unreachable, the worker's setup broken): it keeps its place,
+        and the attempt is not counted. Only while the claim still holds it; False otherwise."""
         untried = sa.case((queued.c.attempts > 0, queued.c.attempts - 1), else_=0)
         with self.engine.begin() as conn:
-            conn.execute(
-                queued.update()
-                .where(queued.c.video_id == claim.video_id, queued.c.worker == claim.worker)
-                .values(worker=None, lease_until=None, attempts=untried)
+            return (
+                conn.execute(
+                    queued.update().where(self._held_by(claim)).values(worker=None, lease_until=None, attempts=untried)
+                ).rowcount
+                == 1
             )
 
     def waiting(self) -> list[Waiting]:
@@ -239,7 +255,14 @@ def serve_renders(
 
     `render` handles a `GenerationRequested` event (the render gate: it records the result or the failure).
     `give_up` records a failure for a request that took its worker down `queue.max_attempts` times.
+
+    A transient failure (a store unreachable) gives the request back and the loop goes on after a pause. Any
+    other failure of the infrastructure (`is_infrastructure`: model weights that do not load, a key store
+    missing, a disk that cannot be read) also gives the request back, untried and unrecorded, and is raised:
+    the role stops, and its supervisor's restart tries again once the setup is fixed. Only a worker that dies
+    mid-render (its lease lapses) counts an attempt against the request.
     """
+    from provenance.gates import is_infrastructure
     from provenance.kafka.errors import is_transient
 
     worker = worker_name()
@@ -257,22 +280,40 @@ def serve_renders(
             stop.wait(idle_s)
             continue
         delay = idle_s
+        lease = _renewing(queue, claim)
         try:
             if claim.attempts > queue.max_attempts:
                 give_up(claim)
             else:
-                with _renewing(queue, claim):
+                with lease:
                     render(claim.event)
         except Exception as exc:
+            if not is_infrastructure(exc):
+                raise  # a bug of the worker: the lease lapses, and the attempt counts
+            _give_back(queue, claim, exc)
             if not is_transient(exc):
-                raise
-            log.warning("render of %s put back: %s", claim.video_id, exc)
-            queue.release(claim)
+                raise  # the worker's setup is broken: stop the role, for its supervisor to restart
             stop.wait(idle_s)
             continue
-        queue.finish(claim)
-        handled += 1
+        if lease.lost:
+            # Another worker may be rendering it now; its result is recorded once, by the same command id.
+            log.warning("render of %s ended after its lease was lost; left to the worker that holds it", claim.video_id)
+            continue
+        if queue.finish(claim):
+            handled += 1
+        else:
+            log.warning("render of %s ended after another worker took it; left to that worker", claim.video_id)
     return handled
+
+
+def _give_back(queue: RenderQueue, claim: Claim, exc: BaseException) -> None:
+    """Release a claim untried after a failure of the infrastructure; when the queue cannot be reached either,
+    the lease lapses on its own (and counts then as an attempt)."""
+    log.warning("render of %s put back untried: %s", claim.video_id, exc)
+    try:
+        queue.release(claim)
+    except sa.exc.SQLAlchemyError as failed:
+        log.warning("could not give render %s back (%s); its lease will lapse", claim.video_id, failed)
 
 
 class _renewing:
@@ -282,12 +323,15 @@ class _renewing:
         self.queue = queue
         self.claim = claim
         self.done = threading.Event()
+        self.lost = False
+        """Set when a renewal found the request no longer this claim's."""
         self.thread = threading.Thread(target=self._run, name=f"lease-{claim.video_id}", daemon=True)
 
     def _run(self) -> None:
         while not self.done.wait(self.queue.lease_s / 3):
             try:
                 if not self.queue.renew(self.claim):
+                    self.lost = True
                     log.warning("lost the lease on render %s; another worker may take it", self.claim.video_id)
                     return
             except sa.exc.OperationalError as exc:

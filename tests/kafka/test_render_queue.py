@@ -12,11 +12,13 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
+from kernel.errors import InfrastructureFailure
 from provenance.bootstrap import System
 from provenance.config import Settings
 from provenance.kafka.errors import TransientFailure
 from provenance.kafka.relay import RelayOptions
 from provenance.kafka.roles import run_generator, run_relay
+from provenance.keystore import KeyMissing
 from provenance.log import read_log
 from provenance.render_queue import Claim, RenderQueue, serve_renders
 from schemas.envelope import EventEnvelope
@@ -174,3 +176,91 @@ def test_the_generator_role_renders_a_late_creator_before_an_earlier_backlog(set
     assert sorted(order) == sorted(everything)
     assert order.index(mine) <= 2, "the late creator waited behind the whole backlog"
     system.close()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        InfrastructureFailure("model weights in /models do not load"),
+        KeyMissing("the key store is not mounted"),
+        PermissionError(13, "Permission denied", "/models/weights.safetensors"),
+    ],
+    ids=["weights", "key-store", "os-error"],
+)
+def test_an_infrastructure_failure_gives_the_request_back_and_is_never_recorded(
+    engine: sa.Engine, failure: Exception
+) -> None:
+    """A setup that is broken for a while (no weights, no key store) stops the role and leaves the request
+    untried: restarts of the role never add up to giving it up, however many there are."""
+    clock = Clock()
+    queue = RenderQueue(engine, max_attempts=2, clock=clock)
+    event = requested("alice")
+    queue.add(event)
+
+    def broken(_: EventEnvelope) -> None:
+        raise failure
+
+    for _ in range(5):  # more role restarts than max_attempts
+        stop = threading.Event()
+        with pytest.raises(type(failure)):
+            serve_renders(queue, broken, lambda c: pytest.fail(f"gave up {c}"), stop, idle_s=0.01)
+        # given back at once: not held until its lease lapses, and no attempt counted
+        assert [(w.video_id, w.worker) for w in queue.waiting()] == [(event.stream_id, None)]
+    claim = queue.claim("w")
+    assert claim is not None and claim.attempts == 1
+
+
+def test_a_finish_after_a_lapsed_lease_leaves_the_new_holders_claim(engine: sa.Engine) -> None:
+    clock = Clock()
+    queue = RenderQueue(engine, lease_s=10, clock=clock)
+    event = requested("alice")
+    queue.add(event)
+    first = queue.claim("w1")
+    assert first is not None
+    clock.now += 11  # w1's lease lapses while it still renders
+    second = queue.claim("w2")
+    assert second is not None
+    queue.finish(first)  # w1 completes late
+    queue.release(first)
+    assert [(w.video_id, w.worker) for w in queue.waiting()] == [(event.stream_id, "w2")]
+    assert queue.renew(second)
+    assert queue.claim("w3") is None  # still held by w2
+    queue.finish(second)
+    assert queue.waiting() == []
+
+
+def test_a_stale_claim_of_the_same_worker_name_does_not_finish_the_new_one(engine: sa.Engine) -> None:
+    clock = Clock()
+    queue = RenderQueue(engine, lease_s=10, clock=clock)
+    queue.add(requested("alice"))
+    first = queue.claim("w")
+    assert first is not None
+    clock.now += 11
+    second = queue.claim("w")  # the same process and thread, restarted
+    assert second is not None and second.attempts == 2
+    assert not queue.renew(first)
+    queue.finish(first)
+    assert [w.worker for w in queue.waiting()] == ["w"]
+    assert queue.renew(second)
+
+
+def test_a_render_that_lost_its_lease_does_not_finish_the_request_for_its_new_holder(engine: sa.Engine) -> None:
+    clock = Clock()
+    queue = RenderQueue(engine, lease_s=0.3, clock=clock)  # renewed every 0.1 s of real time
+    event = requested("alice")
+    queue.add(event)
+    stop = threading.Event()
+    taken: list[Claim] = []
+
+    def slow_render(_: EventEnvelope) -> None:
+        clock.now += 1  # the lease lapses (renewals could not reach the database, say) ...
+        other = queue.claim("w2")  # ... and another worker takes the request
+        assert other is not None
+        taken.append(other)
+        threading.Event().wait(0.5)  # the renewal finds the lease lost
+        stop.set()
+
+    handled = serve_renders(queue, slow_render, lambda c: pytest.fail(f"gave up {c}"), stop, idle_s=0.01)
+    assert handled == 0
+    assert [(w.video_id, w.worker) for w in queue.waiting()] == [(event.stream_id, "w2")]
+    assert queue.renew(taken[0])
