@@ -60,6 +60,18 @@ class ReadModels:
             if cursor is None:
                 return ids
 
+    def unfinished_requests(self, command_prefix: str) -> list[str]:
+        """Videos on their way through the gates (not yet published, blocked or failed) whose request's command
+        id begins so, oldest first."""
+        rows = self.db.rows(
+            "SELECT l.video_id FROM lineage_videos AS l JOIN audit_events AS a ON a.stream_id = l.video_id"
+            " AND a.event_type = 'GenerationRequested'"
+            " WHERE l.state IN ('requested', 'rendered', 'moderated', 'signed')"
+            " AND substr(a.command_id, 1, :length) = :prefix ORDER BY l.requested_at",
+            {"prefix": command_prefix, "length": len(command_prefix)},
+        )
+        return [str(row["video_id"]) for row in rows]
+
     def awaiting_review(self) -> list[dict[str, Any]]:
         """Videos the classifiers held for a person's decision, oldest first."""
         rows = self.db.rows(

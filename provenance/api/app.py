@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ FORM_PATHS = frozenset({"/auth/token"})
 """OAuth2's token endpoint takes a form, as RFC 6749 says."""
 
 CONSOLE_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+OVER_HTTP = "http:"
+"""How the command ids of what this service records begin (`Idempotency-Key`s are `http:<caller>:<key>`)."""
 
 
 @dataclass
@@ -85,9 +89,25 @@ class ApiContext:
         identity it is refused before anything is recorded)."""
         if self.embedded:
             self.gate_workers()
+        if request.get("command_id") is None:  # marked as this service's, to take it up again after a restart
+            request["command_id"] = f"{OVER_HTTP}{uuid.uuid4()}"
         video_id = self.system.app.request_generation(creator, prompt, **request)
         self.drive(video_id)
         return video_id
+
+    def resume(self) -> None:
+        """Take up again the videos requested over HTTP that a stop left on their way through the gates (an
+        accepted request is answered 202 before it is rendered); the gates are idempotent, so none runs twice."""
+        if not self.embedded:
+            return
+        unfinished = self.reads().unfinished_requests(OVER_HTTP)
+        if not unfinished:
+            return
+        try:
+            for video_id in unfinished:
+                self.drive(uuid.UUID(video_id))
+        except ApiError as exc:  # no signing identity: they wait for one, and the log says why
+            log.error("%d videos requested over HTTP wait for the gates: %s", len(unfinished), exc.detail)
 
     def decide_review(self, video_id: Any, actor: Any, verdict: str, statement: str, **options: Any) -> None:
         """A person's decision on a held video; an allowed one goes on to signing and publishing (a service that
@@ -187,6 +207,7 @@ def create_app(system: System, accounts: Accounts | None = None) -> FastAPI:
             response.headers.setdefault("Content-Security-Policy", CONSOLE_CSP)
         return response
 
+    app.router.add_event_handler("startup", app.state.ctx.resume)
     app.router.add_event_handler("shutdown", app.state.ctx.close)
     return app
 

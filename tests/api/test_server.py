@@ -250,3 +250,26 @@ def test_a_full_disk_is_the_services_storage_failing_not_a_database_out_of_reach
     failed = client.get("/feed", headers=api.headers("member"))
     assert failed.status_code == 503 and failed.json()["exit_code"] == 6, failed.text
     assert failed.json()["type"].endswith(":storage-failure") and "incident" in failed.json()["detail"]
+
+
+def test_videos_accepted_before_a_restart_are_taken_through_the_gates_after_it(tmp_path: Path) -> None:
+    """A request is answered 202 before it is rendered: one the service accepted and did not finish before it
+    stopped is taken up again when it starts; one a command line recorded is left to the process that drives it."""
+    from fastapi.testclient import TestClient
+
+    from provenance.api.accounts import Accounts
+    from provenance.api.app import OVER_HTTP, create_app
+    from provenance.bootstrap import System
+    from provenance.config import Settings
+    from provenance.credentials.pki import create_development_pki
+
+    settings = Settings(home=tmp_path / "home", event_store="sqlite")
+    system = System(settings)
+    create_development_pki(settings.pki_directory)
+    alice = system.app.register_person("alice")
+    accepted = system.app.request_generation(alice, "a red ball", parameters=SMALL, command_id=f"{OVER_HTTP}k1")
+    elsewhere = system.app.request_generation(alice, "a blue ball", parameters=SMALL)
+    with TestClient(create_app(system, Accounts(settings.keys_database))):
+        until(lambda: system.app.video(accepted).state == "published", "the accepted video", timeout_s=120)
+    assert system.app.video(elsewhere).state == "requested"
+    system.close()
