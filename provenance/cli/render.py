@@ -12,9 +12,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from kernel.text import BIDI_CONTROLS, written_out
+
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
-_CONTROL |= {c: f"\\u{c:04x}" for c in [*range(0x80, 0xA0), 0x2028, 0x2029, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E]}
-_CONTROL |= {c: f"\\u{c:04x}" for c in range(0x2066, 0x206A)}
+_CONTROL |= written_out([*range(0x80, 0xA0), 0x2028, 0x2029, *BIDI_CONTROLS])
 
 
 def safe(text: str) -> str:

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from kernel.errors import InvalidInput, NotFound, ProvenanceError
+from kernel.text import BIDI_CONTROLS, written_out
 from provenance.api.accounts import MAX_SECRET
 from provenance.api.app import context
 from provenance.api.problems import ApiError, status_of
@@ -39,7 +40,7 @@ from provenance.console.statements import block_statement, takedown_statement
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
-_BIDI_CONTROLS = {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+_BIDI_CONTROLS = written_out(BIDI_CONTROLS)
 
 
 def _shown(value: Any) -> Any:
