@@ -89,6 +89,17 @@ def require(module: str, extra: str) -> None:
         )
 
 
+def causes(exc: BaseException, *, implicit: bool = False) -> list[BaseException]:
+    """The error and those it came from, nearest first: its cause, or the driver's error SQLAlchemy keeps as
+    `orig`; with `implicit`, also the error being handled when it was raised."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or getattr(current, "orig", None) or (current.__context__ if implicit else None)
+    return chain
+
+
 def quoted(value: object, limit: int = 80) -> str:
     """A value as an error message quotes it: its repr, cut short when it is long (a 100 kB argument)."""
     text = str(value)

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from kernel.errors import ProvenanceError
+from kernel.errors import ProvenanceError, causes
 from projections.database import sqlite_path
 from provenance.config import Settings
 
@@ -33,17 +33,14 @@ def is_damaged(exc: BaseException) -> bool:
 
 def _damage(exc: BaseException) -> BaseException | None:
     """The driver's own error saying a database is damaged, in the chain the error came from; else None."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not link for link in seen):
-        seen.append(current)
-        if isinstance(current, sqlite3.DatabaseError) and (
-            getattr(current, "sqlite_errorcode", 0) & 0xFF in DAMAGED_SQLITE_CODES
+    for link in causes(exc, implicit=True):
+        if (
+            isinstance(link, sqlite3.DatabaseError)
+            and getattr(link, "sqlite_errorcode", 0) & 0xFF in DAMAGED_SQLITE_CODES
         ):
-            return current
-        if getattr(current, "sqlstate", None) in DAMAGED_SQLSTATES:
-            return current
-        current = current.__cause__ or getattr(current, "orig", None) or current.__context__
+            return link
+        if getattr(link, "sqlstate", None) in DAMAGED_SQLSTATES:
+            return link
     return None
 
 

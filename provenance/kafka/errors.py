@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel.errors import ProvenanceError
+from kernel.errors import ProvenanceError, causes
 
 
 class KafkaNotConfigured(ProvenanceError):
@@ -52,16 +52,6 @@ def _psycopg_failures() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The error and those it came from: its cause, and the driver's error SQLAlchemy keeps as `orig`."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or getattr(current, "orig", None)
-    return chain
-
-
 _SQLITE_STORAGE = {
     "database or disk is full": "no space left on device",
     "disk i/o error": "a database file could not be written (disk I/O error)",
@@ -80,7 +70,7 @@ def storage_failure(exc: BaseException, where: Path | None = None) -> str | None
     from kernel.blobstore import OUT_OF_SPACE
 
     place = f": {where}" if where is not None else ""
-    for link in _chain(exc):
+    for link in causes(exc):
         if isinstance(link, OSError) and link.errno in OUT_OF_SPACE:
             return f"no space left on device: {link.filename or where or 'a file being written'}"
         if getattr(link, "sqlstate", None) == "53100":
@@ -126,7 +116,7 @@ def is_transient(exc: BaseException) -> bool:
         TimeoutError,
         TransientFailure,
     )
-    chain = _chain(exc)
+    chain = causes(exc)
     if any(isinstance(link, OSError) and link.errno in OUT_OF_SPACE for link in chain):
         return True  # a full disk: waited out like PostgreSQL's own disk_full (class 53), never parked
     states = [s for s in (getattr(link, "sqlstate", None) for link in chain) if isinstance(s, str)]
