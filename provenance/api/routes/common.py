@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi import Request
 
 from kernel.errors import InvalidInput
+from provenance.api.app import OVER_HTTP
 from provenance.api.security import Principal
 
 _KEY = re.compile(r"[A-Za-z0-9._:-]{1,100}")
@@ -28,7 +29,7 @@ def command_id(request: Request, caller: Principal | None) -> str | None:
     if not _KEY.fullmatch(key):
         raise InvalidInput("Idempotency-Key must be 1 to 100 letters, digits or . _ : -")
     who = f"{caller.kind}:{caller.subject}" if caller is not None else "anonymous"
-    return f"http:{who}:{key}"
+    return f"{OVER_HTTP}{who}:{key}"
 
 
 async def body_bytes(request: Request) -> bytes:
