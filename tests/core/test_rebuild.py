@@ -91,6 +91,14 @@ def test_readers_never_see_the_read_models_empty_during_a_rebuild(system: System
     assert len(seen) > 1 and min(seen) == published == len(reads.feed_ids())
 
 
+def _replayed_then_published(system: System, scratch: ProjectionStore) -> tuple[EmbeddedRunner, uuid.UUID]:
+    """A scratch store replayed to the end of the log, and a video published live right after."""
+    runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)])
+    runner.run_until_idle()
+    person = system.app.person_by_handle("bob").id
+    return runner, publish_new(system.app, person, "published while the rebuild switches over")
+
+
 def test_a_switch_over_waits_for_read_models_that_moved_on_and_loses_no_event(system: System) -> None:
     """A runner elsewhere applies events after the replay ends: switching over then would take them out of
     the read models while that runner goes on from its own position, so the scratch store catches up first."""
@@ -98,10 +106,7 @@ def test_a_switch_over_waits_for_read_models_that_moved_on_and_loses_no_event(sy
     system.catch_up()
     names = list(system.store.projections)
     with scratch_store(system.store, names) as (scratch, source):
-        runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)])
-        runner.run_until_idle()
-        person = system.app.person_by_handle("bob").id
-        late = publish_new(system.app, person, "published while the rebuild switches over")
+        runner, late = _replayed_then_published(system, scratch)
         system.catch_up()  # the live read models have it; the scratch store does not
         assert not switch_over(system.store, names, source)
         assert str(late) in ReadModels(system.store.url).feed_ids()  # nothing was switched
@@ -123,10 +128,7 @@ def test_a_switch_over_keeps_what_a_topic_consumer_applied_meanwhile(system: Sys
     system.store.process(read_log(system.app, 0, 10_000), topic)  # offsets: positions, as the topic's are
     names = list(system.store.projections)
     with scratch_store(system.store, names) as (scratch, source):
-        runner = EmbeddedRunner(system.app, [ProjectionConsumer(scratch)])
-        runner.run_until_idle()
-        person = system.app.person_by_handle("bob").id
-        late = publish_new(system.app, person, "published while the rebuild switches over")
+        runner, late = _replayed_then_published(system, scratch)
         consumed = last_position(system.app)
         system.store.process(read_log(system.app, 0, 10_000), topic)  # the role applies it from the topic
         assert switch_over(system.store, names, source, catch_up=runner.run_until_idle)
