@@ -22,6 +22,14 @@ def signed_in(api: Api, handle: str) -> str:
     return text[text.index(marker) + len(marker) :].split('"', 1)[0]
 
 
+def granted_and_signed_in(api: Api) -> tuple[Any, Any, str, str]:
+    """The member, a cameo of theirs granted to everyone, the grant, and the CSRF token of their session."""
+    app = api.system.app
+    member = app.person_by_handle("member").id
+    cameo = app.register_cameo(member, face())
+    return member, cameo, app.grant_consent(member, cameo, "everyone"), signed_in(api, "member")
+
+
 def test_pages_send_a_caller_without_a_session_to_sign_in_and_back(api: Api) -> None:
     response = api.client.get("/console/cameos", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/console/sign-in?next=/console/cameos"
@@ -47,10 +55,7 @@ def test_pages_send_a_caller_without_a_session_to_sign_in_and_back(api: Api) -> 
 
 def test_a_form_without_the_sessions_csrf_token_changes_nothing(api: Api) -> None:
     app = api.system.app
-    member = app.person_by_handle("member").id
-    cameo = app.register_cameo(member, face())
-    grant = app.grant_consent(member, cameo, "everyone")
-    csrf = signed_in(api, "member")
+    _, cameo, grant, csrf = granted_and_signed_in(api)
     before = app.recorder.max_notification_id()
     forged = api.client.post(f"/console/cameos/{cameo}/grants/{grant}/revoke", data={"reason": "forged"})
     assert forged.status_code == 403 and "Not allowed" in forged.text
@@ -82,10 +87,7 @@ def test_console_forms_need_the_role_the_api_needs(api: Api) -> None:
     from provenance.application.service import OPERATOR
 
     app = api.system.app
-    member = app.person_by_handle("member").id
-    cameo = app.register_cameo(member, face())
-    grant = app.grant_consent(member, cameo, "everyone")
-    csrf = signed_in(api, "member")
+    member, cameo, grant, csrf = granted_and_signed_in(api)
     app.change_role(OPERATOR, member, "member", grant=False, reason="suspended")
     before = app.recorder.max_notification_id()
     for path, data in [
