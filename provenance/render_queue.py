@@ -220,6 +220,12 @@ class RenderQueue:
                 == 1
             )
 
+    def queued_for(self, creator_id: str) -> int:
+        """How many of a creator's requests the queue holds (waiting, or being rendered)."""
+        with self.engine.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).where(queued.c.creator_id == creator_id)).scalar()
+        return int(count or 0)
+
     def waiting(self) -> list[Waiting]:
         """The queue in serving order."""
         with self.engine.connect() as conn:
@@ -241,6 +247,20 @@ def _insert_ignoring_duplicates(conn: Connection, table: sa.Table, values: dict[
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def serve_next(queue: RenderQueue, handle: Callable[[Claim], None]) -> bool:
+    """Take the request that is fairest to serve now and handle it, its lease renewed meanwhile; it leaves the
+    queue however the handling ends. False when there was none to take."""
+    claim = queue.claim(worker_name())
+    if claim is None:
+        return False
+    try:
+        with _renewing(queue, claim):
+            handle(claim)
+    finally:
+        queue.finish(claim)
+    return True
 
 
 def serve_renders(

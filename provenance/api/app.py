@@ -59,6 +59,10 @@ class ApiContext:
     """The embedded mode's gate work (render, moderate, sign, publish), one video at a time, off the request."""
     _workers: Any = None
     _workers_lock: threading.Lock = field(default_factory=threading.Lock)
+    _queue: Any = None
+    _admitting: threading.Lock = field(default_factory=threading.Lock)
+    """One generation request admitted at a time in this process, so that two cannot both take a person's last
+    place in the render queue."""
 
     def reads(self) -> Any:
         """The read models, brought up to date first in the embedded mode."""
@@ -84,15 +88,41 @@ class ApiContext:
                     raise ApiError(503, "signing-unavailable", "this service cannot sign videos now") from exc
             return self._workers
 
+    def render_queue(self) -> Any:
+        """The requests waiting for a render, served fairly between creators (`provenance.render_queue`): the
+        embedded mode's gate thread serves it, and in the distributed mode the generator role fills and serves it
+        in the same database."""
+        from provenance.render_queue import RenderQueue
+
+        with self._workers_lock:
+            if self._queue is None:
+                self._queue = RenderQueue(self.system.store.engine)
+            return self._queue
+
     def request_video(self, creator: Any, prompt: str, **request: Any) -> Any:
         """Record a generation request and take it through the gates (in the embedded mode: without a signing
-        identity it is refused before anything is recorded)."""
+        identity it is refused before anything is recorded).
+
+        Refused (429, nothing recorded) while the render queue holds `api_max_queued` of the creator's requests;
+        a retry of one recorded before (its `Idempotency-Key`) is answered all the same.
+        """
+        from provenance.domain.ids import derived_id
+
         if self.embedded:
             self.gate_workers()
         if request.get("command_id") is None:  # marked as this service's, to take it up again after a restart
             request["command_id"] = f"{OVER_HTTP}{uuid.uuid4()}"
-        video_id = self.system.app.request_generation(creator, prompt, **request)
-        self.drive(video_id)
+        queue, most = self.render_queue(), self.system.settings.api_max_queued
+        with self._admitting:
+            retry = self.system.app.exists(uuid.UUID(derived_id("video", request["command_id"])))
+            if not retry and queue.queued_for(str(creator)) >= most:
+                raise ApiError(
+                    429,
+                    "render-queue-full",
+                    f"{most} of your videos are waiting for a render already; ask again when one of them is done",
+                )
+            video_id = self.system.app.request_generation(creator, prompt, **request)
+            self._take_up(video_id)
         return video_id
 
     def resume(self) -> None:
@@ -101,13 +131,43 @@ class ApiContext:
         if not self.embedded:
             return
         unfinished = self.reads().unfinished_requests(OVER_HTTP)
-        if not unfinished:
-            return
         try:
             for video_id in unfinished:
-                self.drive(uuid.UUID(video_id))
+                self._take_up(uuid.UUID(video_id))
+            if self.render_queue().waiting():  # what a stop left in the queue, finished or not
+                self.renders.submit(self._serve_queue)
         except ApiError as exc:  # no signing identity: they wait for one, and the log says why
             log.error("%d videos requested over HTTP wait for the gates: %s", len(unfinished), exc.detail)
+
+    def _take_up(self, video_id: Any) -> None:
+        """Queue a video waiting for its render and wake the gate thread (embedded mode); one past its render
+        goes on through the other gates."""
+        if not self.embedded:
+            return
+        if self.system.app.video(video_id).state != "requested":
+            self.drive(video_id)
+            return
+        from provenance.log import stream_log
+
+        self.gate_workers()
+        self.render_queue().add(stream_log(self.system.app, video_id, "video")[0])  # its GenerationRequested
+        self.renders.submit(self._serve_queue)
+
+    def _serve_queue(self) -> None:
+        """Take every video in the render queue through the gates, the fairest first (each request admitted wakes
+        this; a wake-up that finds the queue empty does nothing)."""
+        from provenance.render_queue import serve_next
+
+        workers = self.gate_workers()
+
+        def drive(claim: Any) -> None:
+            try:
+                self.system.drive(uuid.UUID(claim.video_id), workers)
+            except Exception:  # what a failure left undone is taken up again when the service next starts
+                log.exception("driving video %s through the gates failed; it stays where it stopped", claim.video_id)
+
+        while serve_next(self.render_queue(), drive):
+            pass
 
     def decide_review(self, video_id: Any, actor: Any, verdict: str, statement: str, **options: Any) -> None:
         """A person's decision on a held video; an allowed one goes on to signing and publishing (a service that

@@ -273,3 +273,45 @@ def test_videos_accepted_before_a_restart_are_taken_through_the_gates_after_it(t
         until(lambda: system.app.video(accepted).state == "published", "the accepted video", timeout_s=120)
     assert system.app.video(elsewhere).state == "requested"
     system.close()
+
+
+def test_one_person_cannot_fill_the_render_queue_and_the_others_are_served_fairly(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded service renders one video at a time: a person may have `api_max_queued` requests in its
+    queue, no more, and another person's request goes before the second of theirs."""
+    import threading
+
+    from provenance.credentials.pki import create_development_pki
+
+    create_development_pki(api.system.settings.pki_directory)
+    ctx = api.client.app.state.ctx
+    monkeypatch.setattr(ctx, "gate_workers", lambda: None)
+    rendering, driven = threading.Event(), []
+
+    def drive(video_id: object, _: object) -> None:
+        driven.append(str(video_id))
+        assert rendering.wait(60)
+
+    monkeypatch.setattr(api.system, "drive", drive)
+
+    def ask(who: str, key: str) -> httpx.Response:
+        headers = {**api.headers(who), "Idempotency-Key": key}
+        return api.client.post("/videos", json={"prompt": "a red ball", **SMALL}, headers=headers)
+
+    most = api.system.settings.api_max_queued
+    mine = [ask("member", f"m{n}").json()["video_id"] for n in range(most)]
+    until(lambda: driven, "the first video to hold the gate thread")
+    before = api.system.app.recorder.max_notification_id()
+    refused = ask("member", "one-more")
+    assert refused.status_code == 429 and refused.json()["type"].endswith(":render-queue-full"), refused.text
+    assert api.system.app.recorder.max_notification_id() == before  # refused before anything was recorded
+    again = ask("member", "m1")  # a retry of a request in the queue is answered, not counted
+    assert again.status_code == 202 and again.json()["video_id"] == mine[1], again.text
+    theirs = ask("trust_and_safety", "t0")
+    assert theirs.status_code == 202, theirs.text
+
+    rendering.set()
+    until(lambda: not ctx.render_queue().waiting(), "the queue to empty")
+    assert driven == [mine[0], theirs.json()["video_id"], *mine[1:]]
+    assert ask("member", "after").status_code == 202
