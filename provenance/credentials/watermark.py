@@ -371,6 +371,24 @@ def _open_input(path: Path) -> av.container.InputContainer:
         raise WatermarkError(f"{path.name} is not a readable video ({_one_line(exc)})") from exc
 
 
+def _count_frames(path: Path) -> int:
+    """The frames of a clip whose container does not say how many (Matroska written as a stream has neither a
+    duration nor an index): its video packets, read without decoding them; as many as were read before a damaged
+    packet stopped the reading."""
+    import av
+
+    count = 0
+    with contextlib.closing(_open_input(path)) as container:
+        if not container.streams.video:
+            return 0
+        try:
+            for packet in container.demux(container.streams.video[0]):
+                count += packet.size > 0
+        except av.FFmpegError:
+            pass
+    return count
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -495,7 +513,8 @@ its target, so its cost does not grow with the clip."""
 def _sample_plan(total: int, config: WatermarkConfig) -> list[range]:
     """The frames each window samples: `windows` stretches spread from the clip's first frame to its last, each
     `scan_frames // windows` frames long (shorter in a clip of fewer than `scan_frames`), `sample_frames` frames
-    in all. The count does not grow with the clip; an unknown length (0) is read as `scan_frames` frames."""
+    in all. The count does not grow with the clip; an unknown length (0) is read as `scan_frames` frames (the
+    reader counts a clip's frames when its container does not say, see `read_watermark`)."""
     windows = max(1, config.windows)
     length = total if total > 0 else config.scan_frames
     per_window = max(1, config.sample_frames // windows)
@@ -738,11 +757,15 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
     """
     path = Path(video)
     frames: _OpenCvFrames | _PyAvFrames | None = _opencv_frames(path)
-    if frames is not None and (frames.total > _SEEK_FROM or frames.luma_at(0) is None):
-        frames.close()  # a long clip is read through PyAV, which seeks to keyframes; nothing came out: PyAV says why
+    if frames is not None and (not 0 < frames.total <= _SEEK_FROM or frames.luma_at(0) is None):
+        # A long clip is read through PyAV, which seeks to keyframes, and so is one of no stated length, which it
+        # counts; where nothing came out, PyAV says why.
+        frames.close()
         frames = None
     if frames is None:
         frames = _PyAvFrames(path, seek=True)
+        if not frames.total:  # the container does not say how long the clip is: windows must still span it all
+            frames.total = _count_frames(path)
         frames.seek = frames.seek and frames.total > _SEEK_FROM
     rows: list[np.ndarray] = []
     found: list[WatermarkReading] = []

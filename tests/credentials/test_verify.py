@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -25,7 +26,7 @@ from provenance.credentials.verify import (
     VerificationReport,
     verify_file,
 )
-from provenance.credentials.watermark import soft_binding_for
+from provenance.credentials.watermark import payload_for, soft_binding_for
 from tests.credentials.conftest import Signed
 from tests.credentials.support import FakeStatusLookup, flip_media_byte, manifest_inputs, reencode
 
@@ -509,3 +510,31 @@ def test_a_clip_spliced_from_two_videos_names_both_and_reports_the_worse_status(
     assert (trusted.video_id, trusted.status, trusted.recovered_by) == (str(remix.video_id), down, "watermark")
     assert trusted.conflict and all(str(v) in trusted.conflict for v in (other, signed.video_id, remix.video_id))
     assert [w["video_id"] for w in trusted.to_json()["watermarks"]] == [str(signed.video_id), str(remix.video_id)]
+
+
+def test_a_splice_in_a_file_that_does_not_say_how_long_it_is_is_read_to_its_end(
+    tmp_path: Path, signed: Signed, remix: Signed
+) -> None:
+    """A live video's first frames, then a taken-down one past the first 120 frames, in Matroska written as a
+    stream (no duration, no index): the windows still spread over the whole clip, and both are found."""
+    import av
+
+    from provenance.credentials.watermark import decode_watermarks
+    from tests.credentials.support import splice
+
+    spliced = splice(tmp_path / "spliced.mp4", (signed.path, 12), (None, 130), (remix.path, None))
+    streamed = tmp_path / "streamed.mkv"
+
+    class Pipe:  # a destination that cannot seek: the muxer writes no duration and no cues
+        def __init__(self, handle: Any) -> None:
+            self.write = handle.write
+
+    with open(streamed, "wb") as handle, av.open(str(spliced)) as src, av.open(Pipe(handle), "w", "matroska") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    with av.open(str(streamed)) as check:
+        assert not check.streams.video[0].frames and check.duration is None  # it does not say how long it is
+    assert decode_watermarks(streamed) == (payload_for(signed.video_id), payload_for(remix.video_id))
