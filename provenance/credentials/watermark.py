@@ -42,7 +42,7 @@ import numpy as np
 
 from kernel.paths import is_utf8_named
 from provenance.credentials.errors import WatermarkError
-from provenance.credentials.formats import sniff
+from provenance.credentials.formats import BMFF, sniff
 
 if TYPE_CHECKING:
     import av.container
@@ -756,16 +756,20 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
     needs.
     """
     path = Path(video)
+    # Only an MP4's sample tables list its frames. Any other container's length is a duration the file states,
+    # true or not (or none, as Matroska written as a stream), and what plays after it would hide from windows
+    # spread over that length: such a clip's frames are counted.
+    counted = None if sniff(path) == BMFF else _count_frames(path)
     frames: _OpenCvFrames | _PyAvFrames | None = _opencv_frames(path)
-    if frames is not None and (not 0 < frames.total <= _SEEK_FROM or frames.luma_at(0) is None):
-        # A long clip is read through PyAV, which seeks to keyframes, and so is one of no stated length, which it
-        # counts; where nothing came out, PyAV says why.
-        frames.close()
-        frames = None
+    if frames is not None:
+        frames.total = frames.total if counted is None else counted
+        if not 0 < frames.total <= _SEEK_FROM or frames.luma_at(0) is None:
+            # A long clip is read through PyAV, which seeks to keyframes; where nothing came out, PyAV says why.
+            frames.close()
+            frames = None
     if frames is None:
         frames = _PyAvFrames(path, seek=True)
-        if not frames.total:  # the container does not say how long the clip is: windows must still span it all
-            frames.total = _count_frames(path)
+        frames.total = counted if counted is not None else frames.total or _count_frames(path)  # a fragmented MP4
         frames.seek = frames.seek and frames.total > _SEEK_FROM
     rows: list[np.ndarray] = []
     found: list[WatermarkReading] = []

@@ -512,29 +512,39 @@ def test_a_clip_spliced_from_two_videos_names_both_and_reports_the_worse_status(
     assert [w["video_id"] for w in trusted.to_json()["watermarks"]] == [str(signed.video_id), str(remix.video_id)]
 
 
-def test_a_splice_in_a_file_that_does_not_say_how_long_it_is_is_read_to_its_end(
-    tmp_path: Path, signed: Signed, remix: Signed
+@pytest.mark.parametrize("length", ["unsaid", "understated"])
+def test_a_splice_in_a_file_that_does_not_say_how_long_it_is_truly_is_read_to_its_end(
+    tmp_path: Path, signed: Signed, remix: Signed, length: str
 ) -> None:
     """A live video's first frames, then a taken-down one past the first 120 frames, in Matroska written as a
-    stream (no duration, no index): the windows still spread over the whole clip, and both are found."""
+    stream (no duration, no index) or saying it lasts half a second: the windows still spread over the whole
+    clip, and both videos are found."""
+    import struct
+
     import av
 
     from provenance.credentials.watermark import decode_watermarks
     from tests.credentials.support import splice
 
     spliced = splice(tmp_path / "spliced.mp4", (signed.path, 12), (None, 130), (remix.path, None))
-    streamed = tmp_path / "streamed.mkv"
+    remuxed = tmp_path / "remuxed.mkv"
 
     class Pipe:  # a destination that cannot seek: the muxer writes no duration and no cues
         def __init__(self, handle: Any) -> None:
             self.write = handle.write
 
-    with open(streamed, "wb") as handle, av.open(str(spliced)) as src, av.open(Pipe(handle), "w", "matroska") as dst:
+    with open(remuxed, "wb") as handle, av.open(str(spliced)) as src:
+        dst = av.open(Pipe(handle) if length == "unsaid" else handle, "w", "matroska")
         out = dst.add_stream_from_template(src.streams.video[0])
         for packet in src.demux(src.streams.video[0]):
             if packet.dts is not None:
                 packet.stream = out
                 dst.mux(packet)
-    with av.open(str(streamed)) as check:
-        assert not check.streams.video[0].frames and check.duration is None  # it does not say how long it is
-    assert decode_watermarks(streamed) == (payload_for(signed.video_id), payload_for(remix.video_id))
+        dst.close()
+    if length == "understated":  # the segment's Duration element (an 8-byte float, in milliseconds) lies
+        data = remuxed.read_bytes()
+        at = data.index(b"\x44\x89\x88") + 3
+        remuxed.write_bytes(data[:at] + struct.pack(">d", 500.0) + data[at + 8 :])
+    with av.open(str(remuxed)) as check:
+        assert not check.streams.video[0].frames and (check.duration or 0) < 10**6  # at most a second, it says
+    assert decode_watermarks(remuxed) == (payload_for(signed.video_id), payload_for(remix.video_id))
