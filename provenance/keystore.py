@@ -63,7 +63,7 @@ class KeyMissing(InfrastructureFailure):
 
 
 class LikenessKeys(Protocol):
-    """Where per-cameo keys live: the application service needs only these four operations."""
+    """Where per-cameo keys live: the application service needs only these operations."""
 
     def create_key(self) -> str: ...
 
@@ -72,6 +72,8 @@ class LikenessKeys(Protocol):
     def decrypt(self, key_id: str, ciphertext: bytes, context: bytes) -> bytes: ...
 
     def destroy(self, key_id: str) -> None: ...
+
+    def has_held_keys(self) -> bool: ...
 
 
 class KeyStore:
@@ -146,6 +148,13 @@ class KeyStore:
             except sa.exc.IntegrityError:  # another erasure left the tombstone first: look again
                 if attempt:
                     raise
+
+    def has_held_keys(self) -> bool:
+        """Whether this store has ever held a key (one it holds, or a destroyed one's tombstone)."""
+        if not self._exists(create=False):
+            return False
+        with self.engine.connect() as conn:
+            return any(conn.execute(sa.select(1).select_from(t).limit(1)).first() for t in (_keys, _destroyed))
 
     def close(self) -> None:
         if "engine" in self.__dict__:

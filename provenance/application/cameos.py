@@ -44,6 +44,7 @@ class CameoCommands(CoverageCommands):
                 if earlier.owner_id != str(owner) or earlier.reference_media_sha256 != sha256:
                     raise CommandConflict(f"command id {command_id} was already used for a different command")
                 return cameo_id
+            self._check_key_store()
             key_id, sealed = seal_reference(self.keystore, self.blobs, cameo_id, reference_image)
             cameo = Cameo.register(
                 cameo_id,
@@ -58,6 +59,21 @@ class CameoCommands(CoverageCommands):
             return cameo_id
 
         return self._retrying(run)
+
+    def _check_key_store(self) -> None:
+        """Refuse a key store that has never held a key beside a log that holds cameos: it is not the store their
+        keys were made in (moved away, or `PROVENANCE_KEYS_URL` pointing elsewhere). A key made there would be lost
+        when the right store comes back; nothing is recorded."""
+        from eventsourcing.utils import get_topic
+
+        if self.keystore.has_held_keys():
+            return
+        if self.recorder.select_notifications(start=None, limit=1, topics=[get_topic(Cameo.Started)]):
+            raise KeyMissing(
+                "the key store holds none of the keys of the cameos registered (a lost or replaced key store, or "
+                "PROVENANCE_KEYS_URL pointing at another): restore it from its backup or point PROVENANCE_KEYS_URL "
+                "at it; nothing was recorded"
+            )
 
     def hold_cameo(self, cameo_id: UUID | str, matched_cameo_id: str, similarity: float) -> bool:
         """Hold a cameo whose likeness matches another person's: it grants nothing, and no video of the real

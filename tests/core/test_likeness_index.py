@@ -76,6 +76,31 @@ def test_a_lost_key_store_stops_the_index_instead_of_leaving_likenesses_out(syst
     assert not keys.exists()  # no empty key store made in its place
 
 
+def test_a_cameo_registered_against_a_lost_key_store_is_refused_so_no_key_is_lost_when_it_comes_back(
+    system: System,
+) -> None:
+    """A new key made in an empty key store would be lost when the right one is restored: refused, nothing
+    recorded; a fresh platform's first cameo, and one registered against the restored store, go through."""
+    from provenance.keystore import KeyMissing
+
+    app = system.app
+    person = app.register_person("p0")
+    first = app.register_cameo(person, encode_png(synthesize_face(0, 256)))  # a fresh store's first key
+    keys = system.settings.home / "keys.db"
+    keys.rename(keys.with_name("keys.db.away"))
+    restarted = System(system.settings)
+    before = restarted.app.recorder.max_notification_id()
+    with pytest.raises(KeyMissing, match="holds none of the keys"):
+        restarted.app.register_cameo(person, encode_png(synthesize_face(1, 256)))
+    assert restarted.app.recorder.max_notification_id() == before
+    restarted.close()
+    keys.with_name("keys.db.away").rename(keys)  # restored
+    restored = System(system.settings)
+    second = restored.app.register_cameo(person, encode_png(synthesize_face(1, 256)))
+    assert restored.app.cameo(second).key_id and restored.app.cameo(first).key_id
+    restored.close()
+
+
 def test_a_cameo_held_as_an_impersonation_is_left_out_until_cleared(system: System) -> None:
     app = system.app
     alice, mallory, tess = (app.register_person(h) for h in ("alice", "mallory", "tess"))
