@@ -1,8 +1,10 @@
-"""Requests waiting for a render in the distributed mode, served fairly between creators.
+"""Requests waiting for a render, served fairly between creators.
 
 The generator role's consumer does not render in partition order (one creator's hundred requests would hold
 everybody else's behind them): it adds each request to this queue, in the projections database, and the
-role's render loop takes the next one by start-time fair queueing. Each creator has a virtual clock that a
+role's render loop takes the next one by start-time fair queueing. The HTTP service adds each request it
+admits itself (so it can count a person's places in the queue), and in the embedded mode its gate thread
+serves the queue the same way (`serve_next`). Each creator has a virtual clock that a
 request advances by its cost (pixels x frames); a request starts at the later of its creator's clock and
 the queue's virtual time (the smallest start still queued), and the smallest start is served first. So a
 creator with one request waits for at most one render of every other creator, a creator who asks for
@@ -226,6 +228,12 @@ class RenderQueue:
             count = conn.execute(sa.select(sa.func.count()).where(queued.c.creator_id == creator_id)).scalar()
         return int(count or 0)
 
+    def next_lapse(self) -> float | None:
+        """When the first lease on a request still held runs out (the queue's clock), or None when none is held."""
+        with self.engine.connect() as conn:
+            lapse = conn.execute(sa.select(sa.func.min(queued.c.lease_until))).scalar()
+        return None if lapse is None else float(lapse)
+
     def waiting(self) -> list[Waiting]:
         """The queue in serving order."""
         with self.engine.connect() as conn:
@@ -250,16 +258,24 @@ def worker_name() -> str:
 
 
 def serve_next(queue: RenderQueue, handle: Callable[[Claim], None]) -> bool:
-    """Take the request that is fairest to serve now and handle it, its lease renewed meanwhile; it leaves the
-    queue however the handling ends. False when there was none to take."""
+    """Take the request that is fairest to serve now and handle it, its lease renewed meanwhile; False when there
+    was none to take. Handled, or failed for a reason of its own, it leaves the queue; a failure of the
+    infrastructure (`is_infrastructure`) gives it back untried. A failure is raised either way."""
+    from provenance.gates import is_infrastructure
+
     claim = queue.claim(worker_name())
     if claim is None:
         return False
     try:
         with _renewing(queue, claim):
             handle(claim)
-    finally:
-        queue.finish(claim)
+    except Exception as exc:
+        if is_infrastructure(exc):
+            _give_back(queue, claim, exc)
+        else:
+            queue.finish(claim)
+        raise
+    queue.finish(claim)
     return True
 
 

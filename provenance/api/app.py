@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -46,6 +47,10 @@ CONSOLE_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 OVER_HTTP = "http:"
 """How the command ids of what this service records begin (`Idempotency-Key`s are `http:<caller>:<key>`)."""
 
+QUEUE_RETRY_S = 30
+"""How long the embedded gate thread waits out a failure of the infrastructure before it serves the render queue
+again; also the `Retry-After` of a request refused because its person's places in the queue are taken."""
+
 
 @dataclass
 class ApiContext:
@@ -63,6 +68,9 @@ class ApiContext:
     _admitting: threading.Lock = field(default_factory=threading.Lock)
     """One generation request admitted at a time in this process, so that two cannot both take a person's last
     place in the render queue."""
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _wake_up: threading.Timer | None = None
+    """The gate thread's next wake-up of its own (a lease to lapse, a failure to wait out), if one is due."""
 
     def reads(self) -> Any:
         """The read models, brought up to date first in the embedded mode."""
@@ -89,9 +97,9 @@ class ApiContext:
             return self._workers
 
     def render_queue(self) -> Any:
-        """The requests waiting for a render, served fairly between creators (`provenance.render_queue`): the
-        embedded mode's gate thread serves it, and in the distributed mode the generator role fills and serves it
-        in the same database."""
+        """The requests waiting for a render, served fairly between creators (`provenance.render_queue`): this
+        service adds each request it admits, and the embedded mode's gate thread serves it (in the distributed
+        mode, the generator role, in the same database)."""
         from provenance.render_queue import RenderQueue
 
         with self._workers_lock:
@@ -120,6 +128,7 @@ class ApiContext:
                     429,
                     "render-queue-full",
                     f"{most} of your videos are waiting for a render already; ask again when one of them is done",
+                    {"Retry-After": str(QUEUE_RETRY_S)},
                 )
             video_id = self.system.app.request_generation(creator, prompt, **request)
             self._take_up(video_id)
@@ -132,42 +141,77 @@ class ApiContext:
             return
         unfinished = self.reads().unfinished_requests(OVER_HTTP)
         try:
-            for video_id in unfinished:
-                self._take_up(uuid.UUID(video_id))
-            if self.render_queue().waiting():  # what a stop left in the queue, finished or not
-                self.renders.submit(self._serve_queue)
+            self.gate_workers()
         except ApiError as exc:  # no signing identity: they wait for one, and the log says why
             log.error("%d videos requested over HTTP wait for the gates: %s", len(unfinished), exc.detail)
+            return
+        for video_id in unfinished:
+            self._take_up(uuid.UUID(video_id))
+        self._wake()  # what a stop left in the queue, finished or not
 
     def _take_up(self, video_id: Any) -> None:
-        """Queue a video waiting for its render and wake the gate thread (embedded mode); one past its render
-        goes on through the other gates."""
-        if not self.embedded:
-            return
-        if self.system.app.video(video_id).state != "requested":
-            self.drive(video_id)
-            return
+        """Queue a video waiting for its render (and, embedded, wake the gate thread); in the embedded mode, one
+        past its render and not yet through the gates goes on through the others."""
+        from provenance.domain.video import BLOCKED, PUBLISHED, RENDER_FAILED, REQUESTED
         from provenance.log import stream_log
 
-        self.gate_workers()
-        self.render_queue().add(stream_log(self.system.app, video_id, "video")[0])  # its GenerationRequested
-        self.renders.submit(self._serve_queue)
+        state = self.system.app.video(video_id).state
+        if state == REQUESTED:
+            self.render_queue().add(stream_log(self.system.app, video_id, "video")[0])  # its GenerationRequested
+            if self.embedded:
+                self._wake()
+        elif self.embedded and state not in (PUBLISHED, BLOCKED, RENDER_FAILED):
+            self.drive(video_id)
+
+    def _wake(self) -> None:
+        """Have the gate thread serve the render queue (embedded mode), unless the service is stopping."""
+        if self.embedded and not self._stopping.is_set():
+            with contextlib.suppress(RuntimeError):  # the executor shut down meanwhile
+                self.renders.submit(self._serve_queue)
+
+    def _wake_in(self, seconds: float) -> None:
+        """Wake the gate thread after a while, in place of any wake-up of its own already due."""
+        with self._workers_lock:
+            if self._wake_up is not None:
+                self._wake_up.cancel()
+            if self._stopping.is_set():
+                return
+            self._wake_up = threading.Timer(seconds, self._wake)
+            self._wake_up.daemon = True
+            self._wake_up.start()
 
     def _serve_queue(self) -> None:
-        """Take every video in the render queue through the gates, the fairest first (each request admitted wakes
-        this; a wake-up that finds the queue empty does nothing)."""
+        """Take the videos in the render queue through the gates, the fairest first, until it holds none that
+        nobody holds or the service stops (each request admitted wakes this; a wake-up that finds nothing to
+        take does nothing).
+
+        A request another process holds (or held, before it stopped) is taken once its lease lapses. A failure
+        of the infrastructure gives the request back, to be tried again in `QUEUE_RETRY_S`; a bug in a gate takes
+        it out of the queue, the video left where it stopped (taken up again when the service next starts).
+        """
+        from provenance.gates import is_infrastructure
         from provenance.render_queue import serve_next
 
-        workers = self.gate_workers()
+        queue = self.render_queue()
+        try:
+            workers = self.gate_workers()
+        except ApiError:  # no signing identity (the log says so): the queue waits for one
+            return
 
         def drive(claim: Any) -> None:
-            try:
-                self.system.drive(uuid.UUID(claim.video_id), workers)
-            except Exception:  # what a failure left undone is taken up again when the service next starts
-                log.exception("driving video %s through the gates failed; it stays where it stopped", claim.video_id)
+            self.system.drive(uuid.UUID(claim.video_id), workers)
 
-        while serve_next(self.render_queue(), drive):
-            pass
+        try:
+            while not self._stopping.is_set() and serve_next(queue, drive):
+                pass
+            lapses = queue.next_lapse()
+        except Exception as exc:
+            retry = QUEUE_RETRY_S if is_infrastructure(exc) else 0
+            log.exception("the gate thread stopped serving the render queue; it goes on in %d s", retry)
+            self._wake_in(retry)
+            return
+        if lapses is not None:
+            self._wake_in(max(0.0, lapses - queue.clock()) + 0.5)
 
     def decide_review(self, video_id: Any, actor: Any, verdict: str, statement: str, **options: Any) -> None:
         """A person's decision on a held video; an allowed one goes on to signing and publishing (a service that
@@ -193,6 +237,9 @@ class ApiContext:
         self.renders.submit(run)
 
     def close(self) -> None:
+        """Stop: the video in the gates is finished, the rest of the queue left for the next start."""
+        self._stopping.set()
+        self._wake_in(0)  # cancels a wake-up due
         self.renders.shutdown(wait=True, cancel_futures=True)
         self.accounts.close()
 

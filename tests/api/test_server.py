@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from provenance.bootstrap import System
 from provenance.credentials.trust import TrustConfig
 from provenance.credentials.verify import verify_file
 from tests.api.conftest import PASSWORD, Api
@@ -282,6 +285,7 @@ def test_one_person_cannot_fill_the_render_queue_and_the_others_are_served_fairl
     queue, no more, and another person's request goes before the second of theirs."""
     import threading
 
+    from provenance.api.app import QUEUE_RETRY_S
     from provenance.credentials.pki import create_development_pki
 
     create_development_pki(api.system.settings.pki_directory)
@@ -305,6 +309,7 @@ def test_one_person_cannot_fill_the_render_queue_and_the_others_are_served_fairl
     before = api.system.app.recorder.max_notification_id()
     refused = ask("member", "one-more")
     assert refused.status_code == 429 and refused.json()["type"].endswith(":render-queue-full"), refused.text
+    assert refused.headers["Retry-After"] == str(QUEUE_RETRY_S)
     assert api.system.app.recorder.max_notification_id() == before  # refused before anything was recorded
     again = ask("member", "m1")  # a retry of a request in the queue is answered, not counted
     assert again.status_code == 202 and again.json()["video_id"] == mine[1], again.text
@@ -315,3 +320,119 @@ def test_one_person_cannot_fill_the_render_queue_and_the_others_are_served_fairl
     until(lambda: not ctx.render_queue().waiting(), "the queue to empty")
     assert driven == [mine[0], theirs.json()["video_id"], *mine[1:]]
     assert ask("member", "after").status_code == 202
+
+
+def embedded_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drive: Callable[[Any, Any], None], **settings: Any
+) -> tuple[System, FastAPI]:
+    """A service on a fresh home whose gates are `drive` (no models loaded)."""
+    from provenance.api.accounts import Accounts
+    from provenance.api.app import ApiContext, create_app
+    from provenance.config import Settings
+
+    system = System(Settings(home=tmp_path / "home", event_store="sqlite", **settings))
+    system.settings.home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(ApiContext, "gate_workers", lambda _: None)
+    monkeypatch.setattr(system, "drive", drive)
+    return system, create_app(system, Accounts(system.settings.keys_database))
+
+
+def test_a_stop_finishes_the_video_in_the_gates_and_leaves_the_rest_of_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    driven: list[str] = []
+
+    def drive(video_id: Any, _: Any) -> None:
+        driven.append(str(video_id))
+        time.sleep(0.5)
+
+    system, app = embedded_service(tmp_path, monkeypatch, drive)
+    alice, bob = system.app.register_person("alice"), system.app.register_person("bob")
+    with TestClient(app):
+        for n in range(3):
+            app.state.ctx.request_video(alice, f"a {n}", parameters=SMALL)
+            app.state.ctx.request_video(bob, f"b {n}", parameters=SMALL)
+        until(lambda: driven, "the first video in the gates")
+    assert len(driven) == 1
+    assert len(app.state.ctx.render_queue().waiting()) == 5  # taken up at the next start
+    system.close()
+
+
+def test_a_request_a_stopped_process_held_is_taken_up_once_its_lease_lapses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from provenance.api.app import OVER_HTTP
+    from provenance.log import stream_log
+    from provenance.render_queue import RenderQueue
+
+    driven: list[str] = []
+    system, app = embedded_service(tmp_path, monkeypatch, lambda video_id, _: driven.append(str(video_id)))
+    alice = system.app.register_person("alice")
+    video = system.app.request_generation(alice, "a red ball", parameters=SMALL, command_id=f"{OVER_HTTP}k1")
+    stopped = RenderQueue(system.store.engine, lease_s=1.5)
+    stopped.add(stream_log(system.app, video, "video")[0])
+    assert stopped.claim("gone:1:1") is not None  # what the process held when it stopped
+    with TestClient(app):
+        until(lambda: driven == [str(video)], "the video its lease held", timeout_s=15)
+        until(lambda: not app.state.ctx.render_queue().waiting(), "the queue to empty", timeout_s=15)
+    system.close()
+
+
+def test_a_failing_render_queue_is_logged_and_served_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The queue's database failing (a lock past its timeout, a full disk) stops the gate thread's round, says so,
+    and the thread goes on after a while; the request it held is served again once its lease lapses."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    import provenance.api.app as service
+    from provenance.render_queue import RenderQueue
+
+    driven: list[str] = []
+    system, app = embedded_service(tmp_path, monkeypatch, lambda video_id, _: driven.append(str(video_id)))
+    monkeypatch.setattr(service, "QUEUE_RETRY_S", 0.2)
+    failed: list[object] = []
+    finish = RenderQueue.finish
+
+    def finish_once_failing(queue: RenderQueue, claim: Any) -> bool:
+        if not failed:
+            failed.append(claim)
+            raise sa.exc.OperationalError("DELETE", {}, Exception("database is locked"))
+        return finish(queue, claim)
+
+    monkeypatch.setattr(RenderQueue, "finish", finish_once_failing)
+    alice, bob = system.app.register_person("alice"), system.app.register_person("bob")
+    with TestClient(app):
+        ctx = app.state.ctx
+        ctx._queue = RenderQueue(system.store.engine, lease_s=1.5)
+        first = ctx.request_video(alice, "a", parameters=SMALL)
+        until(lambda: failed, "the queue to fail")
+        second = ctx.request_video(bob, "b", parameters=SMALL)
+        until(lambda: not ctx.render_queue().waiting(), "the queue to empty", timeout_s=15)
+    assert driven[:2] == [str(first), str(second)] and set(driven) == {str(first), str(second)}
+    assert any("stopped serving the render queue" in r.getMessage() for r in caplog.records)
+    system.close()
+
+
+def test_the_distributed_service_counts_the_places_it_admitted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a generator role running, a person's requests over the limit are still refused: the service
+    queues what it admits itself, and the role finds each already queued when the topic delivers it."""
+    from provenance.api.problems import ApiError
+
+    system, app = embedded_service(tmp_path, monkeypatch, lambda *_: None, kafka_bootstrap="127.0.0.1:9")
+    alice = system.app.register_person("alice")
+    ctx = app.state.ctx
+    for n in range(system.settings.api_max_queued):
+        ctx.request_video(alice, f"a {n}", parameters=SMALL)
+    with pytest.raises(ApiError) as refused:
+        ctx.request_video(alice, "one more", parameters=SMALL)
+    assert refused.value.status == 429
+    assert len(ctx.render_queue().waiting()) == system.settings.api_max_queued
+    system.close()
