@@ -608,6 +608,11 @@ def _quietly(call: Any) -> Any:
         cv_logging.setLogLevel(level)
 
 
+_BAD_PACKETS = 64
+"""Packets in a row that fail to decode after which a stream counts as ended: a damaged packet is skipped, but a
+stream of nothing else is not decoded to its end."""
+
+
 class _PyAvFrames:
     """Luma planes of chosen frames (in increasing order) through PyAV: any pixel format, and it says what is
     wrong with a file that cannot be decoded at all. With `seek`, a window far ahead is reached by seeking to a
@@ -627,6 +632,8 @@ class _PyAvFrames:
             total = int(stream.duration * stream.time_base * self.rate)
         self.total = total
         self.seek = bool(seek and self.rate and stream.time_base)
+        self.frames_decoded = 0
+        """Frames decoded so far, from wherever the reader started or seeked to."""
         self.decoded = self._decode()
         self.position: int | None = 0
         """The index of the frame the decoder yields next; None just after a seek, until a frame says where."""
@@ -634,7 +641,34 @@ class _PyAvFrames:
         """A frame decoded to learn where a seek landed, not yet handed out."""
 
     def _decode(self) -> Iterator[Any]:
-        return iter(self.container.decode(self.stream))
+        """The stream's frames, decoded packet by packet: a packet that does not decode is skipped, as a player
+        skips it, so one damaged packet hides neither the frames before it nor those after. The stream counts as
+        ended after `_BAD_PACKETS` in a row, or where the container itself cannot be read further; a stream none
+        of whose packets decodes raises WatermarkError, saying why."""
+        import av
+
+        bad = 0
+        failure: av.FFmpegError | None = None
+        packets = self.container.demux(self.stream)
+        while bad < _BAD_PACKETS:
+            try:
+                packet = next(packets, None)
+            except av.FFmpegError as exc:
+                failure = exc
+                break
+            if packet is None:
+                break
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                bad, failure = bad + 1, exc
+                continue
+            bad = 0
+            for frame in frames:
+                self.frames_decoded += 1
+                yield frame
+        if failure is not None and not self.frames_decoded:
+            raise WatermarkError(f"{self.path.name} could not be decoded ({_one_line(failure)})") from failure
 
     def _start(self) -> int:
         return int(self.stream.start_time or 0)
@@ -773,7 +807,8 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
         frames.seek = frames.seek and frames.total > _SEEK_FROM
     rows: list[np.ndarray] = []
     found: list[WatermarkReading] = []
-    with contextlib.closing(frames):
+    failure: WatermarkError | None = None
+    try:
         plan = _sample_plan(frames.total, config)
         limits = [(a.start + b.start) // 2 for a, b in itertools.pairwise(plan)] + [max(frames.total, 1) - 1]
         for planned, limit in zip(plan, limits, strict=True):
@@ -782,6 +817,13 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
             checked = False
             for index in frames.window(planned, limit):
                 luma = frames.luma_at(index)
+                if luma is None and isinstance(frames, _OpenCvFrames) and index < frames.total:
+                    # OpenCV stops at a packet it cannot decode; PyAV skips it and reads on from the same frame.
+                    total = frames.total
+                    frames.close()
+                    frames = _PyAvFrames(path)
+                    frames.total = total
+                    luma = frames.luma_at(index)
                 if luma is None:
                     ended = True
                     break
@@ -798,6 +840,14 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
             rows += window_rows
             if ended:
                 break
+    except WatermarkError as exc:
+        # The file stopped decoding part-way: what was already found stands, and only a file that yields no
+        # payload at all is reported as one that could not be decoded.
+        failure = exc
+    finally:
+        frames.close()
+    if failure is not None and not found and not (rows and _vote(rows, config).payloads):
+        raise failure
     if not rows:
         return WatermarkReading(soft=np.zeros(0), message=np.zeros(0, np.uint8), frames=0, payloads=())
     if not found:
