@@ -356,6 +356,12 @@ def decode_soft(soft: np.ndarray, config: WatermarkConfig = DEFAULT_CONFIG) -> t
     return message, _payload_if_valid(message, config.key)
 
 
+_PROBE_BYTES = 1 << 18
+"""Packet bytes FFmpeg reads at most, when it opens a file, to learn its streams' parameters (5 MB unless told).
+It holds every packet it reads until then, a few hundred bytes each besides the payload, so a stream of one-byte
+packets that never decode cost hundreds of MiB at every open; a few frames of an ordinary clip fit."""
+
+
 def _open_input(path: Path) -> av.container.InputContainer:
     """Open a local video with its container forced from its magic bytes and only `file:` allowed."""
     import av
@@ -366,15 +372,22 @@ def _open_input(path: Path) -> av.container.InputContainer:
     if container.ffmpeg_format is None:
         raise WatermarkError(f"{path.name} is not in a video container this decoder reads (mp4, webm, avi)")
     try:
-        return av.open(str(path), "r", format=container.ffmpeg_format, options={"protocol_whitelist": "file"})
+        options = {"protocol_whitelist": "file", "probesize": str(_PROBE_BYTES)}
+        return av.open(str(path), "r", format=container.ffmpeg_format, options=options)
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise WatermarkError(f"{path.name} is not a readable video ({_one_line(exc)})") from exc
 
 
+COUNTED_PACKETS = 100_000
+"""Video packets counted at most for a clip's length (over an hour at 24 fps): the count costs a Python step a
+packet, and a file of tiny packets (Matroska laces hundreds of one-byte frames into one block) holds millions to
+the megabyte. A clip that reaches it is read as this long."""
+
+
 def _count_frames(path: Path) -> int:
     """The frames of a clip whose container does not say how many (Matroska written as a stream has neither a
-    duration nor an index): its video packets, read without decoding them; as many as were read before a damaged
-    packet stopped the reading."""
+    duration nor an index): its video packets, read without decoding them, up to `COUNTED_PACKETS`; as many as
+    were read before a damaged packet stopped the reading."""
     import av
 
     count = 0
@@ -384,6 +397,8 @@ def _count_frames(path: Path) -> int:
         try:
             for packet in container.demux(container.streams.video[0]):
                 count += packet.size > 0
+                if count >= COUNTED_PACKETS:
+                    break
         except av.FFmpegError:
             pass
     return count
@@ -496,7 +511,8 @@ _LUMA_FIRST = frozenset({"I420", "J420"})
 back of a frame it does not convert (`CAP_PROP_CONVERT_RGB` off) is then exactly the decoded luma plane."""
 
 _CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-"""FFmpeg options OpenCV reads at every open; the protocol white list keeps a capture to local files."""
+"""FFmpeg options OpenCV reads at every open; the protocol white list keeps a capture to local files, and the probe
+size bounds what an open costs (see `_PROBE_BYTES`)."""
 
 _CAPTURE_LOG_LEVEL = "OPENCV_FFMPEG_LOGLEVEL"
 """FFmpeg's log level for OpenCV's captures, read at every open. Quiet unless set: a damaged file is reported
@@ -578,7 +594,9 @@ def _luma_capture(path: Path) -> Any:
         return None  # PyAV opens a name that is not UTF-8, where OpenCV would crash
     options = os.environ.get(_CAPTURE_OPTIONS, "")
     if "protocol_whitelist" not in options:
-        os.environ[_CAPTURE_OPTIONS] = "|".join(filter(None, (options, "protocol_whitelist;file")))
+        options = os.environ[_CAPTURE_OPTIONS] = "|".join(filter(None, (options, "protocol_whitelist;file")))
+    if "probesize" not in options:
+        os.environ[_CAPTURE_OPTIONS] = f"{options}|probesize;{_PROBE_BYTES}"
     os.environ.setdefault(_CAPTURE_LOG_LEVEL, _QUIET)
     capture = _quietly(lambda: cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_CONVERT_RGB, 0]))
     if capture.isOpened() and _pixel_format(capture) in _LUMA_FIRST:

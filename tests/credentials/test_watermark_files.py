@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,41 @@ def test_a_video_none_of_whose_packets_decodes_is_still_reported_as_undecodable(
     damaged = with_bad_packets(signed.path, tmp_path / "damaged.mp4", after=-1, count=80)
     with pytest.raises(WatermarkError, match="could not be decoded"):
         decode_watermarks(damaged)
+
+
+def laced_webm(target: Path, mebibytes: float) -> Path:
+    """A WebM of one VP8 track whose blocks each lace 256 one-byte frames: about a million packets a MiB, none of
+    which decodes."""
+
+    def el(ident: int, payload: bytes) -> bytes:  # an EBML element, its size written in 8 bytes
+        size = ((1 << 56) | len(payload)).to_bytes(8, "big")
+        return ident.to_bytes((ident.bit_length() + 7) // 8, "big") + size + payload
+
+    def uint(ident: int, value: int, width: int) -> bytes:
+        return el(ident, value.to_bytes(width, "big"))
+
+    header = el(0x1A45DFA3, el(0x4282, b"webm") + uint(0x4287, 4, 1) + uint(0x4285, 2, 1))
+    video = el(0xE0, uint(0xB0, 64, 2) + uint(0xBA, 64, 2))
+    tracks = el(0x1654AE6B, el(0xAE, uint(0xD7, 1, 1) + uint(0x83, 1, 1) + el(0x86, b"V_VP8") + video))
+    block = el(0xA3, b"\x81\x00\x00\x84\xff" + bytes(256))  # track 1, time 0, keyframe, fixed lacing of 256
+    cluster = el(0x1F43B675, uint(0xE7, 0, 1) + block * 1000)
+    segment = b"\x18\x53\x80\x67\x01\xff\xff\xff\xff\xff\xff\xff"  # of unknown size, as a stream writes it
+    target.write_bytes(header + segment + tracks + cluster * max(1, round(mebibytes * 2**20 / len(cluster))))
+    return target
+
+
+def test_a_file_of_millions_of_tiny_packets_costs_a_bounded_count_and_memory(tmp_path: Path) -> None:
+    """A MiB of one-byte laced packets: its length is counted only up to the cap, and opening and counting it
+    takes tens of MiB, not the hundreds that FFmpeg's probe of every packet and a count to the end took."""
+    from provenance.credentials.watermark import COUNTED_PACKETS, _count_frames
+
+    laced = laced_webm(tmp_path / "laced.webm", 1.0)
+    assert _count_frames(laced) == COUNTED_PACKETS
+    measure = (  # the peak resident size of this process alone, in MiB (getrusage's carries the parent's over)
+        "import re, sys, av, cv2; from pathlib import Path; from provenance.credentials import watermark; "
+        "peak = lambda: int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1]) // 1024; "
+        "before = peak(); watermark._count_frames(Path(sys.argv[1])); print(peak() - before)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    grown = subprocess.run([sys.executable, "-c", measure, str(laced)], cwd=root, capture_output=True, check=True)
+    assert int(grown.stdout) < 100, f"counting took {int(grown.stdout)} MiB more"
