@@ -404,6 +404,46 @@ def _count_frames(path: Path) -> int:
     return count
 
 
+_BOXES_SCANNED = 10_000
+"""Top-level boxes (and boxes in `moov`) looked at to tell whether an MP4 is fragmented; a file of more is taken
+as fragmented, which costs only a count of its packets."""
+
+
+def _fragmented(path: Path) -> bool:
+    """Whether an MP4 is fragmented (a `moof` box at the top level, or an `mvex` box in `moov`): its sample
+    tables then list only the frames before the first fragment, and more may play after them."""
+    with path.open("rb") as handle:
+        boxes = _boxes(handle, 0, os.fstat(handle.fileno()).st_size)
+        for scanned, (kind, body, end) in enumerate(boxes):
+            if kind == b"moof" or scanned >= _BOXES_SCANNED:
+                return True
+            if kind == b"moov" and any(
+                child == b"mvex" or n >= _BOXES_SCANNED for n, (child, _, _) in enumerate(_boxes(handle, body, end))
+            ):
+                return True
+    return False
+
+
+def _boxes(handle: Any, offset: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, where its body starts, where it ends) of each box from `offset` to `end`, read header by header;
+    the walk stops at a box whose size cannot be."""
+    import struct
+
+    while offset + 8 <= end:
+        handle.seek(offset)
+        header = handle.read(16)
+        size, kind = struct.unpack(">I4s", header[:8])
+        body = offset + 8
+        if size == 1 and len(header) == 16:
+            size, body = struct.unpack(">Q", header[8:])[0], offset + 16
+        elif size == 0:
+            size = end - offset
+        if size < body - offset:
+            return
+        yield kind, body, min(offset + size, end)
+        offset += size
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -811,7 +851,8 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
     # Only an MP4's sample tables list its frames. Any other container's length is a duration the file states,
     # true or not (or none, as Matroska written as a stream), and what plays after it would hide from windows
     # spread over that length: such a clip's frames are counted.
-    counted = None if sniff(path) == BMFF else _count_frames(path)
+    # A fragmented MP4's sample tables list only the frames before its first fragment.
+    counted = None if sniff(path) == BMFF and not _fragmented(path) else _count_frames(path)
     frames: _OpenCvFrames | _PyAvFrames | None = _opencv_frames(path)
     if frames is not None:
         frames.total = frames.total if counted is None else counted

@@ -100,3 +100,30 @@ def test_a_file_of_millions_of_tiny_packets_costs_a_bounded_count_and_memory(tmp
     root = Path(__file__).resolve().parents[2]
     grown = subprocess.run([sys.executable, "-c", measure, str(laced)], cwd=root, capture_output=True, check=True)
     assert int(grown.stdout) < 100, f"counting took {int(grown.stdout)} MiB more"
+
+
+def test_a_fragmented_mp4_is_read_past_the_frames_its_movie_box_lists(
+    tmp_path: Path, signed: Signed, remix: Signed
+) -> None:
+    """An MP4 written in fragments, a keyframe each, whose movie box holds the first fragment's samples (a live
+    video) and whose later fragment holds a taken-down one: its sample tables list only the first, and the
+    windows still span both."""
+    import av
+
+    from provenance.credentials.watermark import _fragmented
+
+    fragmented = tmp_path / "fragmented.mp4"
+    with av.open(str(fragmented), "w", format="mp4", options={"movflags": "frag_keyframe"}) as dst:
+        out = dst.add_stream("libx264", rate=24)
+        assert isinstance(out, av.VideoStream)
+        out.width, out.height, out.pix_fmt, out.options = 160, 288, "yuv420p", {"crf": "18", "g": "36"}
+        for source in (signed.path, remix.path):
+            with av.open(str(source)) as src:
+                for frame in list(src.decode(video=0))[:36]:
+                    plane = frame.to_ndarray(format="yuv420p")
+                    dst.mux(out.encode(av.VideoFrame.from_ndarray(plane, format="yuv420p")))
+        dst.mux(out.encode(None))
+    with av.open(str(fragmented)) as check:
+        assert check.streams.video[0].frames == 36  # what the movie box lists
+    assert _fragmented(fragmented) and not _fragmented(signed.path)  # a signed, unfragmented MP4 is taken at its word
+    assert decode_watermarks(fragmented) == (payload_for(signed.video_id), payload_for(remix.video_id))
