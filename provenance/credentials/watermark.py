@@ -384,18 +384,18 @@ packet, and a file of tiny packets (Matroska laces hundreds of one-byte frames i
 the megabyte. A clip that reaches it is read as this long."""
 
 
-def _count_frames(path: Path) -> int:
+def _count_frames(path: Path, index: int = 0) -> int:
     """The frames of a clip whose container does not say how many (Matroska written as a stream has neither a
-    duration nor an index): its video packets, read without decoding them, up to `COUNTED_PACKETS`; as many as
-    were read before a damaged packet stopped the reading."""
+    duration nor an index): the packets of its video stream `index`, read without decoding them, up to
+    `COUNTED_PACKETS`; as many as were read before a damaged packet stopped the reading."""
     import av
 
     count = 0
     with contextlib.closing(_open_input(path)) as container:
-        if not container.streams.video:
+        if len(container.streams.video) <= index:
             return 0
         try:
-            for packet in container.demux(container.streams.video[0]):
+            for packet in container.demux(container.streams.video[index]):
                 count += packet.size > 0
                 if count >= COUNTED_PACKETS:
                     break
@@ -676,13 +676,13 @@ class _PyAvFrames:
     wrong with a file that cannot be decoded at all. With `seek`, a window far ahead is reached by seeking to a
     keyframe near it (found in the container's index), whose frames it then reads instead of its exact ones."""
 
-    def __init__(self, path: Path, seek: bool = False) -> None:
+    def __init__(self, path: Path, seek: bool = False, index: int = 0) -> None:
         self.path = path
         self.container = _open_input(path)
-        if not self.container.streams.video:
+        if len(self.container.streams.video) <= index:
             self.container.close()
-            raise WatermarkError(f"{path.name} has no video stream")
-        self.stream = stream = self.container.streams.video[0]
+            raise WatermarkError(f"{path.name} has no video stream" + (f" {index}" if index else ""))
+        self.stream = stream = self.container.streams.video[index]
         stream.thread_type = "AUTO"
         self.rate = stream.average_rate or stream.guessed_rate
         total = stream.frames or 0
@@ -839,6 +839,10 @@ end): a copy that kept its mark decodes from a few frames, and the CRC makes an 
 late one (2**-32 a try)."""
 
 
+MAX_VIDEO_STREAMS = 4
+"""Video streams read at most in one file; a file of more is not verified (WatermarkError), not taken as clean."""
+
+
 def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> WatermarkReading:
     """Vote window by window over frames sampled across the whole clip; `payloads` holds every payload whose CRC
     checks, first found first: one for a marked video, several for a clip spliced from several marked videos.
@@ -846,14 +850,43 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
     Each window's vote is tried after `EARLY_VOTES` frames and stops that window at the first that checks. When no
     window finds a payload on its own, every sampled frame is voted together, as a copy that lost most of its mark
     needs.
+
+    Every video stream is read, the first first: a player may show any of them (FFmpeg's tools and mpv pick the one
+    marked default), so a second stream hides nothing. Raises WatermarkError when no stream yields a payload and
+    one could not be decoded, or when the file has more than `MAX_VIDEO_STREAMS`.
     """
     path = Path(video)
+    with contextlib.closing(_open_input(path)) as container:
+        streams = len(container.streams.video)
+    if streams > MAX_VIDEO_STREAMS:
+        raise WatermarkError(f"{path.name} has {streams} video streams, too many to verify")
     # Only an MP4's sample tables list its frames. Any other container's length is a duration the file states,
     # true or not (or none, as Matroska written as a stream), and what plays after it would hide from windows
-    # spread over that length: such a clip's frames are counted.
-    # A fragmented MP4's sample tables list only the frames before its first fragment.
-    counted = None if sniff(path) == BMFF and not _fragmented(path) else _count_frames(path)
-    frames: _OpenCvFrames | _PyAvFrames | None = _opencv_frames(path)
+    # spread over that length: such a clip's frames are counted. A fragmented MP4's sample tables list only the
+    # frames before its first fragment.
+    listed = sniff(path) == BMFF and not _fragmented(path)
+    readings: list[WatermarkReading] = []
+    failure: WatermarkError | None = None
+    for stream in range(max(1, streams)):  # none: the reader says that the file has no video stream
+        try:
+            readings.append(_read_stream(path, stream, listed, config))
+        except WatermarkError as exc:
+            failure = failure or exc
+    found = [reading for reading in readings if reading.payloads]
+    if failure is not None and not found:
+        raise failure
+    frames = sum(reading.frames for reading in readings)
+    if not found:
+        return replace(readings[0], frames=frames)
+    payloads = tuple(dict.fromkeys(payload for reading in found for payload in reading.payloads))
+    return replace(found[0], frames=frames, payloads=payloads)
+
+
+def _read_stream(path: Path, stream: int, listed: bool, config: WatermarkConfig) -> WatermarkReading:
+    """`read_watermark` of one video stream (its index among the video streams), whose frames the container lists
+    when `listed`. OpenCV reads only the first; any other is read through PyAV."""
+    counted = None if listed else _count_frames(path, stream)
+    frames: _OpenCvFrames | _PyAvFrames | None = _opencv_frames(path) if stream == 0 else None
     if frames is not None:
         frames.total = frames.total if counted is None else counted
         if not 0 < frames.total <= _SEEK_FROM or frames.luma_at(0) is None:
@@ -861,8 +894,8 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
             frames.close()
             frames = None
     if frames is None:
-        frames = _PyAvFrames(path, seek=True)
-        frames.total = counted if counted is not None else frames.total or _count_frames(path)  # a fragmented MP4
+        frames = _PyAvFrames(path, seek=True, index=stream)
+        frames.total = counted if counted is not None else frames.total or _count_frames(path, stream)
         frames.seek = frames.seek and frames.total > _SEEK_FROM
     rows: list[np.ndarray] = []
     found: list[WatermarkReading] = []
