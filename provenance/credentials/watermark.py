@@ -405,23 +405,43 @@ def _count_frames(path: Path, index: int = 0) -> int:
 
 
 _BOXES_SCANNED = 10_000
-"""Top-level boxes (and boxes in `moov`) looked at to tell whether an MP4 is fragmented; a file of more is taken
-as fragmented, which costs only a count of its packets."""
+"""Boxes looked at, at most, to read an MP4's layout from their headers; a file of more is opened by PyAV instead
+(and its frames counted)."""
 
 
-def _fragmented(path: Path) -> bool:
-    """Whether an MP4 is fragmented (a `moof` box at the top level, or an `mvex` box in `moov`): its sample
-    tables then list only the frames before the first fragment, and more may play after them."""
-    with path.open("rb") as handle:
-        boxes = _boxes(handle, 0, os.fstat(handle.fileno()).st_size)
-        for scanned, (kind, body, end) in enumerate(boxes):
-            if kind == b"moof" or scanned >= _BOXES_SCANNED:
-                return True
-            if kind == b"moov" and any(
-                child == b"mvex" or n >= _BOXES_SCANNED for n, (child, _, _) in enumerate(_boxes(handle, body, end))
-            ):
-                return True
-    return False
+def _mp4_layout(path: Path) -> tuple[int, bool] | None:
+    """(video tracks, fragmented) of an MP4, from its box headers alone, so that verifying one does not load PyAV:
+    its video tracks are the `trak`s whose `mdia/hdlr` handler is `vide`, and it is fragmented when it has a `moof`
+    box at the top level or an `mvex` box in `moov` (its sample tables then list only the frames before the first
+    fragment, and more may play after them). None past `_BOXES_SCANNED` boxes."""
+    scanned = 0
+
+    def boxes(handle: Any, start: int, end: int, kind: bytes | None = None) -> list[tuple[bytes, int, int]]:
+        nonlocal scanned
+        found = []
+        for box in _boxes(handle, start, end):
+            scanned += 1
+            if scanned > _BOXES_SCANNED:
+                raise OverflowError
+            found.append(box)
+        return [box for box in found if kind is None or box[0] == kind]
+
+    tracks = 0
+    try:
+        with path.open("rb") as handle:
+            top = boxes(handle, 0, os.fstat(handle.fileno()).st_size)
+            fragmented = any(kind == b"moof" for kind, _, _ in top)
+            for _, body, end in (box for box in top if box[0] == b"moov"):
+                inner = boxes(handle, body, end)
+                fragmented = fragmented or any(kind == b"mvex" for kind, _, _ in inner)
+                for _, track, track_end in (box for box in inner if box[0] == b"trak"):
+                    for _, media, media_end in boxes(handle, track, track_end, b"mdia"):
+                        for _, handler, _ in boxes(handle, media, media_end, b"hdlr"):
+                            handle.seek(handler + 8)  # after its version, flags and pre_defined
+                            tracks += handle.read(4) == b"vide"
+    except OverflowError:
+        return None
+    return tracks, fragmented
 
 
 def _boxes(handle: Any, offset: int, end: int) -> Iterator[tuple[bytes, int, int]]:
@@ -856,15 +876,18 @@ def read_watermark(video: Path, config: WatermarkConfig = DEFAULT_CONFIG) -> Wat
     one could not be decoded, or when the file has more than `MAX_VIDEO_STREAMS`.
     """
     path = Path(video)
-    with contextlib.closing(_open_input(path)) as container:
-        streams = len(container.streams.video)
-    if streams > MAX_VIDEO_STREAMS:
-        raise WatermarkError(f"{path.name} has {streams} video streams, too many to verify")
     # Only an MP4's sample tables list its frames. Any other container's length is a duration the file states,
     # true or not (or none, as Matroska written as a stream), and what plays after it would hide from windows
     # spread over that length: such a clip's frames are counted. A fragmented MP4's sample tables list only the
     # frames before its first fragment.
-    listed = sniff(path) == BMFF and not _fragmented(path)
+    layout = _mp4_layout(path) if path.is_file() and sniff(path) == BMFF else None
+    if layout is None:
+        with contextlib.closing(_open_input(path)) as container:
+            streams, listed = len(container.streams.video), False
+    else:
+        streams, listed = layout[0], not layout[1]
+    if streams > MAX_VIDEO_STREAMS:
+        raise WatermarkError(f"{path.name} has {streams} video streams, too many to verify")
     readings: list[WatermarkReading] = []
     failure: WatermarkError | None = None
     for stream in range(max(1, streams)):  # none: the reader says that the file has no video stream

@@ -110,7 +110,7 @@ def test_a_fragmented_mp4_is_read_past_the_frames_its_movie_box_lists(
     windows still span both."""
     import av
 
-    from provenance.credentials.watermark import _fragmented
+    from provenance.credentials.watermark import _mp4_layout
 
     fragmented = tmp_path / "fragmented.mp4"
     with av.open(str(fragmented), "w", format="mp4", options={"movflags": "frag_keyframe"}) as dst:
@@ -125,17 +125,20 @@ def test_a_fragmented_mp4_is_read_past_the_frames_its_movie_box_lists(
         dst.mux(out.encode(None))
     with av.open(str(fragmented)) as check:
         assert check.streams.video[0].frames == 36  # what the movie box lists
-    assert _fragmented(fragmented) and not _fragmented(signed.path)  # a signed, unfragmented MP4 is taken at its word
+    assert _mp4_layout(fragmented) == (1, True)
+    assert _mp4_layout(signed.path) == (1, False)  # a signed, unfragmented MP4 is taken at its word
     assert decode_watermarks(fragmented) == (payload_for(signed.video_id), payload_for(remix.video_id))
 
 
 def with_streams(target: Path, sources: list[Path], default: int) -> Path:
-    """A Matroska file of one video stream copied from each source, only the one at `default` marked default."""
+    """A file (Matroska or MP4, by its suffix) of one video stream copied from each source, only the one at
+    `default` marked default."""
     import av
 
     inputs = [av.open(str(source)) for source in sources]
     try:
-        with av.open(str(target), "w", format="matroska") as dst:  # every stream is added before the first packet
+        container = "mp4" if target.suffix == ".mp4" else "matroska"
+        with av.open(str(target), "w", format=container) as dst:  # every stream is added before the first packet
             outs = [dst.add_stream_from_template(src.streams.video[0]) for src in inputs]
             for n, out in enumerate(outs):
                 out.disposition = av.stream.Disposition.default if n == default else av.stream.Disposition(0)
@@ -150,15 +153,16 @@ def with_streams(target: Path, sources: list[Path], default: int) -> Path:
     return target
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_every_video_stream_is_read_so_a_second_one_marked_default_does_not_hide(
-    tmp_path: Path, signed: Signed, remix: Signed
+    tmp_path: Path, signed: Signed, remix: Signed, suffix: str
 ) -> None:
     """A live video's stream first and a taken-down one's second, marked default (what players show): both are
     found, the first first. A file of more streams than are read is not verified rather than taken as clean."""
     from provenance.credentials.watermark import MAX_VIDEO_STREAMS
 
-    two = with_streams(tmp_path / "two.mkv", [signed.path, remix.path], default=1)
+    two = with_streams(tmp_path / f"two{suffix}", [signed.path, remix.path], default=1)
     assert decode_watermarks(two) == (payload_for(signed.video_id), payload_for(remix.video_id))
-    many = with_streams(tmp_path / "many.mkv", [signed.path] * (MAX_VIDEO_STREAMS + 1), default=0)
+    many = with_streams(tmp_path / f"many{suffix}", [signed.path] * (MAX_VIDEO_STREAMS + 1), default=0)
     with pytest.raises(WatermarkError, match="too many to verify"):
         decode_watermarks(many)
