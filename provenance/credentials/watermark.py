@@ -410,10 +410,16 @@ _BOXES_SCANNED = 10_000
 
 
 def _mp4_layout(path: Path) -> tuple[int, bool] | None:
-    """(video tracks, fragmented) of an MP4, from its box headers alone, so that verifying one does not load PyAV:
-    its video tracks are the `trak`s whose `mdia/hdlr` handler is `vide`, and it is fragmented when it has a `moof`
-    box at the top level or an `mvex` box in `moov` (its sample tables then list only the frames before the first
-    fragment, and more may play after them). None past `_BOXES_SCANNED` boxes."""
+    """(video tracks, fragmented) of an MP4, from its box headers alone, so that verifying one does not load PyAV;
+    None (ask FFmpeg) whenever the headers do not settle it.
+
+    It is fragmented when it has a `moof` box at the top level or an `mvex` box in `moov` (its sample tables then
+    list only the frames before the first fragment, and more may play after them). Its video tracks are the
+    `trak`s whose `mdia/hdlr` handler is `vide`, and the headers settle that only where every track's handler is
+    `vide` or `soun`: FFmpeg takes a track of any other handler (`meta`, `text`, `tmcd`, ...) for video when its
+    sample entry names a video codec, and a compressed or second `moov` hides its tracks from a header walk.
+    Also None past `_BOXES_SCANNED` boxes.
+    """
     scanned = 0
 
     def boxes(handle: Any, start: int, end: int, kind: bytes | None = None) -> list[tuple[bytes, int, int]]:
@@ -426,22 +432,31 @@ def _mp4_layout(path: Path) -> tuple[int, bool] | None:
             found.append(box)
         return [box for box in found if kind is None or box[0] == kind]
 
-    tracks = 0
+    handlers: list[bytes] = []
     try:
         with path.open("rb") as handle:
             top = boxes(handle, 0, os.fstat(handle.fileno()).st_size)
-            fragmented = any(kind == b"moof" for kind, _, _ in top)
-            for _, body, end in (box for box in top if box[0] == b"moov"):
-                inner = boxes(handle, body, end)
-                fragmented = fragmented or any(kind == b"mvex" for kind, _, _ in inner)
-                for _, track, track_end in (box for box in inner if box[0] == b"trak"):
-                    for _, media, media_end in boxes(handle, track, track_end, b"mdia"):
-                        for _, handler, _ in boxes(handle, media, media_end, b"hdlr"):
-                            handle.seek(handler + 8)  # after its version, flags and pre_defined
-                            tracks += handle.read(4) == b"vide"
+            movies = [box for box in top if box[0] == b"moov"]
+            if len(movies) != 1:
+                return None
+            _, body, end = movies[0]
+            inner = boxes(handle, body, end)
+            fragmented = any(kind == b"moof" for kind, _, _ in top) or any(kind == b"mvex" for kind, _, _ in inner)
+            for _, track, track_end in (box for box in inner if box[0] == b"trak"):
+                found = [
+                    (handler, handler_end)
+                    for _, media, media_end in boxes(handle, track, track_end, b"mdia")
+                    for _, handler, handler_end in boxes(handle, media, media_end, b"hdlr")
+                ]
+                if len(found) != 1 or found[0][1] - found[0][0] < 12:
+                    return None
+                handle.seek(found[0][0] + 8)  # after its version, flags and pre_defined
+                handlers.append(handle.read(4))
     except OverflowError:
         return None
-    return tracks, fragmented
+    if not handlers or not set(handlers) <= {b"vide", b"soun"}:
+        return None
+    return handlers.count(b"vide"), fragmented
 
 
 def _boxes(handle: Any, offset: int, end: int) -> Iterator[tuple[bytes, int, int]]:

@@ -166,3 +166,24 @@ def test_every_video_stream_is_read_so_a_second_one_marked_default_does_not_hide
     many = with_streams(tmp_path / f"many{suffix}", [signed.path] * (MAX_VIDEO_STREAMS + 1), default=0)
     with pytest.raises(WatermarkError, match="too many to verify"):
         decode_watermarks(many)
+
+
+@pytest.mark.parametrize("handler", [b"meta", b"tmcd"])
+def test_an_mp4_track_that_ffmpeg_takes_for_video_whatever_its_handler_says_is_read(
+    tmp_path: Path, signed: Signed, remix: Signed, handler: bytes
+) -> None:
+    """A taken-down video's track whose handler says it is not video: FFmpeg (and a player) takes it for video by
+    its sample entry, so it is read too; the box headers alone settle only tracks of video and sound."""
+    import av
+
+    from provenance.credentials.watermark import _mp4_layout
+
+    two = bytearray(with_streams(tmp_path / "two.mp4", [signed.path, remix.path], default=1).read_bytes())
+    handlers = [at + 12 for at in range(len(two)) if two[at : at + 4] == b"hdlr" and two[at + 12 : at + 16] == b"vide"]
+    two[handlers[1] : handlers[1] + 4] = handler
+    relabelled = tmp_path / "relabelled.mp4"
+    relabelled.write_bytes(bytes(two))
+    with av.open(str(relabelled)) as check:
+        assert len(check.streams.video) == 2
+    assert _mp4_layout(relabelled) is None  # FFmpeg is asked instead
+    assert decode_watermarks(relabelled) == (payload_for(signed.video_id), payload_for(remix.video_id))
