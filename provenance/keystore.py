@@ -150,11 +150,9 @@ class KeyStore:
                     raise
 
     def has_held_keys(self) -> bool:
-        """Whether this store has ever held a key (one it holds, or a destroyed one's tombstone)."""
-        if not self._exists(create=False):
-            return False
-        with self.engine.connect() as conn:
-            return any(conn.execute(sa.select(1).select_from(t).limit(1)).first() for t in (_keys, _destroyed))
+        """Whether this store has ever held a key: its keys' table is there, which only `create_key` makes (a store
+        whose every key was erased, before erasures left tombstones, holds none now and is still the store)."""
+        return self._exists(create=False)
 
     def close(self) -> None:
         if "engine" in self.__dict__:

@@ -3,6 +3,7 @@ or erased cameo never compared."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,12 @@ def test_a_cameo_registered_against_a_lost_key_store_is_refused_so_no_key_is_los
     second = restored.app.register_cameo(person, encode_png(synthesize_face(1, 256)))
     assert restored.app.cameo(second).key_id and restored.app.cameo(first).key_id
     restored.close()
+    with sqlite3.connect(keys) as store:  # every key gone, as erasures left it before they left tombstones
+        store.execute("DELETE FROM likeness_keys")
+        store.execute("DROP TABLE destroyed_keys")
+    erased = System(system.settings)
+    assert erased.app.register_cameo(person, encode_png(synthesize_face(2, 256)))  # still the right store
+    erased.close()
 
 
 def test_a_cameo_held_as_an_impersonation_is_left_out_until_cleared(system: System) -> None:
