@@ -257,18 +257,29 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def serve_next(queue: RenderQueue, handle: Callable[[Claim], None]) -> bool:
-    """Take the request that is fairest to serve now and handle it, its lease renewed meanwhile; False when there
-    was none to take. Handled, or failed for a reason of its own, it leaves the queue; a failure of the
-    infrastructure (`is_infrastructure`) gives it back untried. A failure is raised either way."""
+def give_up_render(app: Any, queue: RenderQueue, claim: Claim) -> None:
+    """Record a render failure for a request that took its worker down `queue.max_attempts` times."""
+    reason = f"the render stopped its worker {queue.max_attempts} times; it is not tried again"
+    log.error("render of %s given up: %s", claim.video_id, reason)
+    app.record_render_failure(claim.video_id, reason, command_id=f"render:{claim.event.event_id}")
+
+
+def serve_next(queue: RenderQueue, handle: Callable[[Claim], None], give_up: Callable[[Claim], None]) -> bool:
+    """Take the request that is fairest to serve now and handle it, its lease renewed meanwhile (or `give_up` one
+    that took its worker down `max_attempts` times); False when there was none to take. Handled, or failed for a
+    reason of its own, it leaves the queue; a failure of the infrastructure (`is_infrastructure`) gives it back
+    untried. A failure is raised either way."""
     from provenance.gates import is_infrastructure
 
     claim = queue.claim(worker_name())
     if claim is None:
         return False
     try:
-        with _renewing(queue, claim):
-            handle(claim)
+        if claim.attempts > queue.max_attempts:
+            give_up(claim)
+        else:
+            with _renewing(queue, claim):
+                handle(claim)
     except Exception as exc:
         if is_infrastructure(exc):
             _give_back(queue, claim, exc)

@@ -140,6 +140,8 @@ class ApiContext:
         if not self.embedded:
             return
         unfinished = self.reads().unfinished_requests(OVER_HTTP)
+        if not unfinished and not self.render_queue().waiting():
+            return  # the models load with the first request
         try:
             self.gate_workers()
         except ApiError as exc:  # no signing identity: they wait for one, and the log says why
@@ -185,26 +187,29 @@ class ApiContext:
         nobody holds or the service stops (each request admitted wakes this; a wake-up that finds nothing to
         take does nothing).
 
-        A request another process holds (or held, before it stopped) is taken once its lease lapses. A failure
-        of the infrastructure gives the request back, to be tried again in `QUEUE_RETRY_S`; a bug in a gate takes
-        it out of the queue, the video left where it stopped (taken up again when the service next starts).
+        A request another process holds (or held, before it stopped) is taken once its lease lapses, and one that
+        took the process down `max_attempts` times is recorded as a render failure. A failure of the
+        infrastructure gives the request back, to be tried again in `QUEUE_RETRY_S`; a bug in a gate takes it out
+        of the queue, the video left where it stopped (taken up again when the service next starts).
         """
         from provenance.gates import is_infrastructure
-        from provenance.render_queue import serve_next
+        from provenance.render_queue import give_up_render, serve_next
 
-        queue = self.render_queue()
         try:
+            queue = self.render_queue()
             workers = self.gate_workers()
-        except ApiError:  # no signing identity (the log says so): the queue waits for one
-            return
 
-        def drive(claim: Any) -> None:
-            self.system.drive(uuid.UUID(claim.video_id), workers)
+            def drive(claim: Any) -> None:
+                self.system.drive(uuid.UUID(claim.video_id), workers)
 
-        try:
-            while not self._stopping.is_set() and serve_next(queue, drive):
+            def give_up(claim: Any) -> None:
+                give_up_render(self.system.app, queue, claim)
+
+            while not self._stopping.is_set() and serve_next(queue, drive, give_up):
                 pass
             lapses = queue.next_lapse()
+        except ApiError:  # no signing identity (the log says so): the queue waits for one
+            return
         except Exception as exc:
             retry = QUEUE_RETRY_S if is_infrastructure(exc) else 0
             log.exception("the gate thread stopped serving the render queue; it goes on in %d s", retry)

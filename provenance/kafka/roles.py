@@ -33,7 +33,7 @@ from provenance.kafka.lease import Lease
 from provenance.kafka.positions import Positions, open_engine
 from provenance.kafka.relay import Relay, RelayOptions
 from provenance.kafka.sinks import PROJECTIONS, HandlerSink, ProjectionSink
-from provenance.render_queue import Claim, RenderQueue, serve_renders
+from provenance.render_queue import Claim, RenderQueue, give_up_render, serve_renders
 from schemas.envelope import EventEnvelope
 
 log = logging.getLogger(__name__)
@@ -166,9 +166,7 @@ def run_generator(
             queue.add(event)
 
     def give_up(claim: Claim) -> None:
-        reason = f"the render stopped its worker {queue.max_attempts} times; it is not tried again"
-        log.error("render of %s given up: %s", claim.video_id, reason)
-        app.record_render_failure(claim.video_id, reason, command_id=f"render:{claim.event.event_id}")
+        give_up_render(app, queue, claim)
 
     failure: list[BaseException] = []
 

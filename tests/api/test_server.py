@@ -436,3 +436,29 @@ def test_the_distributed_service_counts_the_places_it_admitted(tmp_path: Path, m
     assert refused.value.status == 429
     assert len(ctx.render_queue().waiting()) == system.settings.api_max_queued
     system.close()
+
+
+def test_a_request_that_took_the_service_down_every_time_is_given_up_on_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from provenance.api.app import OVER_HTTP
+    from provenance.log import stream_log
+    from provenance.render_queue import RenderQueue
+
+    driven: list[str] = []
+    system, app = embedded_service(tmp_path, monkeypatch, lambda video_id, _: driven.append(str(video_id)))
+    alice = system.app.register_person("alice")
+    video = system.app.request_generation(alice, "a red ball", parameters=SMALL, command_id=f"{OVER_HTTP}k1")
+    crashing = RenderQueue(system.store.engine, lease_s=0.05)
+    crashing.add(stream_log(system.app, video, "video")[0])
+    for attempt in range(crashing.max_attempts):  # each time, the process died mid-render
+        assert crashing.claim(f"gone:{attempt}:1") is not None
+        time.sleep(0.1)
+    with TestClient(app):
+        until(lambda: system.app.video(video).state == "render_failed", "the request to be given up", timeout_s=15)
+    assert not driven and "stopped its worker 3 times" in system.app.video(video).block_reasons[0]
+    system.close()
