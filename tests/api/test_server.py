@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -362,11 +363,19 @@ def test_a_stop_finishes_the_video_in_the_gates_and_leaves_the_rest_of_the_queue
     system.close()
 
 
-def test_a_request_a_stopped_process_held_is_taken_up_once_its_lease_lapses(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from fastapi.testclient import TestClient
+@dataclass
+class LeftQueued:
+    """A service not yet started, and a request over HTTP that a stopped process left in its render queue."""
 
+    system: System
+    app: FastAPI
+    video: Any
+    queue: Any
+    """The render queue as the stopped process saw it (its leases `lease_s` long)."""
+    driven: list[str]
+
+
+def left_queued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lease_s: float) -> LeftQueued:
     from provenance.api.app import OVER_HTTP
     from provenance.log import stream_log
     from provenance.render_queue import RenderQueue
@@ -375,9 +384,19 @@ def test_a_request_a_stopped_process_held_is_taken_up_once_its_lease_lapses(
     system, app = embedded_service(tmp_path, monkeypatch, lambda video_id, _: driven.append(str(video_id)))
     alice = system.app.register_person("alice")
     video = system.app.request_generation(alice, "a red ball", parameters=SMALL, command_id=f"{OVER_HTTP}k1")
-    stopped = RenderQueue(system.store.engine, lease_s=1.5)
-    stopped.add(stream_log(system.app, video, "video")[0])
-    assert stopped.claim("gone:1:1") is not None  # what the process held when it stopped
+    queue = RenderQueue(system.store.engine, lease_s=lease_s)
+    queue.add(stream_log(system.app, video, "video")[0])
+    return LeftQueued(system, app, video, queue, driven)
+
+
+def test_a_request_a_stopped_process_held_is_taken_up_once_its_lease_lapses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    left = left_queued(tmp_path, monkeypatch, lease_s=1.5)
+    system, app, video, driven = left.system, left.app, left.video, left.driven
+    assert left.queue.claim("gone:1:1") is not None  # what the process held when it stopped
     with TestClient(app):
         until(lambda: driven == [str(video)], "the video its lease held", timeout_s=15)
         until(lambda: not app.state.ctx.render_queue().waiting(), "the queue to empty", timeout_s=15)
@@ -445,18 +464,10 @@ def test_a_request_that_took_the_service_down_every_time_is_given_up_on_record(
 
     from fastapi.testclient import TestClient
 
-    from provenance.api.app import OVER_HTTP
-    from provenance.log import stream_log
-    from provenance.render_queue import RenderQueue
-
-    driven: list[str] = []
-    system, app = embedded_service(tmp_path, monkeypatch, lambda video_id, _: driven.append(str(video_id)))
-    alice = system.app.register_person("alice")
-    video = system.app.request_generation(alice, "a red ball", parameters=SMALL, command_id=f"{OVER_HTTP}k1")
-    crashing = RenderQueue(system.store.engine, lease_s=0.05)
-    crashing.add(stream_log(system.app, video, "video")[0])
-    for attempt in range(crashing.max_attempts):  # each time, the process died mid-render
-        assert crashing.claim(f"gone:{attempt}:1") is not None
+    left = left_queued(tmp_path, monkeypatch, lease_s=0.05)
+    system, app, video, driven = left.system, left.app, left.video, left.driven
+    for attempt in range(left.queue.max_attempts):  # each time, the process died mid-render
+        assert left.queue.claim(f"gone:{attempt}:1") is not None
         time.sleep(0.1)
     with TestClient(app):
         until(lambda: system.app.video(video).state == "render_failed", "the request to be given up", timeout_s=15)
