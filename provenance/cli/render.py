@@ -222,6 +222,8 @@ def render_verification(report: dict[str, Any], trusted_anchors: bool) -> list[s
         lines.append(f"  claims video {claimed} (not trusted: no status is taken from it)")
     if report.get("conflict"):
         lines.append(f"  CONFLICT: {report['conflict']}")
+    if report.get("watermark_error"):
+        lines.append(f"  watermark NOT read: {report['watermark_error']} (the frames may show another video)")
     status = report.get("status")
     if status:
         line = f"  status: {status['status']}"

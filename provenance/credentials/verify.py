@@ -108,6 +108,9 @@ class VerificationReport:
     soft_binding: dict[str, str] | None = None
     """From the manifest, or as decoded from the watermark when there was no manifest."""
     watermark_checked: bool = False
+    watermark_error: str | None = None
+    """Why the frames could not be read for watermarks (too many video streams, none that decodes), when a manifest
+    was read: the file may then show a video that no watermark named."""
     claimed_video_id: str | None = None
     """The video id the manifest claims, whatever its state; `video_id` is only ever a trusted answer."""
     watermark_video_id: str | None = None
@@ -153,6 +156,7 @@ class VerificationReport:
             "development_pki": self.development_pki,
             "soft_binding": self.soft_binding,
             "watermark_checked": self.watermark_checked,
+            "watermark_error": self.watermark_error,
             "claimed_video_id": self.claimed_video_id,
             "watermark_video_id": self.watermark_video_id,
             "conflict": self.conflict,
@@ -667,8 +671,8 @@ def _with_watermark(
         return report
     try:
         payloads = decode_watermarks(path)
-    except CredentialsError:
-        return replace(report, watermark_checked=True)
+    except CredentialsError as exc:
+        return replace(report, watermark_checked=True, watermark_error=str(exc))
     watermarks = _watermarks_of(payloads, status_lookup)
     report = replace(report, watermark_checked=True, watermarks=tuple(watermarks))
     videos = _videos_of(watermarks)

@@ -548,3 +548,26 @@ def test_a_splice_in_a_file_that_does_not_say_how_long_it_is_truly_is_read_to_it
     with av.open(str(remuxed)) as check:
         assert not check.streams.video[0].frames and (check.duration or 0) < 10**6  # at most a second, it says
     assert decode_watermarks(remuxed) == (payload_for(signed.video_id), payload_for(remix.video_id))
+
+
+def test_a_trusted_file_whose_frames_cannot_be_read_for_watermarks_says_so(
+    tmp_path: Path, signed: Signed, remix: Signed, pki: DevelopmentPki
+) -> None:
+    """A trusted signer's file of more video streams than are read, a taken-down video among them: the manifest's
+    video is reported, and so is that the frames were not read, rather than nothing at all."""
+    from provenance.cli.render import render_verification
+    from provenance.credentials.signing import sign_watermarked_video
+    from provenance.credentials.watermark import MAX_VIDEO_STREAMS
+    from tests.credentials.test_watermark_files import with_streams
+
+    many = with_streams(tmp_path / "many.mp4", [signed.path] * MAX_VIDEO_STREAMS + [remix.path], default=4)
+    other = uuid4()
+    resigned = sign_watermarked_video(many, tmp_path / "resigned.mp4", manifest_inputs(other), pki.identity())
+    fake = FakeStatusLookup()
+    fake.add(other, soft_binding_for(other), {"video_id": str(other), "status": "published"})
+    report = verify_file(resigned.path, pki.trust(), fake)
+    assert (report.state, report.video_id) == ("Trusted", str(other))
+    assert report.watermark_error and "too many to verify" in report.watermark_error
+    assert report.to_json()["watermark_error"] == report.watermark_error
+    shown = render_verification(report.to_json(), trusted_anchors=True)
+    assert any(line.startswith("  watermark NOT read: ") and "too many to verify" in line for line in shown)
