@@ -356,3 +356,25 @@ def test_a_form_posted_after_the_session_ended_comes_back_to_its_page(api: Api) 
     for _ in range(6):
         refused = api.client.post("/console/sign-in", data={"handle": "member", "password": "wrong password!"})
     assert refused.status_code == 429 and "retry-after" in refused.headers
+
+
+def test_the_verify_page_says_when_the_frames_could_not_be_read_for_watermarks(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provenance.credentials import verify
+
+    unread = verify.VerificationReport(
+        path="upload.mp4",
+        state="Trusted",
+        failures=(),
+        reason="manifest read",
+        container="bmff",
+        watermark_checked=True,
+        watermark_error="x.mp4 has 5 video streams, too many to verify",
+    )
+    monkeypatch.setattr(verify, "verify_file", lambda *_: unread)
+    csrf = signed_in(api, "member")
+    files = {"file": ("clip.mp4", b"\x00" * 64, "video/mp4")}
+    shown = api.client.post("/console/verify", data={"csrf": csrf}, files=files)
+    assert shown.status_code == 200, shown.text
+    assert 'id="watermark-error"' in shown.text and "has 5 video streams" in shown.text
