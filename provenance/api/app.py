@@ -190,7 +190,8 @@ class ApiContext:
         A request another process holds (or held, before it stopped) is taken once its lease lapses, and one that
         took the process down `max_attempts` times is recorded as a render failure. A failure of the
         infrastructure gives the request back, to be tried again in `QUEUE_RETRY_S`; a bug in a gate takes it out
-        of the queue, the video left where it stopped (taken up again when the service next starts).
+        of the queue, the video left where it stopped (taken up again when the service next starts), and the rest
+        is served a second later.
         """
         from provenance.gates import is_infrastructure
         from provenance.render_queue import give_up_render, serve_next
@@ -210,8 +211,8 @@ class ApiContext:
             lapses = queue.next_lapse()
         except ApiError:  # no signing identity (the log says so): the queue waits for one
             return
-        except Exception as exc:
-            retry = QUEUE_RETRY_S if is_infrastructure(exc) else 0
+        except Exception as exc:  # a bug goes on after a second: one that repeats (in the queue itself) never spins
+            retry = QUEUE_RETRY_S if is_infrastructure(exc) else 1
             log.exception("the gate thread stopped serving the render queue; it goes on in %d s", retry)
             self._wake_in(retry)
             return
