@@ -27,6 +27,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import io
 import itertools
 import os
 import tempfile
@@ -409,17 +410,26 @@ _BOXES_SCANNED = 10_000
 (and its frames counted)."""
 
 
-def _mp4_layout(path: Path) -> tuple[int, bool] | None:
-    """(video tracks, fragmented) of an MP4, from its box headers alone, so that verifying one does not load PyAV;
-    None (ask FFmpeg) whenever the headers do not settle it.
+_WALKED_BYTES = 16 << 20
+"""The largest MP4 whose layout is read from its box headers; a larger one is opened by FFmpeg (whose start-up
+costs little beside decoding such a file)."""
 
-    It is fragmented when it has a `moof` box at the top level or an `mvex` box in `moov` (its sample tables then
-    list only the frames before the first fragment, and more may play after them). Its video tracks are the
-    `trak`s whose `mdia/hdlr` handler is `vide`, and the headers settle that only where every track's handler is
-    `vide` or `soun`: FFmpeg takes a track of any other handler (`meta`, `text`, `tmcd`, ...) for video when its
-    sample entry names a video codec, and a compressed or second `moov` hides its tracks from a header walk.
-    Also None past `_BOXES_SCANNED` boxes.
+
+def _mp4_layout(path: Path) -> tuple[int, bool] | None:
+    """(video tracks, fragmented) of a small MP4, from its box headers alone, so that verifying one does not load
+    PyAV; None (ask FFmpeg) whenever the headers do not settle it, failing closed.
+
+    Its video tracks are the `trak`s in its one `moov` whose `mdia/hdlr` handler is `vide`. FFmpeg parses a box
+    wherever it sits and takes the last handler in a track, and it takes a track of any handler but sound for
+    video when its sample entry names a video codec: so the walk settles the count only where the file holds no
+    `trak` or `moov` type code but those walked, each track no `hdlr` code but its own, and every handler is
+    `vide` or `soun`. It is fragmented (its sample tables then list only the frames before the first fragment,
+    and more may play after them) when `moof` or `mvex` appears anywhere in it. Also None past `_BOXES_SCANNED`
+    boxes.
     """
+    if path.stat().st_size > _WALKED_BYTES:
+        return None
+    data = path.read_bytes()
     scanned = 0
 
     def boxes(handle: Any, start: int, end: int, kind: bytes | None = None) -> list[tuple[bytes, int, int]]:
@@ -433,30 +443,29 @@ def _mp4_layout(path: Path) -> tuple[int, bool] | None:
         return [box for box in found if kind is None or box[0] == kind]
 
     handlers: list[bytes] = []
+    handle = io.BytesIO(data)
     try:
-        with path.open("rb") as handle:
-            top = boxes(handle, 0, os.fstat(handle.fileno()).st_size)
-            movies = [box for box in top if box[0] == b"moov"]
-            if len(movies) != 1:
+        movies = boxes(handle, 0, len(data), b"moov")
+        if len(movies) != 1 or data.count(b"moov") != 1:
+            return None
+        _, body, end = movies[0]
+        tracks = boxes(handle, body, end, b"trak")
+        if data.count(b"trak") != len(tracks):
+            return None
+        for _, track, track_end in tracks:
+            found = [
+                (handler, handler_end)
+                for _, media, media_end in boxes(handle, track, track_end, b"mdia")
+                for _, handler, handler_end in boxes(handle, media, media_end, b"hdlr")
+            ]
+            if len(found) != 1 or data.count(b"hdlr", track, track_end) != 1 or found[0][1] - found[0][0] < 12:
                 return None
-            _, body, end = movies[0]
-            inner = boxes(handle, body, end)
-            fragmented = any(kind == b"moof" for kind, _, _ in top) or any(kind == b"mvex" for kind, _, _ in inner)
-            for _, track, track_end in (box for box in inner if box[0] == b"trak"):
-                found = [
-                    (handler, handler_end)
-                    for _, media, media_end in boxes(handle, track, track_end, b"mdia")
-                    for _, handler, handler_end in boxes(handle, media, media_end, b"hdlr")
-                ]
-                if len(found) != 1 or found[0][1] - found[0][0] < 12:
-                    return None
-                handle.seek(found[0][0] + 8)  # after its version, flags and pre_defined
-                handlers.append(handle.read(4))
+            handlers.append(data[found[0][0] + 8 : found[0][0] + 12])  # after its version, flags and pre_defined
     except OverflowError:
         return None
     if not handlers or not set(handlers) <= {b"vide", b"soun"}:
         return None
-    return handlers.count(b"vide"), fragmented
+    return handlers.count(b"vide"), b"moof" in data or b"mvex" in data
 
 
 def _boxes(handle: Any, offset: int, end: int) -> Iterator[tuple[bytes, int, int]]:

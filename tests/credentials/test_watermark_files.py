@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,49 @@ def test_an_mp4_track_that_ffmpeg_takes_for_video_whatever_its_handler_says_is_r
         assert len(check.streams.video) == 2
     assert _mp4_layout(relabelled) is None  # FFmpeg is asked instead
     assert decode_watermarks(relabelled) == (payload_for(signed.video_id), payload_for(remix.video_id))
+
+
+def second_handler(data: bytes) -> bytes:
+    """The second track's `mdia/hdlr` says sound, and its `minf/vmhd` (as long as a `hdlr`) becomes a `hdlr` that
+    says video: FFmpeg takes the last handler of a track."""
+    import struct
+
+    edited = bytearray(data)
+    video = [at for at in range(len(data)) if data[at : at + 4] == b"hdlr" and data[at + 12 : at + 16] == b"vide"]
+    handlers = [at - 4 for at in video]
+    headers = [at - 4 for at in range(len(data)) if data[at : at + 4] == b"vmhd"]
+    edited[handlers[1] + 16 : handlers[1] + 20] = b"soun"
+    edited[headers[1] : headers[1] + 20] = struct.pack(">I4sI4s4s", 20, b"hdlr", 0, bytes(4), b"vide")
+    return bytes(edited)
+
+
+def track_outside_the_movie(data: bytes) -> bytes:
+    """The second track moved out of `moov` (written last, after the media) to the top level: FFmpeg parses a
+    `trak` wherever it sits."""
+    import struct
+
+    from tests.credentials.support import top_level_boxes
+
+    start, size, kind = top_level_boxes(data)[-1]
+    assert kind == b"moov"
+    children = top_level_boxes(data[start + 8 : start + size])
+    second = [(at + start + 8, length) for at, length, name in children if name == b"trak"][1]
+    track = data[second[0] : second[0] + second[1]]
+    body = data[start + 8 : second[0]] + data[second[0] + second[1] : start + size]
+    return data[:start] + struct.pack(">I4s", len(body) + 8, b"moov") + body + track
+
+
+@pytest.mark.parametrize("hide", [second_handler, track_outside_the_movie])
+def test_an_mp4_track_hidden_from_a_header_walk_is_read(
+    tmp_path: Path, signed: Signed, remix: Signed, hide: Callable[[bytes], bytes]
+) -> None:
+    import av
+
+    from provenance.credentials.watermark import _mp4_layout
+
+    hidden = tmp_path / "hidden.mp4"
+    hidden.write_bytes(hide(with_streams(tmp_path / "two.mp4", [signed.path, remix.path], default=1).read_bytes()))
+    with av.open(str(hidden)) as check:
+        assert len(check.streams.video) == 2  # what FFmpeg, and a player, find
+    assert _mp4_layout(hidden) is None
+    assert decode_watermarks(hidden) == (payload_for(signed.video_id), payload_for(remix.video_id))
