@@ -258,10 +258,22 @@ def worker_name() -> str:
 
 
 def give_up_render(app: Any, queue: RenderQueue, claim: Claim) -> None:
-    """Record a render failure for a request that took its worker down `queue.max_attempts` times."""
-    reason = f"the render stopped its worker {queue.max_attempts} times; it is not tried again"
-    log.error("render of %s given up: %s", claim.video_id, reason)
-    app.record_render_failure(claim.video_id, reason, command_id=f"render:{claim.event.event_id}")
+    """Record that a request took its worker down `queue.max_attempts` times: a render failure while it waits for
+    its render; past it (the embedded service's worker takes a video through every gate), a block at the gate it
+    reached; nothing once it is out of flight or held for a person's review."""
+    from provenance.domain.video import MODERATED, RENDERED, REQUESTED, SIGNED
+
+    video = app.video(claim.video_id)
+    if video.state == REQUESTED:
+        reason = f"the render stopped its worker {queue.max_attempts} times; it is not tried again"
+        app.record_render_failure(claim.video_id, reason, command_id=f"render:{claim.event.event_id}")
+    elif video.state in (RENDERED, MODERATED, SIGNED) and not video.is_held_for_review:
+        gate = "moderation" if video.state == RENDERED else "signing"
+        reason = f"its {gate} stopped its worker {queue.max_attempts} times; it is not tried again"
+        app.block(claim.video_id, gate, [reason], command_id=f"give-up:{claim.event.event_id}")
+    else:
+        return
+    log.error("video %s given up: %s", claim.video_id, reason)
 
 
 def serve_next(queue: RenderQueue, handle: Callable[[Claim], None], give_up: Callable[[Claim], None]) -> bool:

@@ -152,18 +152,16 @@ class ApiContext:
         self._wake()  # what a stop left in the queue, finished or not
 
     def _take_up(self, video_id: Any) -> None:
-        """Queue a video waiting for its render (and, embedded, wake the gate thread); in the embedded mode, one
-        past its render and not yet through the gates goes on through the others."""
-        from provenance.domain.video import BLOCKED, PUBLISHED, RENDER_FAILED, REQUESTED
+        """Queue a video waiting for its render, or, in the embedded mode, any video still on its way through the
+        gates (whose gate thread takes a queued video through all of them, counting each time one took the
+        service down), and wake the gate thread."""
+        from provenance.domain.video import IN_FLIGHT, REQUESTED
         from provenance.log import stream_log
 
         state = self.system.app.video(video_id).state
-        if state == REQUESTED:
+        if state == REQUESTED or (self.embedded and state in IN_FLIGHT):
             self.render_queue().add(stream_log(self.system.app, video_id, "video")[0])  # its GenerationRequested
-            if self.embedded:
-                self._wake()
-        elif self.embedded and state not in (PUBLISHED, BLOCKED, RENDER_FAILED):
-            self.drive(video_id)
+            self._wake()
 
     def _wake(self) -> None:
         """Have the gate thread serve the render queue (embedded mode), unless the service is stopping."""

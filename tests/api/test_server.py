@@ -457,19 +457,28 @@ def test_the_distributed_service_counts_the_places_it_admitted(tmp_path: Path, m
     system.close()
 
 
-def test_a_request_that_took_the_service_down_every_time_is_given_up_on_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("reached", ["requested", "rendered"])
+def test_a_video_that_took_the_service_down_every_time_is_given_up_on_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reached: str
 ) -> None:
+    """Wherever it died: before its render was recorded (a render failure), or after (blocked at the next gate)."""
     import time
 
     from fastapi.testclient import TestClient
 
+    from tests.core.support import rendered
+
     left = left_queued(tmp_path, monkeypatch, lease_s=0.05)
     system, app, video, driven = left.system, left.app, left.video, left.driven
-    for attempt in range(left.queue.max_attempts):  # each time, the process died mid-render
+    if reached == "rendered":
+        system.app.record_render(video, rendered(), command_id=f"render:{video}")
+    for attempt in range(left.queue.max_attempts):  # each time, the process died in the gates
         assert left.queue.claim(f"gone:{attempt}:1") is not None
         time.sleep(0.1)
     with TestClient(app):
-        until(lambda: system.app.video(video).state == "render_failed", "the request to be given up", timeout_s=15)
-    assert not driven and "stopped its worker 3 times" in system.app.video(video).block_reasons[0]
+        until(lambda: system.app.video(video).state != reached, "the video to be given up", timeout_s=15)
+    given_up = system.app.video(video)
+    assert given_up.state == ("render_failed" if reached == "requested" else "blocked"), given_up.state
+    assert not driven and "stopped its worker 3 times" in given_up.block_reasons[0]
+    assert not app.state.ctx.render_queue().waiting()
     system.close()
