@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -104,6 +106,12 @@ def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
     return chosen
 
 
+HASHES_AT_ONCE = max(1, os.cpu_count() or 1)
+"""Password and secret hashes computed at once: each takes argon2's 64 MiB and a core for a fifth of a second, and
+a wrong guess costs as much as a right one (on purpose), so unbounded they would let a crowd of guesses take the
+process's memory; past this many, a check waits for one to finish."""
+
+
 class Accounts:
     def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         from argon2 import PasswordHasher
@@ -113,8 +121,17 @@ class Accounts:
         self.engine: Engine = sa.create_engine(url)
         self.clock = clock
         self.hasher = PasswordHasher()
+        self._hashing = threading.BoundedSemaphore(HASHES_AT_ONCE)
         creating_tables(lambda: _metadata.create_all(self.engine))
         self._dummy = self.hasher.hash(secrets.token_hex(16))
+
+    def _verify(self, stored: str, secret: str) -> bool:
+        with self._hashing:
+            return bool(self.hasher.verify(stored, secret[:MAX_SECRET]))
+
+    def _hash(self, secret: str) -> str:
+        with self._hashing:
+            return str(self.hasher.hash(secret))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -124,7 +141,7 @@ class Accounts:
     def set_password(self, person_id: str, password: str) -> None:
         if not MIN_PASSWORD <= len(password) <= MAX_SECRET:
             raise InvalidInput(f"a password has {MIN_PASSWORD} to {MAX_SECRET} characters")
-        row = {"person_id": person_id, "hash": self.hasher.hash(password), "changed_at": self.clock()}
+        row = {"person_id": person_id, "hash": self._hash(password), "changed_at": self.clock()}
         with self.engine.begin() as conn:
             if conn.execute(passwords.update().where(passwords.c.person_id == person_id).values(**row)).rowcount == 0:
                 conn.execute(passwords.insert().values(**row))
@@ -145,7 +162,7 @@ class Accounts:
         with self.engine.connect() as conn:
             stored = conn.execute(sa.select(passwords.c.hash).where(passwords.c.person_id == person_id)).scalar()
         try:
-            return self.hasher.verify(stored or self._dummy, password[:MAX_SECRET]) and stored is not None
+            return self._verify(stored or self._dummy, password) and stored is not None
         except (VerificationError, InvalidHashError):
             return False
 
@@ -163,7 +180,7 @@ class Accounts:
                 clients.insert().values(
                     client_id=client_id,
                     name=name,
-                    secret_hash=self.hasher.hash(secret),
+                    secret_hash=self._hash(secret),
                     scopes=json.dumps(sorted(chosen)),
                     created_at=self.clock(),
                 )
@@ -178,7 +195,7 @@ class Accounts:
                 sa.select(clients).where(clients.c.client_id == client_id[:64], clients.c.revoked_at.is_(None))
             ).first()
         try:
-            ok = self.hasher.verify(row.secret_hash if row else self._dummy, secret[:MAX_SECRET])
+            ok = self._verify(row.secret_hash if row else self._dummy, secret)
         except (VerificationError, InvalidHashError):
             return None
         if not ok or row is None:

@@ -58,6 +58,9 @@ class ApiContext:
     accounts: Accounts
     limiter: RateLimiter
     sign_in_limiter: RateLimiter
+    credentials_limiter: RateLimiter
+    """Password and client-secret checks from one address, whatever handle or client they name (each costs a
+    hash, as slow for a made-up account as for a real one)."""
     renders: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-render")
     )
@@ -269,6 +272,7 @@ def create_app(system: System, accounts: Accounts | None = None) -> FastAPI:
         accounts=accounts or Accounts(settings.keys_database),
         limiter=RateLimiter(settings.api_rate, 2 * settings.api_rate),
         sign_in_limiter=RateLimiter(5 / 60, 5),
+        credentials_limiter=RateLimiter(30 / 60, 10),
     )
     install(app)
     modules = (access, people, videos, reading, credentials)

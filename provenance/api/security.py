@@ -129,6 +129,7 @@ def sign_in_person(request: Request, handle: str, password: str, *, session: boo
     from provenance.domain.person import handle_skeleton, person_id_for
 
     ctx = context(request)
+    limit(ctx.credentials_limiter, f"credentials:{client_address(request)}")
     # Keyed as the account is found (every spelling of one handle names one person): not per spelling.
     limit(ctx.sign_in_limiter, f"sign-in:{client_address(request)}:{handle_skeleton(handle)}")
     if not handle.strip():

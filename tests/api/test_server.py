@@ -182,6 +182,48 @@ def test_a_flood_from_one_token_is_slowed_down(tmp_path: Path) -> None:
     system.close()
 
 
+def test_guesses_at_made_up_accounts_are_slowed_down_by_address_and_hash_a_few_at_a_time(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every guess costs a password hash, for a made-up handle or client as for a real one: one address gets a
+    few a minute whatever it names, and the process computes only a few hashes at once however many ask."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from provenance.api.accounts import HASHES_AT_ONCE
+
+    signing_in = [
+        api.client.post("/auth/sign-in", json={"handle": f"nobody{n}", "password": "a guess"}).status_code
+        for n in range(12)
+    ]
+    assert signing_in[0] == 401 and 429 in signing_in
+    form = {"grant_type": "client_credentials", "client_id": "client_made_up", "client_secret": "a guess"}
+    assert api.client.post("/auth/token", data=form).status_code == 429  # the same address's allowance
+
+    hashing: list[int] = []
+    running = 0
+    lock = threading.Lock()
+
+    def slow_verify(stored: str, secret: str) -> bool:
+        nonlocal running
+        with lock:
+            running += 1
+            hashing.append(running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return False
+
+    monkeypatch.setattr(api.accounts, "hasher", SimpleNamespace(verify=slow_verify))
+    guesses = [threading.Thread(target=api.accounts.check_password, args=(f"person{n}", "a guess")) for n in range(12)]
+    for guess in guesses:
+        guess.start()
+    for guess in guesses:
+        guess.join()
+    assert len(hashing) == 12 and max(hashing) <= HASHES_AT_ONCE
+
+
 def test_a_verified_upload_is_never_named_by_its_place_on_the_server(api: Api) -> None:
     broken = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom\x00\x00\x00\x08free\x00\x00\x10\x00mdat" + b"z" * 100
     headers = {**api.headers("platform"), "Content-Type": "video/mp4"}

@@ -80,6 +80,7 @@ def client_token(
     scope: Annotated[str, Form(max_length=500)] = "",
 ) -> Issued:
     ctx = context(request)
+    limit(ctx.credentials_limiter, f"credentials:{client_address(request)}")
     limit(ctx.sign_in_limiter, f"client:{client_address(request)}:{client_id}")
     if grant_type != "client_credentials":
         raise ApiError(400, "unsupported-grant-type", "only grant_type=client_credentials is supported")
