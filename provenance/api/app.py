@@ -348,11 +348,12 @@ class BodyLimits:
         self.app = app
         self.max_upload = max_upload
 
-    def expected(self, path: str) -> tuple[tuple[str, ...], int]:
-        """The media types an endpoint's body may have, and its most bytes."""
+    def expected(self, path: str, signed_in: bool = True) -> tuple[tuple[str, ...], int]:
+        """The media types an endpoint's body may have, and its most bytes. The console's two uploads take a file
+        only from a caller with a live session: its forms are read before the page knows who posted them."""
         if path.startswith("/console/"):  # the console's forms; its two uploads are multipart with a few fields
             uploads = {"/console/cameos": MAX_REFERENCE_BYTES, "/console/verify": self.max_upload}
-            return CONSOLE_FORMS, uploads.get(path, 0) + JSON_LIMIT
+            return CONSOLE_FORMS, (uploads.get(path, 0) if signed_in else 0) + JSON_LIMIT
         if path in UPLOAD_TYPES:
             return UPLOAD_TYPES[path], MAX_REFERENCE_BYTES if path == "/cameos" else self.max_upload
         if path in FORM_PATHS:
@@ -366,7 +367,7 @@ class BodyLimits:
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        allowed, limit = self.expected(path)
+        allowed, limit = self.expected(path, await _has_session(scope, headers) if path in CONSOLE_UPLOADS else True)
         declared = headers.get("content-length")
         has_body = (declared is not None and declared != "0") or "transfer-encoding" in headers
         if has_body and media_type not in allowed:
@@ -392,6 +393,22 @@ class BodyLimits:
             return message
 
         await self.app(scope, counted, send)
+
+
+CONSOLE_UPLOADS = frozenset({"/console/cameos", "/console/verify"})
+
+
+async def _has_session(scope: Scope, headers: dict[str, str]) -> bool:
+    """Whether the request carries the session cookie of a live session."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import cookie_parser
+
+    from provenance.api.security import SESSION_COOKIE
+
+    secret = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+    if not secret:
+        return False
+    return await run_in_threadpool(scope["app"].state.ctx.accounts.lookup, secret) is not None
 
 
 async def _refuse(send: Send, status: int, kind: str, detail: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kernel.errors import InvalidInput
+from provenance.api.security import SESSION_COOKIE
 from provenance.console.statements import block_statement, category_of, takedown_statement
 from tests.api.conftest import PASSWORD, Api
 from tests.core.support import face, pass_gates, publish_new
@@ -378,3 +379,19 @@ def test_the_verify_page_says_when_the_frames_could_not_be_read_for_watermarks(
     shown = api.client.post("/console/verify", data={"csrf": csrf}, files=files)
     assert shown.status_code == 200, shown.text
     assert 'id="watermark-error"' in shown.text and "has 5 video streams" in shown.text
+
+
+def test_an_upload_to_the_console_without_a_live_session_is_refused_before_it_is_read(api: Api) -> None:
+    """The console's forms are read before the page knows who posted them: without a live session, the two
+    upload forms take no file, so nobody can have the service spool hundreds of MiB for a sign-in redirect."""
+    clip = {"file": ("clip.mp4", b"\x00" * (2 << 20), "video/mp4")}
+    face_file = {"file": ("face.png", b"\x00" * (1 << 20), "image/png")}
+    for path, files in (("/console/verify", clip), ("/console/cameos", face_file)):
+        anonymous = api.client.post(path, data={"csrf": "x"}, files=files, follow_redirects=False)
+        assert anonymous.status_code == 413, (path, anonymous.status_code)
+        api.client.cookies.set(SESSION_COOKIE, "made-up")
+        forged = api.client.post(path, data={"csrf": "x"}, files=files, follow_redirects=False)
+        assert forged.status_code == 413, (path, forged.status_code)
+        api.client.cookies.clear()
+    signed_in(api, "member")
+    assert api.client.post("/console/verify", data={"csrf": "x"}, files=clip).status_code != 413
