@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from kernel.errors import (
     CommandConflict,
@@ -138,6 +139,9 @@ def install(app: FastAPI) -> None:
             return problem(503, "storage-failure", detail, exit_code=6)
         if is_transient(exc):
             return problem(503, "unavailable", "a database cannot be reached or is busy; try again", exit_code=7)
+        if isinstance(exc, ClientDisconnect):  # the caller left mid-body: nobody to answer, and nothing went wrong
+            log.info("a client disconnected before its request's body was read")
+            return problem(400, "client-disconnected", "the request's body ended early")
         incident = secrets.token_hex(6)
         log.error("internal error %s", incident, exc_info=exc)
         return problem(500, "internal-error", f"internal error (incident {incident}, in the server's log)", exit_code=1)

@@ -524,3 +524,25 @@ def test_a_video_that_took_the_service_down_every_time_is_given_up_on_record(
     assert not driven and "stopped its worker 3 times" in given_up.block_reasons[0]
     assert not app.state.ctx.render_queue().waiting()
     system.close()
+
+
+def test_a_client_that_leaves_mid_body_is_no_incident(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anybody can drop a connection mid-upload: logged as such, never as an internal error with its traceback."""
+    import logging
+
+    from fastapi.testclient import TestClient
+    from starlette.requests import ClientDisconnect
+
+    from projections.queries import ReadModels
+
+    def gone(*_: object, **__: object) -> None:
+        raise ClientDisconnect
+
+    monkeypatch.setattr(ReadModels, "feed", gone)
+    client = TestClient(api.client.app, raise_server_exceptions=False)
+    with caplog.at_level(logging.INFO):
+        answered = client.get("/feed", headers=api.headers("member"))
+    assert answered.status_code == 400 and answered.json()["type"].endswith(":client-disconnected")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
