@@ -51,6 +51,9 @@ class Settings:
     """Requests per second one token (or one anonymous address) may make to the HTTP service, in bursts of 2x."""
     api_max_queued: int = 4
     """The most of one person's requests the render queue holds before the HTTP service refuses another (429)."""
+    api_max_queue: int = 256
+    """The most requests the render queue holds, everybody's together, before the HTTP service refuses another
+    (503): a bound on the backlog that accounts made for the purpose cannot push past."""
     api_max_upload: int = 512 * 2**20
     """The largest file `POST /verify` and `/matches/byContent` accept, in bytes."""
     api_cors_origins: tuple[str, ...] = ()
@@ -128,6 +131,7 @@ class Settings:
             max_render_cost=_positive_int("MAX_RENDER_COST", get("MAX_RENDER_COST"), cls.max_render_cost),
             api_rate=_positive_int("API_RATE", get("API_RATE"), cls.api_rate),
             api_max_queued=_positive_int("API_MAX_QUEUED", get("API_MAX_QUEUED"), cls.api_max_queued),
+            api_max_queue=_positive_int("API_MAX_QUEUE", get("API_MAX_QUEUE"), cls.api_max_queue),
             api_max_upload=_positive_int("API_MAX_UPLOAD", get("API_MAX_UPLOAD"), cls.api_max_upload),
             api_cors_origins=tuple(o.strip() for o in (get("API_CORS_ORIGINS") or "").split(",") if o.strip()),
             api_open_signup=_flag("API_OPEN_SIGNUP", get("API_OPEN_SIGNUP"), cls.api_open_signup),

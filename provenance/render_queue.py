@@ -222,11 +222,13 @@ class RenderQueue:
                 == 1
             )
 
-    def queued_for(self, creator_id: str) -> int:
-        """How many of a creator's requests the queue holds (waiting, or being rendered)."""
+    def queued_for(self, creator_id: str | None = None) -> int:
+        """How many requests the queue holds (waiting, or being rendered): a creator's, or everybody's."""
+        counted = sa.select(sa.func.count()).select_from(queued)
+        if creator_id is not None:
+            counted = counted.where(queued.c.creator_id == creator_id)
         with self.engine.connect() as conn:
-            count = conn.execute(sa.select(sa.func.count()).where(queued.c.creator_id == creator_id)).scalar()
-        return int(count or 0)
+            return int(conn.execute(counted).scalar() or 0)
 
     def next_lapse(self) -> float | None:
         """When the first lease on a request still held runs out (the queue's clock), or None when none is held."""

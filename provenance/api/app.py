@@ -133,6 +133,13 @@ class ApiContext:
                     f"{most} of your videos are waiting for a render already; ask again when one of them is done",
                     {"Retry-After": str(QUEUE_RETRY_S)},
                 )
+            if not retry and queue.queued_for() >= self.system.settings.api_max_queue:
+                raise ApiError(
+                    503,
+                    "render-queue-busy",
+                    "the service has as many videos waiting for a render as it takes; ask again later",
+                    {"Retry-After": str(QUEUE_RETRY_S)},
+                )
             video_id = self.system.app.request_generation(creator, prompt, **request)
             self._take_up(video_id)
         return video_id

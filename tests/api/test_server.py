@@ -546,3 +546,24 @@ def test_a_client_that_leaves_mid_body_is_no_incident(
         answered = client.get("/feed", headers=api.headers("member"))
     assert answered.status_code == 400 and answered.json()["type"].endswith(":client-disconnected")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_render_queue_as_a_whole_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accounts made for the purpose each get their own places: the queue as a whole still takes no more than its
+    bound, and a request past it is refused with nothing recorded."""
+    from provenance.api.problems import ApiError
+
+    distributed = {"kafka_bootstrap": "127.0.0.1:9", "api_max_queue": 6}
+    system, app = embedded_service(tmp_path, monkeypatch, lambda *_: None, **distributed)
+    ctx = app.state.ctx
+    for n in range(3):
+        person = system.app.register_person(f"made{n}")
+        for m in range(2):
+            ctx.request_video(person, f"{n} {m}", parameters=SMALL)
+    real = system.app.register_person("real")
+    before = system.app.recorder.max_notification_id()
+    with pytest.raises(ApiError) as refused:
+        ctx.request_video(real, "mine", parameters=SMALL)
+    assert (refused.value.status, refused.value.kind) == (503, "render-queue-busy")
+    assert refused.value.headers["Retry-After"] and system.app.recorder.max_notification_id() == before
+    system.close()
