@@ -54,6 +54,9 @@ class Settings:
     api_max_queue: int = 256
     """The most requests the render queue holds, everybody's together, before the HTTP service refuses another
     (503): a bound on the backlog that accounts made for the purpose cannot push past."""
+    api_connections_per_address: int = 50
+    """Connections one client address may hold open to the HTTP service at once (`provenance.api.connections`);
+    behind a reverse proxy, whose connections all come from its address, as many as the proxy opens."""
     api_max_upload: int = 512 * 2**20
     """The largest file `POST /verify` and `/matches/byContent` accept, in bytes."""
     api_cors_origins: tuple[str, ...] = ()
@@ -132,6 +135,9 @@ class Settings:
             api_rate=_positive_int("API_RATE", get("API_RATE"), cls.api_rate),
             api_max_queued=_positive_int("API_MAX_QUEUED", get("API_MAX_QUEUED"), cls.api_max_queued),
             api_max_queue=_positive_int("API_MAX_QUEUE", get("API_MAX_QUEUE"), cls.api_max_queue),
+            api_connections_per_address=_positive_int(
+                "API_CONNECTIONS_PER_ADDRESS", get("API_CONNECTIONS_PER_ADDRESS"), cls.api_connections_per_address
+            ),
             api_max_upload=_positive_int("API_MAX_UPLOAD", get("API_MAX_UPLOAD"), cls.api_max_upload),
             api_cors_origins=tuple(o.strip() for o in (get("API_CORS_ORIGINS") or "").split(",") if o.strip()),
             api_open_signup=_flag("API_OPEN_SIGNUP", get("API_OPEN_SIGNUP"), cls.api_open_signup),

@@ -567,3 +567,41 @@ def test_the_render_queue_as_a_whole_is_bounded(tmp_path: Path, monkeypatch: pyt
     assert (refused.value.status, refused.value.kind) == (503, "render-queue-busy")
     assert refused.value.headers["Retry-After"] and system.app.recorder.max_notification_id() == before
     system.close()
+
+
+def test_connections_that_never_finish_a_request_cannot_take_the_service(tmp_path: Path) -> None:
+    """Sockets that open and send nothing (or a request head a byte at a time): one address holds only so many,
+    each is closed once its head is overdue, and everybody else is answered meanwhile."""
+    import socket
+    import time
+
+    from provenance.api.connections import REQUEST_HEAD_S
+
+    def closed_by_server(connection: socket.socket, within_s: float) -> bool:
+        connection.settimeout(within_s)
+        try:
+            return connection.recv(1) == b""
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+
+    home = tmp_path / "home"
+    with running_server(home, api_connections_per_address="5") as client:
+        port = int(str(client.base_url).rsplit(":", 1)[1].strip("/"))
+        idle = []
+        for n in range(8):
+            connection = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
+            if n == 0:
+                connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            idle.append(connection)
+        try:
+            assert all(closed_by_server(c, 5) for c in idle[5:])  # past the address's share, at once
+            assert client.get("/health").status_code == 200  # another address is answered
+            started = time.monotonic()
+            assert not any(closed_by_server(c, 0.5) for c in idle[:5])
+            assert all(closed_by_server(c, REQUEST_HEAD_S + 5) for c in idle[:5])  # their heads overdue
+            assert time.monotonic() - started < REQUEST_HEAD_S + 5
+        finally:
+            for connection in idle:
+                connection.close()

@@ -40,6 +40,7 @@ def api(system: System, args: argparse.Namespace) -> int:
     import uvicorn
 
     from provenance.api.app import create_app
+    from provenance.api.connections import guarded
     from provenance.logs import configure_logging
 
     configure_logging(system.settings)
@@ -54,8 +55,9 @@ def api(system: System, args: argparse.Namespace) -> int:
         log_config=None,
         server_header=False,
         proxy_headers=False,
-        limit_concurrency=200,
+        limit_concurrency=1000,
         timeout_keep_alive=5,
+        http=guarded(system.settings.api_connections_per_address),
     )
     uvicorn.Server(config).run(sockets=[listening])
     return 0
