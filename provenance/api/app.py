@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from provenance.api.accounts import Accounts
 from provenance.api.openapi import install_document
 from provenance.api.problems import ApiError, install, problem
-from provenance.api.security import RateLimiter
+from provenance.api.security import RateLimiter, Uploads
 from provenance.bootstrap import System
 from provenance.domain.person import person_id_for
 from provenance.reference_check import MAX_REFERENCE_BYTES
@@ -61,6 +61,7 @@ class ApiContext:
     credentials_limiter: RateLimiter
     """Password and client-secret checks from one address, whatever handle or client they name (each costs a
     hash, as slow for a made-up account as for a real one)."""
+    uploads: Uploads = field(default_factory=Uploads)
     renders: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-render")
     )

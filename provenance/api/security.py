@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -105,6 +106,44 @@ class RateLimiter:
                 return (1 - tokens) / self.rate
             self._buckets[key] = (tokens - 1, now)
             return 0.0
+
+
+UPLOADS_PER_CALLER = 2
+"""Files one caller (a person or a platform's client) may be sending at once."""
+UPLOADS_AT_ONCE = 8
+"""Files the service receives at once, everybody's together: each may be `PROVENANCE_API_MAX_UPLOAD` bytes on the
+data directory's disk until it is verified."""
+
+
+class Uploads:
+    """The files being received, by caller, so that no one caller, nor everybody together, fills the disk."""
+
+    def __init__(self) -> None:
+        self._by_caller: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def receiving(self, caller: str) -> Iterator[None]:
+        with self._lock:
+            if self._by_caller.get(caller, 0) >= UPLOADS_PER_CALLER:
+                raise ApiError(
+                    429,
+                    "too-many-uploads",
+                    f"you are sending {UPLOADS_PER_CALLER} files already; send this one when one of them is done",
+                    {"Retry-After": "5"},
+                )
+            if sum(self._by_caller.values()) >= UPLOADS_AT_ONCE:
+                raise ApiError(
+                    503, "uploads-busy", "the service is receiving as many files as it takes", {"Retry-After": "5"}
+                )
+            self._by_caller[caller] = self._by_caller.get(caller, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._by_caller.pop(caller) - 1
+                if left:
+                    self._by_caller[caller] = left
 
 
 def limit(limiter: RateLimiter, key: str) -> None:

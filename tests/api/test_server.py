@@ -605,3 +605,26 @@ def test_connections_that_never_finish_a_request_cannot_take_the_service(tmp_pat
         finally:
             for connection in idle:
                 connection.close()
+
+
+def test_files_received_at_once_are_bounded_per_caller_and_in_all() -> None:
+    """Each file may be hundreds of MiB on the data directory's disk until it is verified."""
+    from contextlib import ExitStack
+
+    from provenance.api.problems import ApiError
+    from provenance.api.security import UPLOADS_AT_ONCE, UPLOADS_PER_CALLER, Uploads
+
+    uploads = Uploads()
+    with ExitStack() as receiving:
+        for _ in range(UPLOADS_PER_CALLER):
+            receiving.enter_context(uploads.receiving("a member"))
+        with pytest.raises(ApiError) as one_too_many:
+            receiving.enter_context(uploads.receiving("a member"))
+        assert one_too_many.value.status == 429 and one_too_many.value.headers["Retry-After"]
+        for n in range(UPLOADS_AT_ONCE - UPLOADS_PER_CALLER):
+            receiving.enter_context(uploads.receiving(f"caller {n}"))
+        with pytest.raises(ApiError) as busy:
+            receiving.enter_context(uploads.receiving("somebody else"))
+        assert busy.value.status == 503
+    with uploads.receiving("a member"), uploads.receiving("a member"):  # every place given back
+        pass

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import Request
 
 from kernel.errors import InvalidInput
-from provenance.api.app import OVER_HTTP
+from provenance.api.app import OVER_HTTP, context
 from provenance.api.security import Principal
 
 _KEY = re.compile(r"[A-Za-z0-9._:-]{1,100}")
@@ -41,8 +41,16 @@ async def body_bytes(request: Request) -> bytes:
 
 
 @asynccontextmanager
-async def body_file(request: Request, scratch: Path) -> AsyncIterator[Path]:
-    """The body streamed to a temporary file (bounded by the size middleware), removed afterwards."""
+async def body_file(request: Request, scratch: Path, caller: str) -> AsyncIterator[Path]:
+    """The body streamed to a temporary file (bounded by the size middleware), removed afterwards; at most a few
+    at once for one caller and for everybody (`Uploads`)."""
+    with context(request).uploads.receiving(caller):
+        async with _received(request, scratch) as path:
+            yield path
+
+
+@asynccontextmanager
+async def _received(request: Request, scratch: Path) -> AsyncIterator[Path]:
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=scratch, prefix="upload-", suffix=".mp4", delete=False) as out:
         path = Path(out.name)

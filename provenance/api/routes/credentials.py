@@ -26,12 +26,12 @@ MAX_RESULTS = 100
 
 
 @router.post("/verify", summary="verify a file's Content Credentials (the body is the file); as `verify --json`")
-async def verify(request: Request, _: Annotated[Principal, Depends(needs("verify", *ANYONE))]) -> dict[str, Any]:
+async def verify(request: Request, caller: Annotated[Principal, Depends(needs("verify", *ANYONE))]) -> dict[str, Any]:
     from provenance.credentials.verify import verify_file
     from provenance.verification import ReadModelStatus
 
     ctx = context(request)
-    async with body_file(request, ctx.system.work_dir) as path:
+    async with body_file(request, ctx.system.work_dir, caller.subject) as path:
         reads = await run_in_threadpool(ctx.reads)
         report = await run_in_threadpool(verify_file, path, ctx.system.trust(), ReadModelStatus(reads))
     return report.to_json_as("(the uploaded file)")  # not the server's scratch path, anywhere in it
@@ -98,7 +98,7 @@ def matches_by_binding(
 @router.post("/matches/byContent", summary="manifests for an asset (the body): exact content, then its watermark")
 async def matches_by_content(
     request: Request,
-    _: Annotated[Principal, Depends(needs("fetch:manifests", *ANYONE))],
+    caller: Annotated[Principal, Depends(needs("fetch:manifests", *ANYONE))],
     alg: Annotated[str | None, Query(max_length=200)] = None,
     hint_alg: Annotated[str | None, Query(alias="hintAlg", max_length=200)] = None,
     hint_value: Annotated[str | None, Query(alias="hintValue", max_length=10_000)] = None,
@@ -110,7 +110,7 @@ async def matches_by_content(
     if alg is not None and alg != ALG:
         raise InvalidInput(f"alg {alg!r} is not supported here (see /services/supportedAlgorithms)")
     ctx = context(request)
-    async with body_file(request, ctx.system.work_dir) as path:
+    async with body_file(request, ctx.system.work_dir, caller.subject) as path:
         resolver = await run_in_threadpool(_resolver, ctx)
         found = await run_in_threadpool(resolver.matches_by_content, path, max_results)
     if not found.matches and hint_alg and hint_value:
