@@ -7,6 +7,7 @@ done. Access follows the API's rules: the same roles open the same things.
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -214,14 +215,27 @@ def video(request: Request, video_id: UUID) -> Response:
     )
 
 
+LINEAGE_SHOWN = 200
+"""Remixes a video's page shows below it at most, nearest first: each costs a query, and a popular video's tree
+grows with every remix of a remix."""
+
+
 def _lineage(reads: Any, video_id: str) -> dict[str, Any]:
-    """The remixes above (ancestors, oldest first) and below (a tree) a video."""
-
-    def tree(node: str, depth: int) -> dict[str, Any]:
-        children = reads.children(node) if depth < 6 else []
-        return {"video_id": node, "children": [tree(c, depth + 1) for c in children[:50]]}
-
-    return {"ancestors": list(reversed(reads.ancestors(video_id))), "below": tree(video_id, 0)["children"]}
+    """The remixes above (ancestors, oldest first) and below (a tree, breadth first, `LINEAGE_SHOWN` at most, six
+    levels deep) a video; `more_below` says that the tree goes on past what is shown."""
+    root: dict[str, Any] = {"video_id": video_id, "children": []}
+    waiting, shown, more = deque([(root, 0)]), 0, False
+    while waiting and not more:
+        node, depth = waiting.popleft()
+        for child in reads.children(node["video_id"]) if depth < 6 else []:
+            if shown == LINEAGE_SHOWN:
+                more = True
+                break
+            entry: dict[str, Any] = {"video_id": child, "children": []}
+            node["children"].append(entry)
+            waiting.append((entry, depth + 1))
+            shown += 1
+    return {"ancestors": list(reversed(reads.ancestors(video_id))), "below": root["children"], "more_below": more}
 
 
 @router.post("/videos/{video_id}/takedowns")

@@ -395,3 +395,31 @@ def test_an_upload_to_the_console_without_a_live_session_is_refused_before_it_is
         api.client.cookies.clear()
     signed_in(api, "member")
     assert api.client.post("/console/verify", data={"csrf": "x"}, files=clip).status_code != 413
+
+
+def test_a_videos_page_shows_a_bounded_remix_tree_nearest_first() -> None:
+    """Each remix shown costs a query: a popular video's tree (three remixes of every remix, six levels: 1,092)
+    is shown to `LINEAGE_SHOWN`, the nearest first, saying that there are more."""
+    from provenance.console.pages import LINEAGE_SHOWN, _lineage
+
+    class Remixes:
+        asked = 0
+
+        def children(self, video_id: str) -> list[str]:
+            self.asked += 1
+            return [f"{video_id}.{n}" for n in range(3)] if video_id.count(".") < 6 else []
+
+        def ancestors(self, video_id: str) -> list[str]:
+            return []
+
+    reads = Remixes()
+    lineage = _lineage(reads, "v")
+
+    def shown(nodes: list[dict[str, Any]]) -> list[str]:
+        return [n["video_id"] for n in nodes] + [v for n in nodes for v in shown(n["children"])]
+
+    below = shown(lineage["below"])
+    assert len(below) == LINEAGE_SHOWN and lineage["more_below"] and reads.asked <= LINEAGE_SHOWN + 1
+    assert {"v.0", "v.2", "v.2.2", "v.2.2.2", "v.2.2.2.2"} <= set(below)  # whole levels before deeper ones
+    small = _lineage(Remixes(), "v.0.0.0.0.0")
+    assert shown(small["below"]) == ["v.0.0.0.0.0.0", "v.0.0.0.0.0.1", "v.0.0.0.0.0.2"] and not small["more_below"]
