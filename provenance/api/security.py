@@ -158,6 +158,22 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def client_network(request: Request) -> str:
+    """The network the caller's address belongs to, as one party usually holds it: an IPv4 /24, an IPv6 /64 (of
+    which one host is given billions of addresses); any other address as it is."""
+    import ipaddress
+
+    address = client_address(request)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    prefix = 24 if parsed.version == 4 else 64
+    return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False))
+
+
 SIGN_IN_TTL_S = 12 * 3600
 
 

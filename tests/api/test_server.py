@@ -628,3 +628,19 @@ def test_files_received_at_once_are_bounded_per_caller_and_in_all() -> None:
         assert busy.value.status == 503
     with uploads.receiving("a member"), uploads.receiving("a member"):  # every place given back
         pass
+
+
+def test_sign_ups_are_counted_per_network_not_per_address() -> None:
+    """One party holds a whole IPv6 /64 (and often an IPv4 /24): five accounts a minute for all its addresses."""
+    from types import SimpleNamespace
+
+    from provenance.api.security import client_network
+
+    def network(host: str) -> str:
+        return client_network(SimpleNamespace(client=SimpleNamespace(host=host)))  # type: ignore[arg-type]
+
+    assert network("2001:db8:1:2:aaaa::1") == network("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert network("2001:db8:1:3::1") != network("2001:db8:1:2::1")
+    assert network("203.0.113.7") == network("203.0.113.200") == "203.0.113.0/24"
+    assert network("::ffff:203.0.113.9") == "203.0.113.0/24"
+    assert network("testclient") == "testclient"

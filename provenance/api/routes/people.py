@@ -20,7 +20,7 @@ from provenance.api.security import (
     TRUST_AND_SAFETY,
     Principal,
     authenticate,
-    client_address,
+    client_network,
     limit,
     needs,
 )
@@ -43,7 +43,7 @@ def sign_up(body: SignUp, request: Request) -> dict[str, Any]:
         principal = authenticate(request)
         if ADMINISTRATOR not in principal.roles or "admin" not in principal.scopes:
             raise ApiError(403, "forbidden", "accounts are created by an administrator here")
-    limit(ctx.sign_in_limiter, f"sign-up:{client_address(request)}")
+    limit(ctx.sign_in_limiter, f"sign-up:{client_network(request)}")  # a party's many addresses count as one
     person_id = ctx.system.app.register_person(
         body.handle, body.name, ["member"], command_id=command_id(request, principal)
     )
