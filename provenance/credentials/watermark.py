@@ -985,12 +985,13 @@ def _read_stream(path: Path, stream: int, listed: bool, config: WatermarkConfig)
         failure = exc
     finally:
         frames.close()
-    if failure is not None and not found and not (rows and _vote(rows, config).payloads):
+    together = _vote(rows, config) if rows and not found else None  # every sampled frame, as no window decoded
+    if failure is not None and not found and not (together and together.payloads):
         raise failure
     if not rows:
         return WatermarkReading(soft=np.zeros(0), message=np.zeros(0, np.uint8), frames=0, payloads=())
-    if not found:
-        return replace(_vote(rows, config), frames=len(rows))
+    if together is not None:
+        return replace(together, frames=len(rows))
     payloads = tuple(dict.fromkeys(reading.payloads[0] for reading in found))
     return replace(found[0], frames=len(rows), payloads=payloads)
 
