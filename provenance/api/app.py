@@ -151,7 +151,7 @@ class ApiContext:
         if not self.embedded:
             return
         unfinished = self.reads().unfinished_requests(OVER_HTTP)
-        if not unfinished and not self.render_queue().waiting():
+        if not unfinished and not self.render_queue().queued_for():
             return  # the models load with the first request
         try:
             self.gate_workers()
